@@ -1,0 +1,154 @@
+//! The audit trail: one structured event per decision, to `tracing` and to a
+//! durable JSON-lines file that reviews read.
+//!
+//! Events carry ids, names, modes and limits — never a variable's value, a
+//! file's content or a tool's input and output.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::grant::GrantSummary;
+
+/// One audit event, as written to the JSON-lines file.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEvent {
+    /// RFC 3339 time, UTC.
+    pub time: String,
+    /// The task it belongs to.
+    pub task: String,
+    /// The tool the task runs.
+    pub tool: String,
+    /// On whose behalf the task acts.
+    pub principal: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: AuditKind,
+}
+
+/// What an audit event records.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A task was opened with this grant.
+    TaskOpened {
+        /// The task's workload identity.
+        workload: String,
+        /// Milliseconds until the task's deadline.
+        deadline_ms: u64,
+        /// What the grant holds.
+        grant: GrantSummary,
+    },
+    /// An invocation began in a fresh instance.
+    InvocationStarted {
+        /// Invocation id.
+        invocation: String,
+        /// `tool` or `command`.
+        shape: &'static str,
+    },
+    /// An invocation hit a limit; it is ended with that limit's error.
+    LimitHit {
+        /// Invocation id.
+        invocation: String,
+        /// Which limit (`memory`, `cpu`, `timeout`, `output`, `input`, `stack`).
+        limit: &'static str,
+        /// Its value, as written in manifests.
+        value: String,
+    },
+    /// An invocation ended, however it ended; teardown has run.
+    InvocationEnded {
+        /// Invocation id.
+        invocation: String,
+        /// `ok`, `tool_error`, `exit`, `trap`, `limit`, `host_error`, `refused` or `cancelled`.
+        outcome: &'static str,
+        /// Exit code of a command component.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// Short reason for anything but `ok`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Wall-clock milliseconds.
+        duration_ms: u64,
+    },
+    /// The task was closed; nothing of it remains.
+    TaskClosed {
+        /// `closed` when the caller closed it, `dropped` when it went out of scope.
+        how: &'static str,
+        /// Milliseconds the task was open.
+        duration_ms: u64,
+        /// Invocations run.
+        invocations: u64,
+        /// Invocations that did not end `ok`.
+        failures: u64,
+    },
+}
+
+/// The audit file could not be written. Tasks refuse to start rather than run unaudited.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log `{path}` cannot be written: {source}")]
+pub struct AuditError {
+    /// The audit file.
+    pub path: PathBuf,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Where audit events go: always `tracing`, and a JSON-lines file if configured.
+#[derive(Debug)]
+pub struct Audit {
+    file: Option<(PathBuf, Mutex<File>)>,
+}
+
+impl Audit {
+    /// Events go to `tracing` only.
+    pub fn tracing_only() -> Audit {
+        Audit { file: None }
+    }
+
+    /// Events also go to `path`, appended one JSON object per line; parent
+    /// directories are created.
+    pub fn to_file(path: &Path) -> Result<Audit, AuditError> {
+        let error = |source| AuditError { path: path.to_owned(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
+        Ok(Audit { file: Some((path.to_owned(), Mutex::new(file))) })
+    }
+
+    /// The audit file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// Records one event. Each line is written with a single `write` call on
+    /// an append-mode file, so concurrent writers (and processes) never
+    /// interleave inside a line.
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let mut line = serde_json::to_string(&event).expect("audit events always serialize");
+        tracing::info!(target: "toolcell::audit", task = %event.task, tool = %event.tool, "{line}");
+        let Some((path, file)) = &self.file else { return Ok(()) };
+        line.push('\n');
+        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(line.as_bytes()).map_err(|source| AuditError { path: path.clone(), source })
+    }
+
+    /// Records an event where there is no caller to return an error to
+    /// (teardown): a failure goes to `tracing` at error level.
+    pub fn record_or_log(&self, event: AuditEvent) {
+        if let Err(error) = self.record(event) {
+            tracing::error!(target: "toolcell::audit", "{error}");
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC.
+pub(crate) fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC times always format")
+}

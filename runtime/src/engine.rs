@@ -1,0 +1,370 @@
+//! The engine: one wasmtime `Engine` per runtime, configured once for this
+//! kind of workload (many short calls, each in a fresh instance), the linker
+//! every component is linked against, and component loading with an on-disk
+//! precompile cache.
+//!
+//! Loading checks, in order: the file reads, its sha256 matches the pin, it is
+//! WebAssembly, it is a component (not a core module), the engine accepts it,
+//! it has a shape toolcell runs (tool or WASI command), and every import links.
+//! Each failure is its own [`LoadError`].
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::error::{Hex, LoadError, RuntimeError};
+use crate::store::{InvocationState, ToolPre};
+use crate::units::ByteSize;
+
+/// Engine-wide settings. These are the operator's, not a tool's: a manifest
+/// can never raise them.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Invocations running at once; more wait for a slot. Sizes the instance pool.
+    pub max_concurrent_invocations: u32,
+    /// The largest memory limit any grant may set.
+    pub max_memory: ByteSize,
+    /// Wasm call stack per invocation; deeper recursion is stopped with the `stack` limit.
+    pub max_wasm_stack: ByteSize,
+    /// How often the epoch ticker runs; the granularity of the `cpu` limit.
+    pub epoch_tick: Duration,
+    /// Where precompiled components are kept; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    /// 256 concurrent invocations, 4GiB max memory, 1MiB wasm stack, 10ms
+    /// ticks, cache in `$XDG_CACHE_HOME/toolcell` (or `~/.cache/toolcell`).
+    fn default() -> Self {
+        EngineSettings {
+            max_concurrent_invocations: 256,
+            max_memory: ByteSize(4 << 30),
+            max_wasm_stack: ByteSize(1 << 20),
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("toolcell"))
+}
+
+/// The shared engine: compiled code, the linker, the epoch ticker and the
+/// concurrency gate. Cheap to share behind an `Arc`; tests share one.
+pub struct ToolEngine {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) linker: Linker<InvocationState>,
+    pub(crate) settings: EngineSettings,
+    pub(crate) slots: Semaphore,
+    compatibility: String,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for ToolEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolEngine").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// What a component is, and so how it is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Exports the toolcell `tool` world: `describe` and `invoke`.
+    Tool,
+    /// Exports `wasi:cli/run`: args and stdin in, stdout, stderr and exit code out.
+    Command,
+}
+
+impl Shape {
+    /// `tool` or `command`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Tool => "tool",
+            Shape::Command => "command",
+        }
+    }
+}
+
+/// A compiled, linked component, ready to be instantiated many times.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its sha256.
+    pub sha256: [u8; 32],
+    /// Tool or command.
+    pub shape: Shape,
+    pub(crate) pre: Pre,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("path", &self.path)
+            .field("sha256", &Hex(&self.sha256).to_string())
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Tool(ToolPre<InvocationState>),
+    Command(CommandPre<InvocationState>),
+}
+
+impl ToolEngine {
+    /// Builds the engine, the linker and the ticker thread.
+    pub fn new(settings: EngineSettings) -> Result<Arc<ToolEngine>, RuntimeError> {
+        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let slots = settings.max_concurrent_invocations.max(1);
+
+        let mut pool = PoolingAllocationConfig::new();
+        // One component instance per running invocation; Rust components hold
+        // a few core instances and memories each, other toolchains more.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(16))
+            .total_memories(slots.saturating_mul(4))
+            .total_tables(slots.saturating_mul(16))
+            .total_stacks(slots)
+            .max_memories_per_module(4)
+            .max_tables_per_module(4)
+            .max_memory_size(usize::try_from(settings.max_memory.0).unwrap_or(usize::MAX));
+
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .max_wasm_stack(byte_count(settings.max_wasm_stack))
+            // Host functions run on the same fiber stack as the guest.
+            .async_stack_size(byte_count(settings.max_wasm_stack) + (1 << 20))
+            // WASI 0.2 needs no component-model concurrency, and it makes every call slower.
+            .concurrency_support(false)
+            // The reservation bounds the largest memory; each pooled memory
+            // reserves (not commits) this much address space.
+            .memory_reservation(settings.max_memory.0.max(1 << 30))
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config).map_err(engine_error)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        crate::caps::log::add_to_linker(&mut linker).map_err(engine_error)?;
+
+        if let Some(dir) = &settings.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Cache { path: dir.clone(), source })?;
+        }
+        let compatibility = {
+            let mut hasher = ShaHasher(Sha256::new());
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            Hex(&hasher.0.finalize()[..8]).to_string()
+        };
+        let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick);
+        Ok(Arc::new(ToolEngine {
+            engine,
+            linker,
+            slots: Semaphore::new(slots as usize),
+            settings,
+            compatibility,
+            _ticker: ticker,
+        }))
+    }
+
+    /// Engine settings in force.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Loads, checks and links a component, compiling it or reusing its
+    /// precompiled artifact. `pin` is the sha256 the file must have.
+    pub fn load(&self, path: &Path, pin: Option<&[u8; 32]>) -> Result<LoadedComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(pin) = pin.filter(|pin| **pin != sha256) {
+            return Err(LoadError::HashMismatch {
+                path: path.to_owned(),
+                expected: Hex(pin).to_string(),
+                actual: Hex(&sha256).to_string(),
+            });
+        }
+        match wasm_kind(&bytes) {
+            WasmKind::Component => {}
+            WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_owned() }),
+            WasmKind::NotWasm => return Err(LoadError::NotWasm { path: path.to_owned() }),
+        }
+        let component = self.compile_cached(path, &bytes, &sha256)?;
+        let shape = self.shape_of(path, &component)?;
+        let link_error = |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = match shape {
+            Shape::Tool => Pre::Tool(ToolPre::new(instance_pre).map_err(|error| LoadError::UnsupportedShape {
+                path: path.to_owned(),
+                exports: format!("`describe`/`invoke` with the wrong types ({error:#})"),
+            })?),
+            Shape::Command => Pre::Command(CommandPre::new(instance_pre).map_err(|error| {
+                LoadError::UnsupportedShape {
+                    path: path.to_owned(),
+                    exports: format!("`wasi:cli/run` with the wrong types ({error:#})"),
+                }
+            })?),
+        };
+        Ok(LoadedComponent { path: path.to_owned(), sha256, shape, pre })
+    }
+
+    fn compile_cached(&self, path: &Path, bytes: &[u8], sha256: &[u8; 32]) -> Result<Component, LoadError> {
+        let cached = self
+            .settings
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}-{}.cwasm", Hex(sha256), self.compatibility)));
+        if let Some(cached) = cached.as_deref().filter(|p| p.exists()) {
+            match load_precompiled(&self.engine, cached) {
+                Ok(component) => return Ok(component),
+                // A stale or damaged artifact is rebuilt, never trusted.
+                Err(error) => tracing::warn!(path = %cached.display(), "ignoring precompiled artifact: {error:#}"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|error| LoadError::Invalid { path: path.to_owned(), reason: format!("{error:#}") })?;
+        if let Some(cached) = cached {
+            // The cache is an optimisation: failing to write it costs a recompile, nothing else.
+            if let Err(error) = store_precompiled(&component, &cached) {
+                tracing::warn!(path = %cached.display(), "cannot write precompiled artifact: {error:#}");
+            }
+        }
+        Ok(component)
+    }
+
+    fn shape_of(&self, path: &Path, component: &Component) -> Result<Shape, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        let has = |name: &str| exports.iter().any(|export| *export == name);
+        if has("describe") && has("invoke") {
+            Ok(Shape::Tool)
+        } else if exports.iter().any(|export| export.starts_with("wasi:cli/run@0.2.")) {
+            Ok(Shape::Command)
+        } else {
+            let exports = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+            Err(LoadError::UnsupportedShape { path: path.to_owned(), exports })
+        }
+    }
+}
+
+fn byte_count(size: ByteSize) -> usize {
+    usize::try_from(size.0).unwrap_or(usize::MAX)
+}
+
+/// Loads a precompiled component artifact from the cache.
+///
+/// This is the only `unsafe` in toolcell. Wasmtime trusts precompiled
+/// artifacts as native code, so deserializing one is only sound when the file
+/// was produced by `Component::serialize` of a compatible engine and nobody
+/// else could write it. Both hold here: the file name carries the engine's
+/// compatibility hash, the cache directory is the operator's (toolcell never
+/// loads artifacts from anywhere else, and never from a tool), and wasmtime
+/// itself checks the header's version and settings, failing rather than
+/// loading a mismatched artifact.
+#[allow(unsafe_code)]
+fn load_precompiled(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the function's documentation: the artifact is ours and
+    // was written by `Component::serialize` with this engine's settings.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Writes the artifact to a temporary file and renames it into place, so a
+/// concurrent reader never sees half a file.
+fn store_precompiled(component: &Component, path: &Path) -> wasmtime::Result<()> {
+    let bytes = component.serialize()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, &bytes)?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
+enum WasmKind {
+    Component,
+    CoreModule,
+    NotWasm,
+}
+
+/// Reads the preamble: `\0asm`, then a version and layer that tell core
+/// modules (`01 00 00 00`) from components (layer `01 00`).
+fn wasm_kind(bytes: &[u8]) -> WasmKind {
+    match bytes {
+        [0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00, ..] => WasmKind::Component,
+        [0x00, 0x61, 0x73, 0x6d, _, _, 0x00, 0x00, ..] => WasmKind::CoreModule,
+        _ => WasmKind::NotWasm,
+    }
+}
+
+/// Feeds `Hash` output into sha256, for a stable cache key.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the sha256 state is read")
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Advances the engine's epoch on its own OS thread, so a busy async executor
+/// cannot starve the clock that stops runaway guests.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("toolcell-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preamble_tells_components_from_modules() {
+        assert!(matches!(wasm_kind(b"\0asm\x0d\0\x01\0"), WasmKind::Component));
+        assert!(matches!(wasm_kind(b"\0asm\x01\0\0\0"), WasmKind::CoreModule));
+        assert!(matches!(wasm_kind(b"\x7fELF\x02\x01\x01\0"), WasmKind::NotWasm));
+        assert!(matches!(wasm_kind(b""), WasmKind::NotWasm));
+    }
+}

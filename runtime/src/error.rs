@@ -1,0 +1,200 @@
+//! Typed errors at the library boundary. Each names the limit, rule, file or
+//! field that refused, so a caller can act on it without parsing text.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::audit::AuditError;
+use crate::grant::WideningError;
+
+/// A component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read component `{path}`: {source}")]
+    Read {
+        /// The component file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's sha256 is not the one the manifest pins.
+    #[error("component `{path}` has sha256 {actual}, but the manifest pins {expected}; refusing to load it")]
+    HashMismatch {
+        /// The component file.
+        path: PathBuf,
+        /// The pinned digest, hex.
+        expected: String,
+        /// The file's digest, hex.
+        actual: String,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("`{path}` is not a WebAssembly file (it does not start with the `\\0asm` magic)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "`{path}` is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+         or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The engine refused the component (corrupt, or uses features it lacks).
+    #[error("component `{path}` is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The engine's reason.
+        reason: String,
+    },
+    /// The component exports neither the toolcell `tool` world nor `wasi:cli/run`.
+    #[error(
+        "component `{path}` is neither a toolcell tool (exports `describe` and `invoke`) \
+         nor a WASI command (exports `wasi:cli/run`); it exports: {exports}"
+    )]
+    UnsupportedShape {
+        /// The file.
+        path: PathBuf,
+        /// Its export names, comma separated.
+        exports: String,
+    },
+    /// The component imports something toolcell does not provide.
+    #[error("component `{path}` cannot be linked: {reason}")]
+    Imports {
+        /// The file.
+        path: PathBuf,
+        /// The linker's reason (names the import).
+        reason: String,
+    },
+}
+
+/// A limit of an invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Linear memory.
+    Memory,
+    /// Guest CPU time.
+    Cpu,
+    /// Wall-clock time of the call.
+    Timeout,
+    /// Input bytes.
+    Input,
+    /// Output bytes.
+    Output,
+    /// Wasm call stack.
+    Stack,
+}
+
+impl LimitKind {
+    /// The limit's name as written in manifests and audit events.
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Memory => "memory",
+            LimitKind::Cpu => "cpu",
+            LimitKind::Timeout => "timeout",
+            LimitKind::Input => "max_input",
+            LimitKind::Output => "max_output",
+            LimitKind::Stack => "stack",
+        }
+    }
+}
+
+/// An invocation was stopped because it exceeded a limit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} limit of {value} exceeded{}", kind.name(), detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+pub struct LimitHit {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// Its value, as written in manifests (`64MiB`, `2s`).
+    pub value: String,
+    /// More about it, such as the size that was asked for.
+    pub detail: Option<String>,
+}
+
+/// An invocation did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// A limit was hit; the guest was stopped.
+    #[error("{0}")]
+    Limit(LimitHit),
+    /// The guest crashed (a panic, an unreachable instruction, a bad memory access).
+    #[error("tool crashed: {reason}")]
+    Trap {
+        /// One line: what trapped.
+        reason: String,
+        /// The full error chain with the wasm backtrace, for verbose output.
+        detail: String,
+    },
+    /// The call does not fit the component (tool input for a command, or the reverse).
+    #[error("{0}")]
+    WrongShape(String),
+    /// The task's deadline has passed; no invocation starts.
+    #[error("task deadline has passed; open a new task")]
+    TaskExpired,
+    /// The runtime failed (not the guest's doing).
+    #[error("host error: {0}")]
+    Host(String),
+    /// The audit trail could not be written, so nothing ran.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl InvokeError {
+    /// The short outcome name used in audit events.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            InvokeError::Limit(_) => "limit",
+            InvokeError::Trap { .. } => "trap",
+            InvokeError::WrongShape(_) | InvokeError::TaskExpired => "refused",
+            InvokeError::Host(_) | InvokeError::Audit(_) => "host_error",
+        }
+    }
+}
+
+/// A task could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The narrowing asked for more than the manifest grants.
+    #[error(transparent)]
+    Widening(#[from] WideningError),
+    /// The audit trail could not be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The principal is empty.
+    #[error("a task needs a principal (on whose behalf it acts)")]
+    NoPrincipal,
+}
+
+/// The runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine configuration was refused.
+    #[error("engine configuration refused: {0}")]
+    Engine(String),
+    /// The audit file could not be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The precompile cache directory could not be created.
+    #[error("cache directory `{path}` cannot be used: {source}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Hex of a digest, for messages.
+pub(crate) struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}

@@ -1,0 +1,300 @@
+//! The grant: the validated intersection of a manifest and a task's narrowing.
+//!
+//! This is the one place that decides what an invocation may touch. A task can
+//! only attenuate what the manifest grants: ask for fewer directories, a weaker
+//! mode, fewer variables, lower limits. Anything that would widen the manifest
+//! is refused with an error naming what it tried to widen. Capability code
+//! reads the [`Grant`] and nothing else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
+use crate::units::{ByteSize, TimeSpan};
+
+/// What a task asks to keep of its manifest's grants. `None` fields keep the
+/// manifest's value; an empty list drops everything of that kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    /// The directories to keep, by guest path, each with the mode to use.
+    pub filesystem: Option<Vec<DirNarrowing>>,
+    /// The variables to keep, by name.
+    pub env: Option<Vec<String>>,
+    /// `Some(false)` drops the scratch dir; `Some(true)` requires the manifest to grant one.
+    pub scratch: Option<bool>,
+    /// Lower limits.
+    pub limits: LimitsNarrowing,
+}
+
+/// One directory a task keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirNarrowing {
+    /// The guest path, exactly as the manifest grants it.
+    pub guest: String,
+    /// The mode, no stronger than the manifest's.
+    pub mode: DirMode,
+}
+
+/// Limits a task lowers; each must be at most the manifest's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitsNarrowing {
+    /// Memory cap.
+    pub memory: Option<ByteSize>,
+    /// Guest CPU time.
+    pub cpu: Option<TimeSpan>,
+    /// Wall-clock time of a call.
+    pub timeout: Option<TimeSpan>,
+    /// Input bytes.
+    pub max_input: Option<ByteSize>,
+    /// Output bytes.
+    pub max_output: Option<ByteSize>,
+}
+
+/// A narrowing that asked for more than the manifest grants.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("narrowing would widen the grant of tool `{tool}`: {what}")]
+pub struct WideningError {
+    /// The tool whose manifest would be widened.
+    pub tool: String,
+    /// What the narrowing asked for beyond the manifest.
+    pub what: String,
+}
+
+/// The validated, immutable set of capabilities one task holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The tool it is for.
+    pub tool: String,
+    /// Directories, with their modes.
+    pub filesystem: Vec<DirGrant>,
+    /// Variables with their values, read when the grant was made.
+    pub env: Vec<(String, String)>,
+    /// Guest path of the per-invocation scratch dir, if any.
+    pub scratch: Option<String>,
+    /// Limits of each invocation.
+    pub limits: Limits,
+}
+
+// Variable values stay out of Debug output (they may be tokens).
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Grant")
+            .field("tool", &self.tool)
+            .field("filesystem", &self.filesystem)
+            .field("env", &env)
+            .field("scratch", &self.scratch)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What a grant holds, in the shape audit events and `policy check` print:
+/// names and modes, never values.
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantSummary {
+    /// `guest path -> "read-only (host path)"`.
+    pub filesystem: BTreeMap<String, String>,
+    /// Variable names.
+    pub env: Vec<String>,
+    /// Scratch dir guest path.
+    pub scratch: Option<String>,
+    /// Limits, as written in manifests.
+    pub limits: BTreeMap<&'static str, String>,
+    /// Always false until egress lands: raw sockets and name lookup are denied.
+    pub network: bool,
+}
+
+impl Grant {
+    /// Intersects `manifest` with `narrowing`, reading granted host variables now.
+    pub fn new(manifest: &Manifest, narrowing: &Narrowing) -> Result<Grant, WideningError> {
+        let widen = |what: String| WideningError { tool: manifest.name.clone(), what };
+
+        let filesystem = match &narrowing.filesystem {
+            None => manifest.filesystem.clone(),
+            Some(kept) => {
+                let mut dirs: Vec<DirGrant> = Vec::new();
+                for want in kept {
+                    let granted = manifest
+                        .filesystem
+                        .iter()
+                        .find(|dir| dir.guest == want.guest)
+                        .ok_or_else(|| widen(format!("directory `{}` is not granted by the manifest", want.guest)))?;
+                    if want.mode > granted.mode {
+                        return Err(widen(format!(
+                            "directory `{}` asked {} but the manifest grants {}",
+                            want.guest, want.mode, granted.mode
+                        )));
+                    }
+                    if dirs.iter().any(|dir| dir.guest == want.guest) {
+                        return Err(widen(format!("directory `{}` is named twice", want.guest)));
+                    }
+                    dirs.push(DirGrant { mode: want.mode, ..granted.clone() });
+                }
+                dirs
+            }
+        };
+
+        let env_grants = match &narrowing.env {
+            None => manifest.env.clone(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    manifest
+                        .env
+                        .iter()
+                        .find(|grant| &grant.name == name)
+                        .cloned()
+                        .ok_or_else(|| widen(format!("variable `{name}` is not granted by the manifest")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        // A host variable that is not set is simply absent in the guest.
+        let env = env_grants
+            .into_iter()
+            .filter_map(|grant| match grant.source {
+                EnvSource::Value(value) => Some((grant.name, value)),
+                EnvSource::Host => std::env::var(&grant.name).ok().map(|value| (grant.name, value)),
+            })
+            .collect();
+
+        let scratch = match narrowing.scratch {
+            None | Some(true) if manifest.scratch.is_some() => manifest.scratch.clone(),
+            Some(true) => return Err(widen("a scratch dir is not granted by the manifest".to_owned())),
+            None | Some(false) => None,
+        };
+
+        let limits = narrow_limits(&manifest.limits, &narrowing.limits).map_err(widen)?;
+        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, limits })
+    }
+
+    /// The grant's shape for audit events and reports.
+    pub fn summary(&self) -> GrantSummary {
+        GrantSummary {
+            filesystem: self
+                .filesystem
+                .iter()
+                .map(|dir| (dir.guest.clone(), format!("{} ({})", dir.mode, dir.host.display())))
+                .collect(),
+            env: self.env.iter().map(|(name, _)| name.clone()).collect(),
+            scratch: self.scratch.clone(),
+            limits: limits_table(&self.limits),
+            network: false,
+        }
+    }
+}
+
+/// Limits as `name -> value` in manifest syntax.
+pub fn limits_table(limits: &Limits) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("memory", limits.memory.to_string()),
+        ("cpu", limits.cpu.to_string()),
+        ("timeout", limits.timeout.to_string()),
+        ("max_input", limits.max_input.to_string()),
+        ("max_output", limits.max_output.to_string()),
+    ])
+}
+
+fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
+    fn lower<T: PartialOrd + fmt::Display + Copy>(name: &str, ceiling: T, want: Option<T>) -> Result<T, String> {
+        match want {
+            Some(value) if value > ceiling => Err(format!("limits.{name} {value} is above the manifest's {ceiling}")),
+            Some(value) => Ok(value),
+            None => Ok(ceiling),
+        }
+    }
+    let limits = Limits {
+        memory: lower("memory", ceiling.memory, want.memory)?,
+        cpu: lower("cpu", ceiling.cpu, want.cpu)?,
+        timeout: lower("timeout", ceiling.timeout, want.timeout)?,
+        max_input: lower("max_input", ceiling.max_input, want.max_input)?,
+        max_output: lower("max_output", ceiling.max_output, want.max_output)?,
+    };
+    crate::manifest::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::manifest::EnvGrant;
+
+    fn manifest() -> Manifest {
+        let mut manifest = Manifest::ad_hoc(Path::new("t.wasm"));
+        manifest.filesystem = vec![
+            DirGrant { host: "/tmp".into(), guest: "/data".into(), mode: DirMode::ReadWrite },
+            DirGrant { host: "/".into(), guest: "/ro".into(), mode: DirMode::ReadOnly },
+        ];
+        manifest.env = vec![EnvGrant { name: "GREETING".into(), source: EnvSource::Value("hi".into()) }];
+        manifest
+    }
+
+    #[test]
+    fn no_narrowing_keeps_the_manifest() {
+        let grant = Grant::new(&manifest(), &Narrowing::default()).unwrap();
+        assert_eq!(grant.filesystem, manifest().filesystem);
+        assert_eq!(grant.env, vec![("GREETING".to_owned(), "hi".to_owned())]);
+        assert_eq!(grant.limits, Limits::DEFAULT);
+    }
+
+    #[test]
+    fn narrowing_attenuates() {
+        let narrowing = Narrowing {
+            filesystem: Some(vec![DirNarrowing { guest: "/data".into(), mode: DirMode::ReadOnly }]),
+            env: Some(vec![]),
+            limits: LimitsNarrowing { memory: Some(ByteSize(1 << 20)), ..Default::default() },
+            ..Default::default()
+        };
+        let grant = Grant::new(&manifest(), &narrowing).unwrap();
+        assert_eq!(grant.filesystem.len(), 1);
+        assert_eq!(grant.filesystem[0].mode, DirMode::ReadOnly);
+        assert!(grant.env.is_empty());
+        assert_eq!(grant.limits.memory, ByteSize(1 << 20));
+    }
+
+    #[test]
+    fn widening_is_refused_and_named() {
+        let cases = [
+            (
+                Narrowing {
+                    filesystem: Some(vec![DirNarrowing { guest: "/etc".into(), mode: DirMode::ReadOnly }]),
+                    ..Default::default()
+                },
+                "directory `/etc` is not granted",
+            ),
+            (
+                Narrowing {
+                    filesystem: Some(vec![DirNarrowing { guest: "/ro".into(), mode: DirMode::ReadWrite }]),
+                    ..Default::default()
+                },
+                "directory `/ro` asked read-write but the manifest grants read-only",
+            ),
+            (Narrowing { env: Some(vec!["HOME".into()]), ..Default::default() }, "variable `HOME`"),
+            (Narrowing { scratch: Some(true), ..Default::default() }, "scratch dir"),
+            (
+                Narrowing {
+                    limits: LimitsNarrowing { timeout: Some(TimeSpan(Duration::from_secs(3600))), ..Default::default() },
+                    ..Default::default()
+                },
+                "limits.timeout 1h is above the manifest's 30s",
+            ),
+        ];
+        for (narrowing, expected) in cases {
+            let error = Grant::new(&manifest(), &narrowing).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error} lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn debug_and_summary_hide_values() {
+        let grant = Grant::new(&manifest(), &Narrowing::default()).unwrap();
+        assert!(!format!("{grant:?}").contains("\"hi\""));
+        let summary = serde_json::to_string(&grant.summary()).unwrap();
+        assert!(summary.contains("GREETING") && !summary.contains("\"hi\""));
+    }
+}

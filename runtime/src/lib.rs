@@ -1,0 +1,44 @@
+//! toolcell-runtime: runs AI-agent tools as WebAssembly components, each call
+//! in a fresh sandbox holding only what its task was granted.
+//!
+//! Data flows one way: [`Manifest`] (the ceiling an operator writes) ->
+//! [`Grant`] (the manifest narrowed by a task) -> a fresh store per
+//! [`Task::invoke`] -> one module per capability (filesystem, environment,
+//! stdio, log; the network is denied). Capability code never
+//! reads manifests; the CLI only calls this crate's public API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use toolcell_runtime::{Call, Manifest, Runtime, RuntimeConfig, TaskRequest};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let tool = runtime.load_tool(Manifest::load("policies/word-count.toml".as_ref())?)?;
+//! let task = runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60)))?;
+//! let report = task.invoke(Call::tool(r#"{"text":"hello world"}"#)).await?;
+//! println!("{:?}", report.result);
+//! task.close();
+//! # Ok(()) }
+//! ```
+
+mod audit;
+mod caps;
+mod engine;
+mod error;
+mod grant;
+mod manifest;
+mod store;
+mod task;
+mod units;
+
+pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
+pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
+pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine};
+pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
+pub use grant::{DirNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table};
+pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError};
+pub use task::{
+    Call, CallInput, CallReport, CallResult, Runtime, RuntimeConfig, Task, TaskRequest, TaskSummary, Tool, ToolError,
+    ToolInfo,
+};
+pub use units::{ByteSize, TimeSpan, UnitError};

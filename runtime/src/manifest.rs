@@ -1,0 +1,587 @@
+//! Manifests: one TOML file per tool, stating who owns it, which component it
+//! runs, and the ceiling of what it may ever be granted. Deny by default: a
+//! manifest that writes nothing grants nothing.
+//!
+//! Parsing happens in two steps, like ripgrep's flags and its built options:
+//! [`ManifestFile`] is the raw serde shape (unknown fields are errors), and
+//! [`Manifest`] is the validated value the rest of the runtime reads. Every
+//! error names the file, line, column and field that caused it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component as PathPart, Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::units::{ByteSize, TimeSpan};
+
+/// A validated manifest: identity, component, and the grant ceiling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Tool name, lowercase letters, digits and dashes.
+    pub name: String,
+    /// Who answers for this tool (a team or a person).
+    pub owner: String,
+    /// Why the tool exists, for reviewers.
+    pub purpose: String,
+    /// When the grants must be reviewed again; `None` only for ad-hoc manifests.
+    pub review_by: Option<time::Date>,
+    /// The component file, absolute or relative to the working directory.
+    pub component: PathBuf,
+    /// The sha256 the component must have, if pinned.
+    pub sha256: Option<[u8; 32]>,
+    /// Directories the tool may see.
+    pub filesystem: Vec<DirGrant>,
+    /// Environment variables the tool may see.
+    pub env: Vec<EnvGrant>,
+    /// A fresh, empty, read-write directory for each invocation, removed at teardown.
+    pub scratch: Option<String>,
+    /// Resource limits of each invocation.
+    pub limits: Limits,
+    /// The file this manifest came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// One directory a tool may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Host directory (canonical, so later checks compare real paths).
+    pub host: PathBuf,
+    /// Absolute path inside the guest.
+    pub guest: String,
+    /// What the tool may do there.
+    pub mode: DirMode,
+}
+
+/// Access to a granted directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirMode {
+    /// List and read only.
+    ReadOnly,
+    /// Read, create, write, rename and remove.
+    ReadWrite,
+}
+
+impl fmt::Display for DirMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DirMode::ReadOnly => "read-only",
+            DirMode::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// One environment variable a tool may see.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvGrant {
+    /// The variable's name inside the guest.
+    pub name: String,
+    /// Where its value comes from.
+    pub source: EnvSource,
+}
+
+/// Where a granted variable's value comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnvSource {
+    /// The host's variable of the same name, read when a task opens.
+    Host,
+    /// A value written in the manifest.
+    Value(String),
+}
+
+// Values are left out of Debug output: an operator may pass a token through
+// the environment, and Debug output ends up in logs.
+impl fmt::Debug for EnvGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvGrant").field("name", &self.name).field("source", &self.source).finish()
+    }
+}
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EnvSource::Host => "Host",
+            EnvSource::Value(_) => "Value(<hidden>)",
+        })
+    }
+}
+
+/// Resource limits of one invocation. Each has a default (see [`Limits::DEFAULT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory the guest may grow to, over all its memories.
+    pub memory: ByteSize,
+    /// Time the guest may spend running its own code.
+    pub cpu: TimeSpan,
+    /// Wall-clock time of the whole call, host waits (sleep, reads) included.
+    pub timeout: TimeSpan,
+    /// Bytes of input: the JSON input of a tool, or args plus stdin of a command.
+    pub max_input: ByteSize,
+    /// Bytes of output: stdout plus stderr plus log lines plus the tool's result.
+    pub max_output: ByteSize,
+}
+
+impl Limits {
+    /// The limits of a manifest that writes none.
+    pub const DEFAULT: Limits = Limits {
+        memory: ByteSize(128 << 20),
+        cpu: TimeSpan(std::time::Duration::from_secs(10)),
+        timeout: TimeSpan(std::time::Duration::from_secs(30)),
+        max_input: ByteSize(1 << 20),
+        max_output: ByteSize(1 << 20),
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// A manifest that failed to parse or validate, with where and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    /// The manifest file (or `<command line>` for flags).
+    pub file: PathBuf,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub column: usize,
+    /// The field, dotted (`limits.memory`, `filesystem[1].host`); empty when unknown.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The raw file shape.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    tool: ToolSection,
+    #[serde(default)]
+    filesystem: Vec<DirEntry>,
+    #[serde(default)]
+    env: EnvSection,
+    scratch: Option<ScratchSection>,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolSection {
+    name: Spanned<String>,
+    owner: Spanned<String>,
+    purpose: Spanned<String>,
+    review_by: Spanned<toml::value::Datetime>,
+    component: Spanned<PathBuf>,
+    sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirEntry {
+    host: Spanned<PathBuf>,
+    guest: Spanned<String>,
+    #[serde(default = "read_only")]
+    mode: DirMode,
+}
+
+fn read_only() -> DirMode {
+    DirMode::ReadOnly
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvSection {
+    #[serde(default)]
+    pass: Vec<Spanned<String>>,
+    #[serde(default)]
+    set: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScratchSection {
+    guest: Spanned<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    memory: Option<ByteSize>,
+    cpu: Option<TimeSpan>,
+    timeout: Option<TimeSpan>,
+    max_input: Option<ByteSize>,
+    max_output: Option<ByteSize>,
+}
+
+// ---------------------------------------------------------------------------
+// Parsing and validation.
+
+impl Manifest {
+    /// Reads and validates a manifest file. Relative paths in it are resolved
+    /// against the directory that holds it.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ManifestError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read manifest: {error}"),
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Validates manifest text as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let at = Locator { text, file: path };
+        let deserializer = toml::Deserializer::parse(text).map_err(|error| at.toml_error(&error, String::new()))?;
+        let raw: ManifestFile = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let field = error.path().to_string();
+            at.toml_error(error.inner(), if field == "." { String::new() } else { field })
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        raw.validate(base, &at)
+    }
+
+    /// A manifest for a component run without one: nothing granted, default limits.
+    pub fn ad_hoc(component: &Path) -> Manifest {
+        let name = component
+            .file_stem()
+            .map(|stem| tool_name_from(&stem.to_string_lossy()))
+            .unwrap_or_else(|| "tool".to_owned());
+        Manifest {
+            name,
+            owner: "(ad hoc)".to_owned(),
+            purpose: "(ad hoc run without a manifest)".to_owned(),
+            review_by: None,
+            component: component.to_owned(),
+            sha256: None,
+            filesystem: Vec::new(),
+            env: Vec::new(),
+            scratch: None,
+            limits: Limits::DEFAULT,
+            source: None,
+        }
+    }
+}
+
+/// Turns a file stem like `word_count` into a valid tool name (`word-count`).
+fn tool_name_from(stem: &str) -> String {
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let name = name.trim_matches('-').to_owned();
+    if name.is_empty() { "tool".to_owned() } else { name }
+}
+
+/// Turns byte offsets into line and column for error messages.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Option<Range<usize>>, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        let (line, column) = match span {
+            Some(span) => {
+                let before = &self.text[..span.start.min(self.text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (line, column)
+            }
+            None => (0, 0),
+        };
+        ManifestError { file: self.file.to_owned(), line, column, field: field.into(), message: message.into() }
+    }
+
+    fn toml_error(&self, error: &toml::de::Error, field: String) -> ManifestError {
+        self.error(error.span(), field, error.message().trim().to_owned())
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        self.error(Some(value.span()), field, message)
+    }
+}
+
+impl ManifestFile {
+    fn validate(self, base: &Path, at: &Locator<'_>) -> Result<Manifest, ManifestError> {
+        let tool = self.tool;
+        validate_tool_name(tool.name.get_ref()).map_err(|m| at.at(&tool.name, "tool.name", m))?;
+        for (value, field) in [(&tool.owner, "tool.owner"), (&tool.purpose, "tool.purpose")] {
+            if value.get_ref().trim().is_empty() {
+                return Err(at.at(value, field, "must not be empty"));
+            }
+        }
+        let review_by = parse_review_date(tool.review_by.get_ref())
+            .map_err(|m| at.at(&tool.review_by, "tool.review_by", m))?;
+        let sha256 = match &tool.sha256 {
+            Some(pin) => Some(parse_sha256(pin.get_ref()).map_err(|m| at.at(pin, "tool.sha256", m))?),
+            None => None,
+        };
+
+        let mut guests = BTreeSet::new();
+        let mut filesystem = Vec::new();
+        for (index, entry) in self.filesystem.iter().enumerate() {
+            let field = |name: &str| format!("filesystem[{index}].{name}");
+            let host = host_dir(&base.join(entry.host.get_ref())).map_err(|m| at.at(&entry.host, field("host"), m))?;
+            let guest = guest_path(entry.guest.get_ref()).map_err(|m| at.at(&entry.guest, field("guest"), m))?;
+            if !guests.insert(guest.clone()) {
+                return Err(at.at(&entry.guest, field("guest"), format!("`{guest}` is granted twice")));
+            }
+            filesystem.push(DirGrant { host, guest, mode: entry.mode });
+        }
+
+        let scratch = match &self.scratch {
+            Some(section) => {
+                let guest = guest_path(section.guest.get_ref()).map_err(|m| at.at(&section.guest, "scratch.guest", m))?;
+                if !guests.insert(guest.clone()) {
+                    return Err(at.at(&section.guest, "scratch.guest", format!("`{guest}` is also a filesystem grant")));
+                }
+                Some(guest)
+            }
+            None => None,
+        };
+
+        let mut env = Vec::new();
+        let mut names = BTreeSet::new();
+        for (index, name) in self.env.pass.iter().enumerate() {
+            let field = format!("env.pass[{index}]");
+            env_name(name.get_ref()).map_err(|m| at.at(name, &field, m))?;
+            if !names.insert(name.get_ref().clone()) {
+                return Err(at.at(name, field, format!("`{}` is granted twice", name.get_ref())));
+            }
+            env.push(EnvGrant { name: name.get_ref().clone(), source: EnvSource::Host });
+        }
+        for (name, value) in &self.env.set {
+            let field = format!("env.set.{name}");
+            // toml::Table keeps no spans; point at the section instead.
+            let nowhere = || at.error(None, &field, "");
+            env_name(name).map_err(|m| ManifestError { message: m, ..nowhere() })?;
+            let Some(value) = value.as_str() else {
+                return Err(ManifestError { message: "must be a string".into(), ..nowhere() });
+            };
+            if !names.insert(name.clone()) {
+                return Err(ManifestError { message: format!("`{name}` is also in env.pass"), ..nowhere() });
+            }
+            env.push(EnvGrant { name: name.clone(), source: EnvSource::Value(value.to_owned()) });
+        }
+
+        let raw = self.limits;
+        let defaults = Limits::DEFAULT;
+        let limits = Limits {
+            memory: raw.memory.unwrap_or(defaults.memory),
+            cpu: raw.cpu.unwrap_or(defaults.cpu),
+            timeout: raw.timeout.unwrap_or(defaults.timeout),
+            max_input: raw.max_input.unwrap_or(defaults.max_input),
+            max_output: raw.max_output.unwrap_or(defaults.max_output),
+        };
+        validate_limits(&limits).map_err(|(field, m)| at.error(None, format!("limits.{field}"), m))?;
+
+        Ok(Manifest {
+            name: tool.name.into_inner(),
+            owner: tool.owner.into_inner(),
+            purpose: tool.purpose.into_inner(),
+            review_by: Some(review_by),
+            component: base.join(tool.component.into_inner()),
+            sha256,
+            filesystem,
+            env,
+            scratch,
+            limits,
+            source: Some(at.file.to_owned()),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Field checks, shared by manifest files and command-line grants.
+
+/// Checks a tool name: lowercase ASCII letters, digits and single dashes.
+pub fn validate_tool_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a tool name: use lowercase letters, digits and single dashes, at most 64"))
+    }
+}
+
+fn parse_review_date(value: &toml::value::Datetime) -> Result<time::Date, String> {
+    let (Some(date), None) = (value.date, value.time) else {
+        return Err(format!("`{value}` is not a date: write it like 2027-06-30"));
+    };
+    let month = time::Month::try_from(date.month).map_err(|e| e.to_string())?;
+    time::Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(|e| e.to_string())
+}
+
+/// Parses a lowercase or uppercase hex sha256.
+pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim()).map_err(|_| format!("`{text}` is not hex"))?;
+    bytes.try_into().map_err(|_| "a sha256 is 64 hex digits".to_owned())
+}
+
+/// Checks that `path` is an existing directory and returns its canonical form.
+pub fn host_dir(path: &Path) -> Result<PathBuf, String> {
+    let canonical = path
+        .canonicalize()
+        .map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
+    if !canonical.is_dir() {
+        return Err(format!("`{}` is not a directory", path.display()));
+    }
+    Ok(canonical)
+}
+
+/// Checks a guest path: absolute, no `.` or `..` parts, normalised.
+pub fn guest_path(path: &str) -> Result<String, String> {
+    let parsed = Path::new(path);
+    if !parsed.is_absolute() {
+        return Err(format!("guest path `{path}` must be absolute, like /data"));
+    }
+    let mut normal = String::new();
+    for part in parsed.components() {
+        match part {
+            PathPart::RootDir => {}
+            PathPart::Normal(name) => {
+                normal.push('/');
+                normal.push_str(&name.to_string_lossy());
+            }
+            _ => return Err(format!("guest path `{path}` must not contain `.` or `..`")),
+        }
+    }
+    Ok(if normal.is_empty() { "/".to_owned() } else { normal })
+}
+
+/// Checks an environment variable name.
+pub fn env_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid { Ok(()) } else { Err(format!("`{name}` is not a variable name: use letters, digits and `_`")) }
+}
+
+/// Checks limits against the floors below which a component cannot run at all.
+pub(crate) fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
+    if limits.memory.0 < 64 << 10 {
+        return Err(("memory", format!("{} is below one wasm page (64KiB)", limits.memory)));
+    }
+    for (name, span) in [("cpu", limits.cpu), ("timeout", limits.timeout)] {
+        if span.0.is_zero() {
+            return Err((name, "must be more than 0ms".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(text, Path::new("/work/policies/t.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+[tool]
+name = "word-count"
+owner = "tools@example.com"
+purpose = "Count words"
+review_by = 2027-06-30
+component = "word_count.wasm"
+"#;
+
+    #[test]
+    fn minimal_manifest_grants_nothing() {
+        let manifest = parse(MINIMAL).unwrap();
+        assert_eq!(manifest.name, "word-count");
+        assert!(manifest.filesystem.is_empty());
+        assert!(manifest.env.is_empty());
+        assert_eq!(manifest.scratch, None);
+        assert_eq!(manifest.limits, Limits::DEFAULT);
+        assert_eq!(manifest.component, Path::new("/work/policies/word_count.wasm"));
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = format!("{MINIMAL}\n[limits]\nmemory = \"64MiB\"\nnetwork = true\n");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.field, "limits");
+        assert_eq!(error.line, 11);
+        assert!(error.message.contains("unknown field `network`"), "{error}");
+        assert!(error.to_string().starts_with("/work/policies/t.toml:11:"), "{error}");
+    }
+
+    #[test]
+    fn bad_size_and_duration_name_the_field() {
+        let error = parse(&format!("{MINIMAL}\n[limits]\nmemory = \"64MB\"\n")).unwrap_err();
+        assert_eq!(error.field, "limits.memory");
+        assert!(error.message.contains("invalid size `64MB`"), "{error}");
+        let error = parse(&format!("{MINIMAL}\n[limits]\ntimeout = \"5\"\n")).unwrap_err();
+        assert_eq!(error.field, "limits.timeout");
+        assert!(error.message.contains("invalid duration `5`"), "{error}");
+    }
+
+    #[test]
+    fn missing_directory_names_line_and_field() {
+        let text = format!("{MINIMAL}\n[[filesystem]]\nhost = \"/definitely/not/here\"\nguest = \"/data\"\n");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.field, "filesystem[0].host");
+        assert_eq!(error.line, 10);
+        assert!(error.message.contains("/definitely/not/here"), "{error}");
+    }
+
+    #[test]
+    fn guest_paths_must_be_absolute_and_plain() {
+        assert_eq!(guest_path("/data/x/").unwrap(), "/data/x");
+        assert!(guest_path("data").is_err());
+        assert!(guest_path("/data/../etc").is_err());
+        assert!(guest_path("/./data").is_ok(), "Path normalises `.` away after the root");
+    }
+
+    #[test]
+    fn missing_identity_field_is_an_error() {
+        let text = MINIMAL.replace("owner = \"tools@example.com\"\n", "");
+        let error = parse(&text).unwrap_err();
+        assert!(error.message.contains("missing field `owner`"), "{error}");
+    }
+
+    #[test]
+    fn env_values_stay_out_of_debug_output() {
+        let text = format!("{MINIMAL}\n[env]\nset = {{ API_TOKEN = \"s3cr3t-value\" }}\n");
+        let manifest = parse(&text).unwrap();
+        assert!(!format!("{manifest:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn bad_names_and_pins_are_refused() {
+        let error = parse(&MINIMAL.replace("word-count", "Word Count")).unwrap_err();
+        assert_eq!(error.field, "tool.name");
+        let error = parse(&format!("{MINIMAL}sha256 = \"abc\"\n")).unwrap_err();
+        assert_eq!(error.field, "tool.sha256");
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-invocation state: everything one fresh `Store` holds, built from a
+//! [`Grant`](crate::grant::Grant) and dropped when the invocation ends.
+//!
+//! The [`Meter`] is shared between the store and the code that runs the call,
+//! so a limit recorded deep inside a host function (output, memory, cpu) is
+//! still known after the store and its instance are gone.
+
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::caps::stdio::OutputSink;
+use crate::error::{LimitHit, LimitKind};
+use crate::units::ByteSize;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "tool",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub(crate) use self::toolcell::tool::types::{ToolError as WitToolError, ToolInfo as WitToolInfo};
+
+/// The data of one invocation's `Store`.
+pub(crate) struct InvocationState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) meter: Arc<Meter>,
+    pub(crate) sink: OutputSink,
+    pub(crate) ids: InvocationIds,
+}
+
+/// Ids that tag everything an invocation emits.
+#[derive(Clone, Debug)]
+pub(crate) struct InvocationIds {
+    pub(crate) task: String,
+    pub(crate) invocation: String,
+    pub(crate) tool: String,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Limits recorded during a call and the shared output budget.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    hit: Mutex<Option<LimitHit>>,
+    output_limit: ByteSize,
+    output_used: Mutex<u64>,
+}
+
+impl Meter {
+    pub(crate) fn new(output_limit: ByteSize) -> Meter {
+        Meter { hit: Mutex::new(None), output_limit, output_used: Mutex::new(0) }
+    }
+
+    /// Records the first limit hit; later ones are consequences of it.
+    pub(crate) fn record(&self, hit: LimitHit) -> LimitHit {
+        let mut slot = self.hit.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(hit).clone()
+    }
+
+    pub(crate) fn hit(&self) -> Option<LimitHit> {
+        self.hit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes `bytes` from the output budget shared by stdout, stderr, log
+    /// lines and the tool's result; records the `max_output` limit when it runs out.
+    pub(crate) fn take_output(&self, bytes: usize) -> Result<(), LimitHit> {
+        let mut used = self.output_used.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = used.saturating_add(bytes as u64);
+        if wanted > self.output_limit.0 {
+            return Err(self.record(LimitHit {
+                kind: LimitKind::Output,
+                value: self.output_limit.to_string(),
+                detail: Some(format!("{wanted} bytes written")),
+            }));
+        }
+        *used = wanted;
+        Ok(())
+    }
+}
+
+/// Caps the sum of all linear memories of an invocation. A denied growth
+/// traps at once with the `memory` limit rather than letting the guest's
+/// allocator limp on, so the caller learns which limit stopped it.
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: ByteSize,
+    pub(crate) total: u64,
+    pub(crate) meter: Arc<Meter>,
+}
+
+/// Tables hold function references; a guest growing one without bound would
+/// eat host memory outside the `memory` limit.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_add((desired - current) as u64);
+        if total > self.limit.0 {
+            let hit = self.meter.record(LimitHit {
+                kind: LimitKind::Memory,
+                value: self.limit.to_string(),
+                detail: Some(format!("the guest asked for {} in all", ByteSize(total))),
+            });
+            return Err(wasmtime::Error::msg(hit.to_string()));
+        }
+        self.total = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

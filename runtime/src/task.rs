@@ -1,0 +1,695 @@
+//! Tasks and invocations: the runtime's public API for running tools.
+//!
+//! A [`Task`] is one unit of an agent's work: it holds a [`Grant`] (the
+//! manifest narrowed by the task) for its whole life. Each [`Task::invoke`]
+//! runs one call in a fresh `Store` and instance built from that grant, and
+//! tears it down when the call ends however it ends — success, tool error,
+//! trap, limit, host error, or the caller dropping the future. Closing the
+//! task (or dropping it) writes its closing audit event.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::audit::{Audit, AuditEvent, AuditKind, now_rfc3339};
+use crate::caps::stdio::{Captured, CappedOutput, Channel, LogLine, OutputSender, OutputSink};
+use crate::caps::{env, fs, net};
+use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
+use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
+use crate::grant::{Grant, Narrowing};
+use crate::manifest::{Limits, Manifest};
+use crate::store::{InvocationIds, InvocationState, MemoryLimiter, Meter, WitToolError, WitToolInfo};
+use crate::units::{ByteSize, TimeSpan};
+
+/// How a runtime is set up. The operator's settings, never a tool's.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Engine settings (pool size, memory ceiling, stack, cache).
+    pub engine: EngineSettings,
+    /// The JSON-lines audit file; `None` sends audit events to `tracing` only.
+    pub audit_log: Option<PathBuf>,
+    /// Trust domain of workload ids (`spiffe://<trust-domain>/tool/<tool>/task/<task>`).
+    pub trust_domain: String,
+    /// Where per-invocation scratch dirs are made; defaults to the system temp dir.
+    pub scratch_root: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            engine: EngineSettings::default(),
+            audit_log: None,
+            trust_domain: "toolcell.local".to_owned(),
+            scratch_root: None,
+        }
+    }
+}
+
+/// Runs tools: loads components, opens tasks, records the audit trail.
+#[derive(Debug)]
+pub struct Runtime {
+    engine: Arc<ToolEngine>,
+    audit: Arc<Audit>,
+    trust_domain: String,
+    scratch_root: PathBuf,
+}
+
+/// A loaded tool: its manifest and its linked component.
+#[derive(Debug)]
+pub struct Tool {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The compiled, linked component.
+    pub component: LoadedComponent,
+}
+
+/// What a tool says about itself (from `describe`, or made up for a command).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ToolInfo {
+    /// Tool name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of its output, if stated.
+    pub output_schema: Option<serde_json::Value>,
+    /// `tool` or `command`.
+    pub shape: &'static str,
+}
+
+/// What a caller asks for when opening a task.
+#[derive(Clone, Debug)]
+pub struct TaskRequest {
+    /// On whose behalf the task acts (a user, an agent, a service).
+    pub principal: String,
+    /// How long the task may live; invocations after it are refused and
+    /// running ones are cut at it.
+    pub deadline: Duration,
+    /// What to keep of the manifest's grants.
+    pub narrowing: Narrowing,
+}
+
+impl TaskRequest {
+    /// A request that keeps the manifest's grants.
+    pub fn new(principal: impl Into<String>, deadline: Duration) -> TaskRequest {
+        TaskRequest { principal: principal.into(), deadline, narrowing: Narrowing::default() }
+    }
+}
+
+/// One call of a tool.
+#[derive(Debug)]
+pub struct Call {
+    /// What goes in.
+    pub input: CallInput,
+    /// Where output streams while the call runs; `None` captures it into the report.
+    pub output: Option<OutputSender>,
+}
+
+/// The input of a call, by component shape.
+#[derive(Clone, Debug)]
+pub enum CallInput {
+    /// JSON for a tool's `invoke`.
+    Tool(String),
+    /// Arguments and stdin for a command's `run`.
+    Command {
+        /// Arguments after the program name.
+        args: Vec<String>,
+        /// Bytes on stdin.
+        stdin: Vec<u8>,
+    },
+}
+
+impl Call {
+    /// A call of a tool component with JSON input.
+    pub fn tool(input: impl Into<String>) -> Call {
+        Call { input: CallInput::Tool(input.into()), output: None }
+    }
+
+    /// A call of a command component.
+    pub fn command(args: Vec<String>, stdin: Vec<u8>) -> Call {
+        Call { input: CallInput::Command { args, stdin }, output: None }
+    }
+
+    /// Streams output to `sender` instead of capturing it.
+    pub fn streaming(mut self, sender: OutputSender) -> Call {
+        self.output = Some(sender);
+        self
+    }
+}
+
+/// What a finished call returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// A tool's JSON output.
+    Output(String),
+    /// A tool's own error value.
+    ToolError(ToolError),
+    /// A command's exit code (0 is success).
+    Exit(i32),
+}
+
+/// A tool's own error, as the WIT `tool-error` variant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// The input was wrong.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The tool was refused something.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// A system the tool talked to failed.
+    #[error("upstream failure: {0}")]
+    Upstream(String),
+    /// Any other failure.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl From<WitToolError> for ToolError {
+    fn from(error: WitToolError) -> ToolError {
+        match error {
+            WitToolError::InvalidInput(m) => ToolError::InvalidInput(m),
+            WitToolError::Denied(m) => ToolError::Denied(m),
+            WitToolError::Upstream(m) => ToolError::Upstream(m),
+            WitToolError::Failed(m) => ToolError::Failed(m),
+        }
+    }
+}
+
+/// A finished call.
+#[derive(Clone, Debug)]
+pub struct CallReport {
+    /// Invocation id (in the audit trail).
+    pub invocation: String,
+    /// What it returned.
+    pub result: CallResult,
+    /// Captured stdout (empty when streamed).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (empty when streamed).
+    pub stderr: Vec<u8>,
+    /// Captured log lines (empty when streamed).
+    pub logs: Vec<LogLine>,
+    /// Wall-clock time of the call.
+    pub duration: Duration,
+}
+
+impl CallReport {
+    /// True for tool output and exit code 0.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.result, CallResult::Output(_) | CallResult::Exit(0))
+    }
+}
+
+/// How a task ended, for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// Invocations run.
+    pub invocations: u64,
+    /// Invocations that did not succeed.
+    pub failures: u64,
+    /// How long it was open.
+    pub duration: Duration,
+}
+
+impl Runtime {
+    /// Builds a runtime with its own engine.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = ToolEngine::new(config.engine.clone())?;
+        Runtime::with_engine(engine, config)
+    }
+
+    /// Builds a runtime on an existing engine (`config.engine` is ignored).
+    /// Runtimes sharing an engine share its compiled code and its
+    /// concurrency limit.
+    pub fn with_engine(engine: Arc<ToolEngine>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let audit = match &config.audit_log {
+            Some(path) => Audit::to_file(path)?,
+            None => Audit::tracing_only(),
+        };
+        Ok(Runtime {
+            engine,
+            audit: Arc::new(audit),
+            trust_domain: config.trust_domain,
+            scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<ToolEngine> {
+        &self.engine
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Loads the component a manifest names, checking its pin.
+    pub fn load_tool(&self, manifest: Manifest) -> Result<Arc<Tool>, LoadError> {
+        let component = self.engine.load(&manifest.component, manifest.sha256.as_ref())?;
+        Ok(Arc::new(Tool { manifest, component }))
+    }
+
+    /// Describes a tool by calling its `describe` in a fresh instance that is
+    /// granted nothing. Commands are described from their manifest.
+    pub async fn describe(&self, tool: &Tool) -> Result<ToolInfo, InvokeError> {
+        let manifest = &tool.manifest;
+        let Pre::Tool(pre) = &tool.component.pre else {
+            return Ok(ToolInfo {
+                name: manifest.name.clone(),
+                description: format!("WASI command: {}", manifest.purpose),
+                input_schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "args": { "type": "array", "items": { "type": "string" } },
+                        "stdin": { "type": "string" }
+                    },
+                    "additionalProperties": false
+                }),
+                output_schema: None,
+                shape: Shape::Command.name(),
+            });
+        };
+        let grant = Grant::new(&Manifest { filesystem: vec![], env: vec![], scratch: None, ..manifest.clone() }, &Narrowing::default())
+            .map_err(|error| InvokeError::Host(error.to_string()))?;
+        let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
+        let meter = Arc::new(Meter::new(grant.limits.max_output));
+        let sink = OutputSink { forward: None, captured: Default::default() };
+        let work = async {
+            let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
+            let mut store = build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None)?;
+            let info: WitToolInfo = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.call_describe(&mut store).await
+            }
+            .await
+            .map_err(|error| classify(error, &meter, &self.engine.settings))?;
+            Ok::<_, InvokeError>(info)
+        };
+        let info = with_timeout(grant.limits.timeout.0, None, &meter, work).await?;
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str(text).map_err(|error| InvokeError::Host(format!("tool's {what} is not JSON: {error}")))
+        };
+        Ok(ToolInfo {
+            input_schema: parse("input schema", &info.input_schema)?,
+            output_schema: info.output_schema.as_deref().map(|s| parse("output schema", s)).transpose()?,
+            name: info.name,
+            description: info.description,
+            shape: Shape::Tool.name(),
+        })
+    }
+
+    /// Opens a task: validates the narrowing against the manifest into a
+    /// grant, and records the grant in the audit trail.
+    pub fn open_task(&self, tool: &Arc<Tool>, request: TaskRequest) -> Result<Task, TaskError> {
+        if request.principal.trim().is_empty() {
+            return Err(TaskError::NoPrincipal);
+        }
+        let grant = Grant::new(&tool.manifest, &request.narrowing)?;
+        let id = new_id();
+        let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
+        let opened = Instant::now();
+        let task = Task {
+            id,
+            workload,
+            principal: request.principal,
+            opened,
+            deadline: opened + request.deadline,
+            grant: Arc::new(grant),
+            tool: tool.clone(),
+            engine: self.engine.clone(),
+            audit: self.audit.clone(),
+            scratch_root: self.scratch_root.clone(),
+            invocations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        };
+        task.audit.record(task.event(AuditKind::TaskOpened {
+            workload: task.workload.clone(),
+            deadline_ms: millis(request.deadline),
+            grant: task.grant.summary(),
+        }))?;
+        Ok(task)
+    }
+}
+
+/// One task: a grant held for a principal until a deadline.
+#[derive(Debug)]
+pub struct Task {
+    id: String,
+    workload: String,
+    principal: String,
+    opened: Instant,
+    deadline: Instant,
+    grant: Arc<Grant>,
+    tool: Arc<Tool>,
+    engine: Arc<ToolEngine>,
+    audit: Arc<Audit>,
+    scratch_root: PathBuf,
+    invocations: AtomicU64,
+    failures: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Task {
+    /// Task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Workload identity: `spiffe://<trust-domain>/tool/<tool>/task/<task>`.
+    pub fn workload(&self) -> &str {
+        &self.workload
+    }
+
+    /// The grant every invocation of this task gets.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Runs one call in a fresh instance and tears it down.
+    pub async fn invoke(&self, call: Call) -> Result<CallReport, InvokeError> {
+        let ids = InvocationIds { task: self.id.clone(), invocation: new_id(), tool: self.tool.manifest.name.clone() };
+        let span = tracing::info_span!("invocation", task = %ids.task, invocation = %ids.invocation, tool = %ids.tool);
+        let started = Instant::now();
+        self.audit.record(self.event(AuditKind::InvocationStarted {
+            invocation: ids.invocation.clone(),
+            shape: self.tool.component.shape.name(),
+        }))?;
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let mut teardown = Teardown { task: self, invocation: ids.invocation.clone(), started, done: false };
+        let result = tracing::Instrument::instrument(self.run(&ids, call), span).await;
+        teardown.finish(&result);
+        result
+    }
+
+    async fn run(&self, ids: &InvocationIds, call: Call) -> Result<CallReport, InvokeError> {
+        let started = Instant::now();
+        let remaining = self.deadline.saturating_duration_since(started);
+        if remaining.is_zero() {
+            return Err(InvokeError::TaskExpired);
+        }
+        let limits = self.grant.limits;
+        let component = &self.tool.component;
+        let input_size = match &call.input {
+            CallInput::Tool(json) => json.len(),
+            CallInput::Command { args, stdin } => args.iter().map(|a| a.len() + 1).sum::<usize>() + stdin.len(),
+        } as u64;
+        if input_size > limits.max_input.0 {
+            return Err(InvokeError::Limit(LimitHit {
+                kind: LimitKind::Input,
+                value: limits.max_input.to_string(),
+                detail: Some(format!("{input_size} bytes given")),
+            }));
+        }
+        let meter = Arc::new(Meter::new(limits.max_output));
+        let captured = Arc::new(std::sync::Mutex::new(Captured::default()));
+        let sink = OutputSink { forward: call.output, captured: captured.clone() };
+
+        let work = async {
+            // Waiting for a slot counts against the call's time.
+            let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
+            let scratch = match &self.grant.scratch {
+                Some(_) => Some(
+                    tempfile::Builder::new()
+                        .prefix("toolcell-scratch-")
+                        .tempdir_in(&self.scratch_root)
+                        .map_err(|error| InvokeError::Host(format!("cannot create scratch dir: {error}")))?,
+                ),
+                None => None,
+            };
+            let scratch_path = scratch.as_ref().map(|dir| dir.path());
+            let result = match (&component.pre, call.input) {
+                (Pre::Tool(pre), CallInput::Tool(json)) => {
+                    let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &[], Vec::new(), scratch_path)?;
+                    let returned = async {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        instance.call_invoke(&mut store, &json).await
+                    }
+                    .await
+                    .map_err(|error| classify(error, &meter, &self.engine.settings))?;
+                    let returned = match returned {
+                        Ok(output) => (output.len(), CallResult::Output(output)),
+                        Err(error) => {
+                            let error = ToolError::from(error);
+                            (error.to_string().len(), CallResult::ToolError(error))
+                        }
+                    };
+                    meter.take_output(returned.0).map_err(InvokeError::Limit)?;
+                    returned.1
+                }
+                (Pre::Command(pre), CallInput::Command { args, stdin }) => {
+                    let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
+                    let returned = async {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        instance.wasi_cli_run().call_run(&mut store).await
+                    }
+                    .await;
+                    match returned {
+                        Ok(Ok(())) => CallResult::Exit(0),
+                        Ok(Err(())) => CallResult::Exit(1),
+                        Err(error) => match error.downcast_ref::<I32Exit>() {
+                            Some(I32Exit(code)) => CallResult::Exit(*code),
+                            None => return Err(classify(error, &meter, &self.engine.settings)),
+                        },
+                    }
+                }
+                (Pre::Tool(_), CallInput::Command { .. }) => {
+                    return Err(InvokeError::WrongShape(format!(
+                        "`{}` is a tool component: call it with JSON input, not arguments",
+                        ids.tool
+                    )));
+                }
+                (Pre::Command(_), CallInput::Tool(_)) => {
+                    return Err(InvokeError::WrongShape(format!(
+                        "`{}` is a WASI command: call it with arguments and stdin, not JSON input",
+                        ids.tool
+                    )));
+                }
+            };
+            // The store (and instance) are gone here; the scratch dir goes next.
+            drop(scratch);
+            Ok(result)
+        };
+        // The wall-clock limit wraps everything, so host waits (sleep, reads)
+        // are cut too; the task's deadline can make it shorter.
+        let (timeout, cause) = if remaining < limits.timeout.0 {
+            (remaining, Some("the task's deadline came first"))
+        } else {
+            (limits.timeout.0, None)
+        };
+        let result = with_timeout(timeout, cause, &meter, work).await?;
+        let captured = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(CallReport {
+            invocation: ids.invocation.clone(),
+            result,
+            stdout: captured.stdout,
+            stderr: captured.stderr,
+            logs: captured.logs,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Closes the task and writes its closing audit event. Dropping a task
+    /// does the same, recorded as `dropped`.
+    pub fn close(self) -> TaskSummary {
+        self.finish("closed")
+    }
+
+    fn finish(&self, how: &'static str) -> TaskSummary {
+        let summary = TaskSummary {
+            invocations: self.invocations.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            duration: self.opened.elapsed(),
+        };
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.audit.record_or_log(self.event(AuditKind::TaskClosed {
+                how,
+                duration_ms: millis(summary.duration),
+                invocations: summary.invocations,
+                failures: summary.failures,
+            }));
+        }
+        summary
+    }
+
+    fn event(&self, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            time: now_rfc3339(),
+            task: self.id.clone(),
+            tool: self.tool.manifest.name.clone(),
+            principal: self.principal.clone(),
+            kind,
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.finish("dropped");
+    }
+}
+
+/// Writes the closing event of an invocation on every path: `finish` on the
+/// paths that return, `Drop` when the caller dropped the future.
+struct Teardown<'a> {
+    task: &'a Task,
+    invocation: String,
+    started: Instant,
+    done: bool,
+}
+
+impl Teardown<'_> {
+    fn finish(&mut self, result: &Result<CallReport, InvokeError>) {
+        self.done = true;
+        let (outcome, exit_code, reason) = match result {
+            Ok(report) => match &report.result {
+                CallResult::Output(_) => ("ok", None, None),
+                CallResult::ToolError(error) => ("tool_error", None, Some(error.to_string())),
+                CallResult::Exit(0) => ("ok", Some(0), None),
+                CallResult::Exit(code) => ("exit", Some(*code), None),
+            },
+            Err(error) => (error.outcome(), None, Some(error.to_string())),
+        };
+        if let Err(InvokeError::Limit(hit)) = result {
+            self.task.audit.record_or_log(self.task.event(AuditKind::LimitHit {
+                invocation: self.invocation.clone(),
+                limit: hit.kind.name(),
+                value: hit.value.clone(),
+            }));
+        }
+        self.end(outcome, exit_code, reason);
+    }
+
+    fn end(&self, outcome: &'static str, exit_code: Option<i32>, reason: Option<String>) {
+        if outcome != "ok" {
+            self.task.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.task.audit.record_or_log(self.task.event(AuditKind::InvocationEnded {
+            invocation: self.invocation.clone(),
+            outcome,
+            exit_code,
+            reason,
+            duration_ms: millis(self.started.elapsed()),
+        }));
+    }
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // The caller dropped the call's future: the store, instance and
+            // scratch dir were dropped with it before this runs.
+            self.end("cancelled", None, Some("the caller cancelled the call".to_owned()));
+        }
+    }
+}
+
+/// Runs `work` under the wall-clock limit.
+async fn with_timeout<T>(
+    timeout: Duration,
+    cause: Option<&str>,
+    meter: &Meter,
+    work: impl Future<Output = Result<T, InvokeError>>,
+) -> Result<T, InvokeError> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(InvokeError::Limit(meter.record(LimitHit {
+            kind: LimitKind::Timeout,
+            value: TimeSpan(timeout).to_string(),
+            detail: cause.map(str::to_owned),
+        }))),
+    }
+}
+
+/// Builds the store of one invocation from the grant.
+#[allow(clippy::too_many_arguments)]
+fn build_store(
+    engine: &ToolEngine,
+    grant: &Grant,
+    ids: &InvocationIds,
+    meter: &Arc<Meter>,
+    sink: OutputSink,
+    args: &[String],
+    stdin: Vec<u8>,
+    scratch: Option<&std::path::Path>,
+) -> Result<Store<InvocationState>, InvokeError> {
+    let mut wasi = WasiCtxBuilder::new();
+    env::grant_env(&mut wasi, grant);
+    fs::grant_dirs(&mut wasi, grant, scratch)?;
+    net::deny_sockets(&mut wasi);
+    wasi.arg(&ids.tool).args(args);
+    wasi.stdin(MemoryInputPipe::new(stdin));
+    wasi.stdout(CappedOutput { channel: Channel::Stdout, meter: meter.clone(), sink: sink.clone() });
+    wasi.stderr(CappedOutput { channel: Channel::Stderr, meter: meter.clone(), sink: sink.clone() });
+
+    let state = InvocationState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        memory: MemoryLimiter { limit: grant.limits.memory, total: 0, meter: meter.clone() },
+        meter: meter.clone(),
+        sink,
+        ids: ids.clone(),
+    };
+    let mut store = Store::new(&engine.engine, state);
+    store.limiter(|state| &mut state.memory);
+    cpu_limit(&mut store, &grant.limits, engine.settings.epoch_tick, meter.clone());
+    Ok(store)
+}
+
+/// Counts epoch ticks during which guest code ran. The callback only fires
+/// while the guest executes (at function entries and loop heads), so time
+/// spent waiting in host calls is not counted; every tick also yields to the
+/// executor so the wall-clock timeout can fire during a busy loop.
+fn cpu_limit(store: &mut Store<InvocationState>, limits: &Limits, tick: Duration, meter: Arc<Meter>) {
+    let budget = (limits.cpu.0.as_nanos() / tick.as_nanos().max(1)).max(1) as u64;
+    let value = limits.cpu.to_string();
+    let mut used: u64 = 0;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        used += 1;
+        if used > budget {
+            let hit = meter.record(LimitHit { kind: LimitKind::Cpu, value: value.clone(), detail: None });
+            return Err(wasmtime::Error::msg(hit.to_string()));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+}
+
+/// Names the cause of a failed call: a recorded limit first, then the
+/// engine's own traps, then anything else as a host error.
+fn classify(error: wasmtime::Error, meter: &Meter, settings: &EngineSettings) -> InvokeError {
+    if let Some(hit) = meter.hit() {
+        return InvokeError::Limit(hit);
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => InvokeError::Limit(meter.record(LimitHit {
+            kind: LimitKind::Stack,
+            value: ByteSize(settings.max_wasm_stack.0).to_string(),
+            detail: Some("the wasm call stack is exhausted".to_owned()),
+        })),
+        Some(trap) => {
+            let hint = match trap {
+                wasmtime::Trap::UnreachableCodeReached => " (a panic or abort in the tool; its message is on stderr)",
+                _ => "",
+            };
+            InvokeError::Trap { reason: format!("{trap}{hint}"), detail: format!("{error:?}") }
+        }
+        None => InvokeError::Host(format!("{error:#}")),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,74 @@
+//! toolcell-sdk: what a tool author depends on to build a toolcell tool.
+//!
+//! A tool is a WebAssembly component built for `wasm32-wasip2` that exports
+//! the `toolcell:tool/tool` world. Implement [`Guest`] and export it:
+//!
+//! ```ignore
+//! use toolcell_sdk::{Guest, ToolError, ToolInfo};
+//!
+//! struct Echo;
+//!
+//! impl Guest for Echo {
+//!     fn describe() -> ToolInfo {
+//!         ToolInfo {
+//!             name: "echo".into(),
+//!             description: "Returns its input.".into(),
+//!             input_schema: r#"{"type":"object"}"#.into(),
+//!             output_schema: None,
+//!         }
+//!     }
+//!     fn invoke(input: String) -> Result<String, ToolError> {
+//!         Ok(input)
+//!     }
+//! }
+//!
+//! toolcell_sdk::export_tool!(Echo);
+//! ```
+//!
+//! The crate is `cdylib`; `cargo build --target wasm32-wasip2 --release`
+//! produces the component. Filesystem access goes through plain `std::fs` on
+//! the paths the manifest grants. This crate never depends on wasmtime.
+
+// The generated bindings are the guest side of the component ABI and are
+// unsafe by nature; everything written by hand here is safe.
+#[allow(unsafe_code)]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "tool",
+        pub_export_macro: true,
+        export_macro_name: "export_tool",
+        default_bindings_module: "toolcell_sdk::bindings",
+    });
+}
+
+pub use bindings::{Guest, export_tool};
+pub use bindings::toolcell::tool::types::{ToolError, ToolInfo};
+
+/// Log lines that land in the host's audit/tracing stream with the task id.
+/// They count against the call's output limit.
+pub mod log {
+    use crate::bindings::toolcell::tool::log::{Level, log};
+
+    /// Logs at trace level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}

@@ -1,0 +1,65 @@
+//! A toolcell tool that does one hostile or ordinary thing, named by the
+//! `action` field of its JSON input.
+
+use serde_json::{Value, json};
+use toolcell_sdk::{Guest, ToolError, ToolInfo, log};
+
+struct Probe;
+
+impl Guest for Probe {
+    fn describe() -> ToolInfo {
+        ToolInfo {
+            name: "probe".into(),
+            description: "Does one thing the tests ask for.".into(),
+            input_schema: json!({
+                "type": "object",
+                "properties": { "action": { "type": "string" } },
+                "required": ["action"]
+            })
+            .to_string(),
+            output_schema: Some(json!({ "type": "object" }).to_string()),
+        }
+    }
+
+    fn invoke(input: String) -> Result<String, ToolError> {
+        let input: Value =
+            serde_json::from_str(&input).map_err(|e| ToolError::InvalidInput(format!("not JSON: {e}")))?;
+        let field = |name: &str| input.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let number = |name: &str| input.get(name).and_then(Value::as_u64).unwrap_or_default();
+        let output = match field("action").as_str() {
+            "echo" => input.clone(),
+            "read" => match std::fs::read_to_string(field("path")) {
+                Ok(text) => json!({ "text": text }),
+                Err(error) => return Err(ToolError::Denied(error.to_string())),
+            },
+            "env" => json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>()),
+            "log" => {
+                for i in 0..number("lines") {
+                    log::info(&format!("line {i}"));
+                }
+                json!({ "logged": number("lines") })
+            }
+            "big-output" => json!({ "data": "y".repeat(number("bytes") as usize) }),
+            "spin" => loop {
+                std::hint::black_box(0);
+            },
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(number("seconds")));
+                json!({ "slept": number("seconds") })
+            }
+            "alloc" => {
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    blocks.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&blocks);
+                }
+            }
+            "panic" => panic!("probe-tool panicked on purpose"),
+            "fail" => return Err(ToolError::Failed("asked to fail".into())),
+            other => return Err(ToolError::InvalidInput(format!("unknown action `{other}`"))),
+        };
+        Ok(output.to_string())
+    }
+}
+
+toolcell_sdk::export_tool!(Probe);

@@ -1,0 +1,12 @@
+#![forbid(unsafe_code)]
+//! Paths of the guest components built by this crate's build script, for
+//! tests. Each is a real component compiled from source in this repository.
+
+/// WASI command that performs one hostile or ordinary action per run.
+pub const PROBE_COMMAND: &str = env!("TOOLCELL_GUEST_PROBE_COMMAND");
+/// toolcell tool that performs one hostile or ordinary action per call.
+pub const PROBE_TOOL: &str = env!("TOOLCELL_GUEST_PROBE_TOOL");
+/// The `word-count` example tool.
+pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
+/// The `file-stats` example command.
+pub const FILE_STATS: &str = env!("TOOLCELL_GUEST_FILE_STATS");
