@@ -6,6 +6,8 @@ use toolcell_sdk::{Guest, ToolError, ToolInfo, log};
 
 struct Probe;
 
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Guest for Probe {
     fn describe() -> ToolInfo {
         ToolInfo {
@@ -28,6 +30,9 @@ impl Guest for Probe {
         let number = |name: &str| input.get(name).and_then(Value::as_u64).unwrap_or_default();
         let output = match field("action").as_str() {
             "echo" => input.clone(),
+            // A fresh instance per call starts every static anew, so this
+            // always answers 1 under toolcell.
+            "count" => json!({ "count": CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 }),
             "read" => match std::fs::read_to_string(field("path")) {
                 Ok(text) => json!({ "text": text }),
                 Err(error) => return Err(ToolError::Denied(error.to_string())),

@@ -1,0 +1,156 @@
+//! Tool failures (a tool's error value, a non-zero exit, a crash) are
+//! reported as such; components that are not runnable are refused at load
+//! with an error that says why.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use toolcell_runtime::{CallResult, InvokeError, LoadError, Manifest, ToolError};
+
+#[tokio::test]
+async fn a_guest_panic_is_a_trap_with_its_message_on_stderr() {
+    let h = Harness::new();
+    let err = h.probe(&["panic"], |_| {}).await.unwrap_err();
+    let InvokeError::Trap { reason, detail } = &err else { panic!("expected a trap, got {err:?}") };
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert!(!detail.is_empty());
+    assert_eq!(err.outcome(), "trap");
+
+    let err = h.probe_tool(r#"{"action":"panic"}"#, |_| {}).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Trap { .. }), "{err:?}");
+    h.still_serves().await;
+    let events = h.audit_events();
+    assert_eq!(events.iter().filter(|e| e["event"] == "invocation_ended" && e["outcome"] == "trap").count(), 2);
+}
+
+#[tokio::test]
+async fn panic_message_reaches_stderr_when_streamed() {
+    let h = Harness::new();
+    let tool = h.load(Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND)));
+    let task = h.runtime.open_task(&tool, toolcell_runtime::TaskRequest::new("t", std::time::Duration::from_secs(60))).unwrap();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let call = toolcell_runtime::Call::command(vec!["panic".into()], vec![]).streaming(sender);
+    assert!(task.invoke(call).await.is_err());
+    let mut stderr = Vec::new();
+    while let Ok(chunk) = receiver.try_recv() {
+        if let toolcell_runtime::OutputChunk::Stderr(bytes) = chunk {
+            stderr.extend(bytes);
+        }
+    }
+    assert!(String::from_utf8_lossy(&stderr).contains("probe panicked on purpose"));
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_is_the_tools_failure() {
+    let h = Harness::new();
+    let report = h.probe(&["exit", "7"], |_| {}).await.unwrap();
+    // WASI 0.2 carries success or failure only; any failing code arrives as 1.
+    assert_eq!(report.result, CallResult::Exit(1));
+    assert!(!report.succeeded());
+    let report = h.probe(&["exit", "0"], |_| {}).await.unwrap();
+    assert_eq!(report.result, CallResult::Exit(0));
+    let events = h.audit_events();
+    assert!(events.iter().any(|e| e["event"] == "invocation_ended" && e["outcome"] == "exit" && e["exit_code"] == 1));
+}
+
+#[tokio::test]
+async fn a_tool_error_is_returned_as_a_value() {
+    let h = Harness::new();
+    let report = h.probe_tool(r#"{"action":"fail"}"#, |_| {}).await.unwrap();
+    assert_eq!(report.result, CallResult::ToolError(ToolError::Failed("asked to fail".into())));
+    let report = h.probe_tool("not json", |_| {}).await.unwrap();
+    assert!(matches!(report.result, CallResult::ToolError(ToolError::InvalidInput(_))));
+}
+
+#[tokio::test]
+async fn calling_with_the_wrong_shape_is_refused() {
+    let h = Harness::new();
+    let err = h.call(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL)), toolcell_runtime::Call::command(vec![], vec![])).await;
+    assert!(matches!(err, Err(InvokeError::WrongShape(ref m)) if m.contains("is a tool component")), "{err:?}");
+    let err = h.call(Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND)), toolcell_runtime::Call::tool("{}")).await;
+    assert!(matches!(err, Err(InvokeError::WrongShape(ref m)) if m.contains("is a WASI command")), "{err:?}");
+}
+
+fn load(h: &Harness, path: &Path) -> LoadError {
+    h.runtime.load_tool(Manifest::ad_hoc(path)).unwrap_err()
+}
+
+#[test]
+fn a_corrupt_file_is_refused() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not webassembly at all").unwrap();
+    let err = load(&h, &garbage);
+    assert!(matches!(err, LoadError::NotWasm { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a WebAssembly file"));
+
+    // A real component cut in half: right preamble, broken body.
+    let bytes = std::fs::read(guests::WORD_COUNT).unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(&h, &truncated);
+    assert!(matches!(err, LoadError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("is invalid"), "{err}");
+
+    let missing = dir.path().join("missing.wasm");
+    assert!(matches!(load(&h, &missing), LoadError::Read { .. }));
+}
+
+#[test]
+fn a_core_module_is_refused() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.wasm");
+    // The smallest valid core module: magic and version 1.
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let err = load(&h, &module);
+    assert!(matches!(err, LoadError::CoreModule { .. }), "{err:?}");
+    assert!(err.to_string().contains("core WebAssembly module, not a component"));
+}
+
+#[test]
+fn a_component_of_another_shape_is_refused() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.wasm");
+    // The smallest valid component: it exports nothing.
+    std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
+    let err = load(&h, &empty);
+    assert!(matches!(err, LoadError::UnsupportedShape { .. }), "{err:?}");
+    assert!(err.to_string().contains("exports: nothing"), "{err}");
+}
+
+#[test]
+fn a_sha256_mismatch_is_refused_and_a_match_loads() {
+    let h = Harness::new();
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::WORD_COUNT));
+    manifest.sha256 = Some([0xab; 32]);
+    let err = h.runtime.load_tool(manifest.clone()).unwrap_err();
+    assert!(matches!(err, LoadError::HashMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains(&"ab".repeat(32)), "{err}");
+
+    use sha2::Digest;
+    manifest.sha256 = Some(sha2::Sha256::digest(std::fs::read(guests::WORD_COUNT).unwrap()).into());
+    h.runtime.load_tool(manifest).unwrap();
+}
+
+#[test]
+fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = toolcell_runtime::EngineSettings {
+        cache_dir: Some(dir.path().to_owned()),
+        max_concurrent_invocations: 4,
+        ..Default::default()
+    };
+    let engine = toolcell_runtime::ToolEngine::new(settings).unwrap();
+    engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(artifacts.len(), 1, "one precompiled artifact is cached");
+    std::fs::write(&artifacts[0], b"garbage where native code was").unwrap();
+    engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
+    assert_ne!(std::fs::read(&artifacts[0]).unwrap(), b"garbage where native code was");
+}
