@@ -530,7 +530,7 @@ component = "word_count.wasm"
     fn unknown_field_names_file_line_and_field() {
         let text = format!("{MINIMAL}\n[limits]\nmemory = \"64MiB\"\nnetwork = true\n");
         let error = parse(&text).unwrap_err();
-        assert_eq!(error.field, "limits");
+        assert_eq!(error.field, "limits.network");
         assert_eq!(error.line, 11);
         assert!(error.message.contains("unknown field `network`"), "{error}");
         assert!(error.to_string().starts_with("/work/policies/t.toml:11:"), "{error}");
