@@ -1,2 +1,77 @@
+//! `toolcell`: run AI-agent tools as sandboxed WebAssembly components.
+//!
+//! The binary edge: it parses flags, calls `toolcell-runtime`'s public API,
+//! and turns outcomes into output and exit codes. `anyhow` lives here only.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod exit;
+mod grants;
+mod policy;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Runs AI-agent tools as WebAssembly components, each call in a fresh
+/// sandbox that holds only what its task was granted.
+#[derive(Parser, Debug)]
+#[command(name = "toolcell", version, about, long_about = None, after_help = exit::EXIT_CODES_HELP)]
+struct Cli {
+    /// Runtime config file (TOML): audit log, cache dir, pool size, memory ceiling.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Audit log (JSON lines). Default: $XDG_STATE_HOME/toolcell/audit.jsonl
+    /// or ~/.local/state/toolcell/audit.jsonl, unless the config file sets one.
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Print audit events and tool log lines on stderr as they happen.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a component once, in one task, with the grants given.
+    Run(run::RunArgs),
+    /// Print a component's description and input schema.
+    Describe(run::DescribeArgs),
+    /// Work with manifests.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
+            Command::Describe(args) => run::describe(args, cli.config.as_deref()).await,
+            Command::Policy { command } => policy::run(command),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("toolcell: {error:#}");
+            ExitCode::from(exit::REFUSED)
+        }
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    // Tool log lines are printed from the call's output stream; their tracing
+    // copies would print them twice.
+    let default = if verbose { "info,toolcell::guest=off" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+}

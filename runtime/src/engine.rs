@@ -189,15 +189,7 @@ impl ToolEngine {
     /// Loads, checks and links a component, compiling it or reusing its
     /// precompiled artifact. `pin` is the sha256 the file must have.
     pub fn load(&self, path: &Path, pin: Option<&[u8; 32]>) -> Result<LoadedComponent, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(pin) = pin.filter(|pin| **pin != sha256) {
-            return Err(LoadError::HashMismatch {
-                path: path.to_owned(),
-                expected: Hex(pin).to_string(),
-                actual: Hex(&sha256).to_string(),
-            });
-        }
+        let (bytes, sha256) = read_pinned(path, pin)?;
         match wasm_kind(&bytes) {
             WasmKind::Component => {}
             WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_owned() }),
@@ -259,6 +251,25 @@ impl ToolEngine {
             Err(LoadError::UnsupportedShape { path: path.to_owned(), exports })
         }
     }
+}
+
+/// Reads a component file and checks it against its pin, without compiling
+/// it; returns its sha256. What `policy check` uses to vet a manifest.
+pub fn component_digest(path: &Path, pin: Option<&[u8; 32]>) -> Result<[u8; 32], LoadError> {
+    read_pinned(path, pin).map(|(_, sha256)| sha256)
+}
+
+fn read_pinned(path: &Path, pin: Option<&[u8; 32]>) -> Result<(Vec<u8>, [u8; 32]), LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    if let Some(pin) = pin.filter(|pin| **pin != sha256) {
+        return Err(LoadError::HashMismatch {
+            path: path.to_owned(),
+            expected: Hex(pin).to_string(),
+            actual: Hex(&sha256).to_string(),
+        });
+    }
+    Ok((bytes, sha256))
 }
 
 fn byte_count(size: ByteSize) -> usize {

@@ -23,6 +23,7 @@
 
 mod audit;
 mod caps;
+mod config;
 mod engine;
 mod error;
 mod grant;
@@ -33,12 +34,13 @@ mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
-pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine};
+pub use config::RuntimeConfig;
+pub use engine::{EngineSettings, component_digest, LoadedComponent, Shape, ToolEngine};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use grant::{DirNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table};
 pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError};
 pub use task::{
-    Call, CallInput, CallReport, CallResult, Runtime, RuntimeConfig, Task, TaskRequest, TaskSummary, Tool, ToolError,
+    Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError,
     ToolInfo,
 };
 pub use units::{ByteSize, TimeSpan, UnitError};

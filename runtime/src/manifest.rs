@@ -285,6 +285,24 @@ impl Manifest {
     }
 }
 
+/// Field checks for grants written elsewhere than a manifest file (command-line flags).
+impl Manifest {
+    /// Checks a guest path: absolute, no `.` or `..` parts; returns it normalised.
+    pub fn guest_path(path: &str) -> Result<String, String> {
+        guest_path(path)
+    }
+
+    /// Checks that `path` is an existing directory; returns its canonical form.
+    pub fn host_dir(path: &Path) -> Result<PathBuf, String> {
+        host_dir(path)
+    }
+
+    /// Checks an environment variable name.
+    pub fn env_name(name: &str) -> Result<(), String> {
+        env_name(name)
+    }
+}
+
 /// Turns a file stem like `word_count` into a valid tool name (`word-count`).
 fn tool_name_from(stem: &str) -> String {
     let name: String = stem
@@ -418,7 +436,7 @@ impl ManifestFile {
 // Field checks, shared by manifest files and command-line grants.
 
 /// Checks a tool name: lowercase ASCII letters, digits and single dashes.
-pub fn validate_tool_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_tool_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -441,13 +459,13 @@ fn parse_review_date(value: &toml::value::Datetime) -> Result<time::Date, String
 }
 
 /// Parses a lowercase or uppercase hex sha256.
-pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
     let bytes = hex::decode(text.trim()).map_err(|_| format!("`{text}` is not hex"))?;
     bytes.try_into().map_err(|_| "a sha256 is 64 hex digits".to_owned())
 }
 
 /// Checks that `path` is an existing directory and returns its canonical form.
-pub fn host_dir(path: &Path) -> Result<PathBuf, String> {
+pub(crate) fn host_dir(path: &Path) -> Result<PathBuf, String> {
     let canonical = path
         .canonicalize()
         .map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
@@ -458,7 +476,7 @@ pub fn host_dir(path: &Path) -> Result<PathBuf, String> {
 }
 
 /// Checks a guest path: absolute, no `.` or `..` parts, normalised.
-pub fn guest_path(path: &str) -> Result<String, String> {
+pub(crate) fn guest_path(path: &str) -> Result<String, String> {
     let parsed = Path::new(path);
     if !parsed.is_absolute() {
         return Err(format!("guest path `{path}` must be absolute, like /data"));
@@ -478,7 +496,7 @@ pub fn guest_path(path: &str) -> Result<String, String> {
 }
 
 /// Checks an environment variable name.
-pub fn env_name(name: &str) -> Result<(), String> {
+pub(crate) fn env_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

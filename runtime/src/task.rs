@@ -20,36 +20,13 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use crate::audit::{Audit, AuditEvent, AuditKind, now_rfc3339};
 use crate::caps::stdio::{Captured, CappedOutput, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
+use crate::config::RuntimeConfig;
 use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
 use crate::manifest::{Limits, Manifest};
 use crate::store::{InvocationIds, InvocationState, MemoryLimiter, Meter, WitToolError, WitToolInfo};
 use crate::units::{ByteSize, TimeSpan};
-
-/// How a runtime is set up. The operator's settings, never a tool's.
-#[derive(Clone, Debug)]
-pub struct RuntimeConfig {
-    /// Engine settings (pool size, memory ceiling, stack, cache).
-    pub engine: EngineSettings,
-    /// The JSON-lines audit file; `None` sends audit events to `tracing` only.
-    pub audit_log: Option<PathBuf>,
-    /// Trust domain of workload ids (`spiffe://<trust-domain>/tool/<tool>/task/<task>`).
-    pub trust_domain: String,
-    /// Where per-invocation scratch dirs are made; defaults to the system temp dir.
-    pub scratch_root: Option<PathBuf>,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            engine: EngineSettings::default(),
-            audit_log: None,
-            trust_domain: "toolcell.local".to_owned(),
-            scratch_root: None,
-        }
-    }
-}
 
 /// Runs tools: loads components, opens tasks, records the audit trail.
 #[derive(Debug)]

@@ -1,0 +1,69 @@
+//! `toolcell policy check`: validates manifests and prints what each grants.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use toolcell_runtime::{Manifest, component_digest, limits_table};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate manifests and print what each grants. Exits 1 if any is invalid.
+    Check {
+        /// Manifest files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+pub fn run(command: PolicyCommand) -> Result<ExitCode> {
+    let PolicyCommand::Check { files } = command;
+    let mut invalid = 0;
+    for file in &files {
+        match Manifest::load(file).map_err(|e| e.to_string()).and_then(|m| check_component(&m).map(|c| (m, c))) {
+            Ok((manifest, component)) => print_grants(file, &manifest, &component),
+            Err(error) => {
+                invalid += 1;
+                println!("{}: INVALID\n  {error}", file.display());
+            }
+        }
+    }
+    println!("{} checked, {} valid, {invalid} invalid", files.len(), files.len() - invalid);
+    Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The component must exist and match its pin for the manifest to be usable.
+fn check_component(manifest: &Manifest) -> Result<String, String> {
+    let path = &manifest.component;
+    let digest = component_digest(path, manifest.sha256.as_ref()).map_err(|e| format!("tool.component: {e}"))?;
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(match manifest.sha256 {
+        Some(_) => format!("{} (sha256 pinned, matches)", path.display()),
+        None => format!("{} (sha256 {hex}, not pinned)", path.display()),
+    })
+}
+
+fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
+    let today = time::OffsetDateTime::now_utc().date();
+    println!("{}: ok", file.display());
+    println!("  tool        {} — {}", manifest.name, manifest.purpose);
+    let review = match manifest.review_by {
+        Some(date) if date < today => format!("{date} (OVERDUE)"),
+        Some(date) => date.to_string(),
+        None => "none".into(),
+    };
+    println!("  owner       {} (review by {review})", manifest.owner);
+    println!("  component   {component}");
+    if manifest.filesystem.is_empty() {
+        println!("  filesystem  nothing");
+    }
+    for dir in &manifest.filesystem {
+        println!("  filesystem  {} -> {} ({})", dir.host.display(), dir.guest, dir.mode);
+    }
+    let env: Vec<&str> = manifest.env.iter().map(|e| e.name.as_str()).collect();
+    println!("  env         {}", if env.is_empty() { "nothing".into() } else { env.join(", ") });
+    println!("  scratch     {}", manifest.scratch.as_deref().unwrap_or("none"));
+    println!("  network     denied");
+    let limits: Vec<String> = limits_table(&manifest.limits).into_iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("  limits      {}", limits.join(", "));
+}

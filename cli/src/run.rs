@@ -1,0 +1,230 @@
+//! `toolcell run` and `toolcell describe`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use toolcell_runtime::{
+    ByteSize, Call, CallResult, LogLevel, Manifest, OutputChunk, Runtime, RuntimeConfig, Shape, TaskRequest,
+    TimeSpan,
+};
+
+use crate::exit;
+use crate::grants::{DirFlag, EnvFlag, GrantFlags, parse_dir, parse_env};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Without --manifest and grant flags nothing is granted: no files, no variables, no network.
+With --manifest, the flags narrow the manifest's grants and may not widen them.
+
+Examples:
+  toolcell run word_count.wasm --input '{\"text\":\"hello world\"}'
+  toolcell run --dir ./docs::/docs:ro file-stats.wasm -- /docs
+  toolcell run --manifest policies/file-stats.toml --timeout 2s -- /docs")]
+pub struct RunArgs {
+    /// The tool's manifest; its grants are the most the run may have.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Grant a directory: read-write unless `:ro`; GUEST defaults to HOST's absolute path.
+    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro]", value_parser = parse_dir)]
+    dirs: Vec<DirFlag>,
+    /// Grant a variable: its host value, or VALUE.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    env: Vec<EnvFlag>,
+    /// Wall-clock limit of the call, like 500ms, 2s, 1m.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<TimeSpan>,
+    /// Memory limit of the call, like 64MiB, 1GiB.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
+    /// On whose behalf the task acts (recorded in the audit log).
+    #[arg(long, value_name = "NAME")]
+    principal: Option<String>,
+    /// The component (a toolcell tool or a WASI command); optional with --manifest.
+    component: Option<PathBuf>,
+    /// JSON input of a tool component; `-` reads it from stdin.
+    #[arg(long, value_name = "JSON")]
+    input: Option<String>,
+    /// Arguments of a command component.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DescribeArgs {
+    /// The tool's manifest.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The component; optional with --manifest.
+    component: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The runtime config: the file's, with `--audit-log` on top, and a
+/// durable audit file by default so every run leaves a trail.
+fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result<RuntimeConfig> {
+    let mut config = match config {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    if let Some(path) = audit_log {
+        config.audit_log = Some(path.to_owned());
+    }
+    if config.audit_log.is_none() {
+        config.audit_log = default_audit_log();
+    }
+    Ok(config)
+}
+
+fn default_audit_log() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
+    Some(state.join("toolcell/audit.jsonl"))
+}
+
+fn manifest_or_component(manifest: Option<&Path>, component: Option<&Path>) -> Result<(Manifest, bool)> {
+    match (manifest, component) {
+        (Some(_), Some(component)) => bail!(
+            "give a component or a manifest, not both (the manifest names its component; got `{}` too)",
+            component.display()
+        ),
+        (Some(path), None) => Ok((Manifest::load(path)?, true)),
+        (None, Some(component)) => Ok((Manifest::ad_hoc(component), false)),
+        (None, None) => bail!("name a component to run, or a manifest with --manifest"),
+    }
+}
+
+pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>) -> Result<ExitCode> {
+    let (mut manifest, from_file) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
+    let flags = GrantFlags { dirs: args.dirs, env: args.env, timeout: args.timeout, memory: args.memory };
+    let narrowing = if from_file {
+        flags.narrowing(&manifest)?
+    } else {
+        flags.apply_to_ad_hoc(&mut manifest)?;
+        Default::default()
+    };
+    let runtime = Runtime::new(runtime_config(config, audit_log)?)?;
+    let tool = runtime.load_tool(manifest)?;
+    let principal = args.principal.unwrap_or_else(default_principal);
+    // One task for one call: it lives a little past the call's own timeout,
+    // so the call's limit, not the task's deadline, is what stops it.
+    let timeout = narrowing.limits.timeout.unwrap_or(tool.manifest.limits.timeout);
+    let request = TaskRequest { narrowing, ..TaskRequest::new(principal, timeout.0 + Duration::from_secs(5)) };
+    let task = runtime.open_task(&tool, request)?;
+    let max_input = task.grant().limits.max_input;
+
+    let call = match tool.component.shape {
+        Shape::Tool => {
+            if !args.args.is_empty() {
+                bail!("`{}` is a tool component: give it --input JSON, not arguments", tool.manifest.name);
+            }
+            let input = match args.input.as_deref() {
+                Some("-") => String::from_utf8(read_stdin(max_input)?).context("stdin is not UTF-8")?,
+                Some(json) => json.to_owned(),
+                None => "{}".to_owned(),
+            };
+            Call::tool(input)
+        }
+        Shape::Command => {
+            if args.input.is_some() {
+                bail!("`{}` is a WASI command: give it arguments after `--`, not --input", tool.manifest.name);
+            }
+            let stdin = if std::io::stdin().is_terminal() { Vec::new() } else { read_stdin(max_input)? };
+            Call::command(args.args, stdin)
+        }
+    };
+
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_output(receiver, tool.manifest.name.clone()));
+    let result = task.invoke(call.streaming(sender)).await;
+    // The call's output senders are gone with its store; the printer drains and ends.
+    printer.await.context("output printer")?;
+    task.close();
+
+    match result {
+        Ok(report) => match report.result {
+            CallResult::Output(json) => {
+                println!("{json}");
+                Ok(ExitCode::SUCCESS)
+            }
+            CallResult::ToolError(error) => {
+                eprintln!("toolcell: {} returned an error: {error}", tool.manifest.name);
+                Ok(ExitCode::from(exit::TOOL_FAILED))
+            }
+            CallResult::Exit(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(exit::TOOL_FAILED))),
+        },
+        Err(error) => {
+            eprintln!("toolcell: {}: {error}", tool.manifest.name);
+            if let toolcell_runtime::InvokeError::Trap { detail, .. } = &error {
+                tracing::info!("trap detail: {detail}");
+            }
+            Ok(ExitCode::from(exit::for_error(&error)))
+        }
+    }
+}
+
+/// Reads stdin up to one byte past the input limit, so an endless stream
+/// cannot exhaust memory and the runtime still sees it is too large.
+fn read_stdin(limit: ByteSize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::stdin().take(limit.0.saturating_add(1)).read_to_end(&mut bytes).context("reading stdin")?;
+    Ok(bytes)
+}
+
+async fn print_output(mut receiver: tokio::sync::mpsc::UnboundedReceiver<OutputChunk>, tool: String) {
+    while let Some(chunk) = receiver.recv().await {
+        // Write errors (a closed pipe) lose output, never the call's outcome.
+        let _ = match chunk {
+            OutputChunk::Stdout(bytes) => std::io::stdout().write_all(&bytes).and_then(|()| std::io::stdout().flush()),
+            OutputChunk::Stderr(bytes) => std::io::stderr().write_all(&bytes),
+            OutputChunk::Log(line) => {
+                let level = match line.level {
+                    LogLevel::Trace => "trace",
+                    LogLevel::Debug => "debug",
+                    LogLevel::Info => "info",
+                    LogLevel::Warn => "warn",
+                    LogLevel::Error => "error",
+                };
+                writeln!(std::io::stderr(), "{tool}: {level}: {}", line.message)
+            }
+        };
+    }
+}
+
+fn default_principal() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("local:{user}")
+}
+
+pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitCode> {
+    let (manifest, _) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
+    // Describing runs the tool's `describe` with nothing granted; nothing to audit.
+    let mut config = runtime_config(config, None)?;
+    config.audit_log = None;
+    let runtime = Runtime::new(config)?;
+    let tool = runtime.load_tool(manifest)?;
+    let info = match runtime.describe(&tool).await {
+        Ok(info) => info,
+        Err(error) => {
+            eprintln!("toolcell: describing {}: {error}", tool.manifest.name);
+            return Ok(ExitCode::from(exit::for_error(&error)));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} ({})", info.name, info.shape);
+    println!("  {}", info.description);
+    println!("component: {}", tool.component.path.display());
+    println!("input schema:\n{}", serde_json::to_string_pretty(&info.input_schema)?);
+    if let Some(schema) = &info.output_schema {
+        println!("output schema:\n{}", serde_json::to_string_pretty(schema)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! The runtime's own configuration: the operator's settings, never a tool's.
+//! Read from a TOML file (`toolcell --config FILE`) or built in code.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::EngineSettings;
+use crate::manifest::ManifestError;
+use crate::units::ByteSize;
+
+/// How a runtime is set up. The operator's settings, never a tool's.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Engine settings (pool size, memory ceiling, stack, cache).
+    pub engine: EngineSettings,
+    /// The JSON-lines audit file; `None` sends audit events to `tracing` only.
+    pub audit_log: Option<PathBuf>,
+    /// Trust domain of workload ids (`spiffe://<trust-domain>/tool/<tool>/task/<task>`).
+    pub trust_domain: String,
+    /// Where per-invocation scratch dirs are made; defaults to the system temp dir.
+    pub scratch_root: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            engine: EngineSettings::default(),
+            audit_log: None,
+            trust_domain: "toolcell.local".to_owned(),
+            scratch_root: None,
+        }
+    }
+}
+
+/// The file shape of [`RuntimeConfig`]; every field is optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    audit_log: Option<PathBuf>,
+    trust_domain: Option<String>,
+    scratch_root: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    max_concurrent_invocations: Option<u32>,
+    max_memory: Option<ByteSize>,
+    max_wasm_stack: Option<ByteSize>,
+}
+
+impl RuntimeConfig {
+    /// Reads a runtime config file. Relative paths are resolved against the
+    /// file's directory; unknown keys are errors naming the line.
+    pub fn load(path: &Path) -> Result<RuntimeConfig, ManifestError> {
+        let error = |line, column, field: String, message: String| ManifestError {
+            file: path.to_owned(),
+            line,
+            column,
+            field,
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(0, 0, String::new(), format!("cannot read config: {e}")))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |span| {
+                let before = &text[..span.start];
+                (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
+            });
+            error(line, column, String::new(), e.message().to_owned())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let defaults = RuntimeConfig::default();
+        let engine = EngineSettings {
+            max_concurrent_invocations: file
+                .max_concurrent_invocations
+                .unwrap_or(defaults.engine.max_concurrent_invocations),
+            max_memory: file.max_memory.unwrap_or(defaults.engine.max_memory),
+            max_wasm_stack: file.max_wasm_stack.unwrap_or(defaults.engine.max_wasm_stack),
+            cache_dir: file.cache_dir.map(|dir| base.join(dir)).or(defaults.engine.cache_dir),
+            ..defaults.engine
+        };
+        Ok(RuntimeConfig {
+            engine,
+            audit_log: file.audit_log.map(|p| base.join(p)),
+            trust_domain: file.trust_domain.unwrap_or(defaults.trust_domain),
+            scratch_root: file.scratch_root.map(|p| base.join(p)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_sets_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("toolcell.toml");
+        std::fs::write(&path, "audit_log = \"audit.jsonl\"\nmax_memory = \"1GiB\"\ntrust_domain = \"corp.example\"\n").unwrap();
+        let config = RuntimeConfig::load(&path).unwrap();
+        assert_eq!(config.audit_log, Some(dir.path().join("audit.jsonl")));
+        assert_eq!(config.engine.max_memory, ByteSize(1 << 30));
+        assert_eq!(config.trust_domain, "corp.example");
+        assert_eq!(config.engine.max_concurrent_invocations, 256);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("toolcell.toml");
+        std::fs::write(&path, "trust_domain = \"x\"\nallow_network = true\n").unwrap();
+        let error = RuntimeConfig::load(&path).unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("unknown field `allow_network`"), "{error}");
+    }
+}
