@@ -44,6 +44,11 @@ pub enum AuditKind {
         /// What the grant holds.
         grant: GrantSummary,
     },
+    /// A task was refused: its narrowing would have widened the manifest.
+    TaskRefused {
+        /// What it asked for beyond the manifest.
+        reason: String,
+    },
     /// An invocation began in a fresh instance.
     InvocationStarted {
         /// Invocation id.

@@ -289,8 +289,21 @@ impl Runtime {
         if request.principal.trim().is_empty() {
             return Err(TaskError::NoPrincipal);
         }
-        let grant = Grant::new(&tool.manifest, &request.narrowing)?;
         let id = new_id();
+        let grant = match Grant::new(&tool.manifest, &request.narrowing) {
+            Ok(grant) => grant,
+            Err(error) => {
+                // A refusal is a decision too: it goes on the record.
+                self.audit.record(AuditEvent {
+                    time: now_rfc3339(),
+                    task: id,
+                    tool: tool.manifest.name.clone(),
+                    principal: request.principal,
+                    kind: AuditKind::TaskRefused { reason: error.what.clone() },
+                })?;
+                return Err(error.into());
+            }
+        };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
         let opened = Instant::now();
         let task = Task {

@@ -83,8 +83,11 @@ fn a_widening_narrowing_is_rejected_and_named() {
         assert!(matches!(err, TaskError::Widening(_)), "{err:?}");
         assert!(err.to_string().contains(expected), "`{err}` lacks `{expected}`");
     }
-    // No task was opened, so nothing was audited as opened.
-    assert!(!h.audit_text().contains("task_opened"));
+    // No task was opened; each refusal is on the record with its reason.
+    let events = h.audit_events();
+    assert_eq!(kinds(&events), ["task_refused"; 4]);
+    assert_eq!(events[0]["principal"], "mallory");
+    assert!(events[1]["reason"].as_str().unwrap().contains("asked read-write"));
 }
 
 #[test]
