@@ -117,7 +117,10 @@ impl GrantFlags {
         }
         if !self.env.is_empty() {
             if let Some(env) = self.env.iter().find(|e| e.value.is_some()) {
-                bail!("--env {}=...: a manifest's variables get their values from the manifest; name them without `=`", env.name);
+                bail!(
+                    "--env {}=...: a manifest's variables get their values from the manifest; name them without `=`",
+                    env.name
+                );
             }
             narrowing.env = Some(self.env.iter().map(|e| e.name.clone()).collect());
         }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use toolcell_runtime::{
-    ByteSize, Call, CallResult, LogLevel, Manifest, OutputChunk, Runtime, RuntimeConfig, Shape, TaskRequest,
-    TimeSpan,
+    ByteSize, Call, CallResult, LogLevel, Manifest, OutputChunk, Runtime, RuntimeConfig, Shape, TaskRequest, TimeSpan,
 };
 
 use crate::exit;

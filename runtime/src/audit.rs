@@ -132,9 +132,10 @@ impl Audit {
         self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
-    /// Records one event. Each line is written with a single `write` call on
-    /// an append-mode file, so concurrent writers (and processes) never
-    /// interleave inside a line.
+    /// Records one event. Each line is written whole, under a lock, to an
+    /// append-mode file: writers in this process never interleave inside a
+    /// line, and other processes appending to the same file land between
+    /// lines, not inside them.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let mut line = serde_json::to_string(&event).expect("audit events always serialize");
         tracing::info!(target: "toolcell::audit", task = %event.task, tool = %event.tool, "{line}");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::engine::EngineSettings;
-use crate::manifest::ManifestError;
+use crate::manifest::{Locator, ManifestError};
 use crate::units::ByteSize;
 
 /// How a runtime is set up. The operator's settings, never a tool's.
@@ -50,22 +50,15 @@ impl RuntimeConfig {
     /// Reads a runtime config file. Relative paths are resolved against the
     /// file's directory; unknown keys are errors naming the line.
     pub fn load(path: &Path) -> Result<RuntimeConfig, ManifestError> {
-        let error = |line, column, field: String, message: String| ManifestError {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
             file: path.to_owned(),
-            line,
-            column,
-            field,
-            message,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(0, 0, String::new(), format!("cannot read config: {e}")))?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |span| {
-                let before = &text[..span.start];
-                (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
-            });
-            error(line, column, String::new(), e.message().to_owned())
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read config: {e}"),
         })?;
+        let at = Locator { text: &text, file: path };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| at.toml_error(&e, String::new()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let defaults = RuntimeConfig::default();
         let engine = EngineSettings {
@@ -94,7 +87,8 @@ mod tests {
     fn config_file_sets_what_it_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("toolcell.toml");
-        std::fs::write(&path, "audit_log = \"audit.jsonl\"\nmax_memory = \"1GiB\"\ntrust_domain = \"corp.example\"\n").unwrap();
+        std::fs::write(&path, "audit_log = \"audit.jsonl\"\nmax_memory = \"1GiB\"\ntrust_domain = \"corp.example\"\n")
+            .unwrap();
         let config = RuntimeConfig::load(&path).unwrap();
         assert_eq!(config.audit_log, Some(dir.path().join("audit.jsonl")));
         assert_eq!(config.engine.max_memory, ByteSize(1 << 30));

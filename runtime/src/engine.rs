@@ -181,6 +181,12 @@ impl ToolEngine {
         }))
     }
 
+    /// The wasmtime engine underneath, for measuring the bare-engine floor
+    /// with exactly the same settings (see `benches/`).
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
     /// Engine settings in force.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
@@ -197,19 +203,20 @@ impl ToolEngine {
         }
         let component = self.compile_cached(path, &bytes, &sha256)?;
         let shape = self.shape_of(path, &component)?;
-        let link_error = |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
+        let link_error =
+            |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = match shape {
             Shape::Tool => Pre::Tool(ToolPre::new(instance_pre).map_err(|error| LoadError::UnsupportedShape {
                 path: path.to_owned(),
                 exports: format!("`describe`/`invoke` with the wrong types ({error:#})"),
             })?),
-            Shape::Command => Pre::Command(CommandPre::new(instance_pre).map_err(|error| {
-                LoadError::UnsupportedShape {
+            Shape::Command => {
+                Pre::Command(CommandPre::new(instance_pre).map_err(|error| LoadError::UnsupportedShape {
                     path: path.to_owned(),
                     exports: format!("`wasi:cli/run` with the wrong types ({error:#})"),
-                }
-            })?),
+                })?)
+            }
         };
         Ok(LoadedComponent { path: path.to_owned(), sha256, shape, pre })
     }

@@ -63,6 +63,16 @@ pub enum LoadError {
         /// Its export names, comma separated.
         exports: String,
     },
+    /// The manifest's memory limit is above what this runtime allows any tool.
+    #[error("limits.memory {limit} of tool `{tool}` is above the runtime's max_memory {ceiling}")]
+    MemoryAboveCeiling {
+        /// The tool.
+        tool: String,
+        /// The manifest's limit.
+        limit: String,
+        /// The runtime's `max_memory`.
+        ceiling: String,
+    },
     /// The component imports something toolcell does not provide.
     #[error("component `{path}` cannot be linked: {reason}")]
     Imports {

@@ -117,11 +117,10 @@ impl Grant {
             Some(kept) => {
                 let mut dirs: Vec<DirGrant> = Vec::new();
                 for want in kept {
-                    let granted = manifest
-                        .filesystem
-                        .iter()
-                        .find(|dir| dir.guest == want.guest)
-                        .ok_or_else(|| widen(format!("directory `{}` is not granted by the manifest", want.guest)))?;
+                    let granted =
+                        manifest.filesystem.iter().find(|dir| dir.guest == want.guest).ok_or_else(|| {
+                            widen(format!("directory `{}` is not granted by the manifest", want.guest))
+                        })?;
                     if want.mode > granted.mode {
                         return Err(widen(format!(
                             "directory `{}` asked {} but the manifest grants {}",
@@ -278,7 +277,10 @@ mod tests {
             (Narrowing { scratch: Some(true), ..Default::default() }, "scratch dir"),
             (
                 Narrowing {
-                    limits: LimitsNarrowing { timeout: Some(TimeSpan(Duration::from_secs(3600))), ..Default::default() },
+                    limits: LimitsNarrowing {
+                        timeout: Some(TimeSpan(Duration::from_secs(3600))),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "limits.timeout 1h is above the manifest's 30s",

@@ -35,12 +35,11 @@ mod units;
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;
-pub use engine::{EngineSettings, component_digest, LoadedComponent, Shape, ToolEngine};
+pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use grant::{DirNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table};
 pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError};
 pub use task::{
-    Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError,
-    ToolInfo,
+    Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError, ToolInfo,
 };
 pub use units::{ByteSize, TimeSpan, UnitError};

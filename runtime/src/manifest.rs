@@ -215,7 +215,7 @@ struct EnvSection {
     #[serde(default)]
     pass: Vec<Spanned<String>>,
     #[serde(default)]
-    set: toml::Table,
+    set: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -305,22 +305,25 @@ impl Manifest {
 
 /// Turns a file stem like `word_count` into a valid tool name (`word-count`).
 fn tool_name_from(stem: &str) -> String {
-    let name: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let name = name.trim_matches('-').to_owned();
     if name.is_empty() { "tool".to_owned() } else { name }
 }
 
 /// Turns byte offsets into line and column for error messages.
-struct Locator<'a> {
-    text: &'a str,
-    file: &'a Path,
+pub(crate) struct Locator<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) file: &'a Path,
 }
 
 impl Locator<'_> {
-    fn error(&self, span: Option<Range<usize>>, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    pub(crate) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
         let (line, column) = match span {
             Some(span) => {
                 let before = &self.text[..span.start.min(self.text.len())];
@@ -333,7 +336,7 @@ impl Locator<'_> {
         ManifestError { file: self.file.to_owned(), line, column, field: field.into(), message: message.into() }
     }
 
-    fn toml_error(&self, error: &toml::de::Error, field: String) -> ManifestError {
+    pub(crate) fn toml_error(&self, error: &toml::de::Error, field: String) -> ManifestError {
         self.error(error.span(), field, error.message().trim().to_owned())
     }
 
@@ -351,8 +354,8 @@ impl ManifestFile {
                 return Err(at.at(value, field, "must not be empty"));
             }
         }
-        let review_by = parse_review_date(tool.review_by.get_ref())
-            .map_err(|m| at.at(&tool.review_by, "tool.review_by", m))?;
+        let review_by =
+            parse_review_date(tool.review_by.get_ref()).map_err(|m| at.at(&tool.review_by, "tool.review_by", m))?;
         let sha256 = match &tool.sha256 {
             Some(pin) => Some(parse_sha256(pin.get_ref()).map_err(|m| at.at(pin, "tool.sha256", m))?),
             None => None,
@@ -372,9 +375,14 @@ impl ManifestFile {
 
         let scratch = match &self.scratch {
             Some(section) => {
-                let guest = guest_path(section.guest.get_ref()).map_err(|m| at.at(&section.guest, "scratch.guest", m))?;
+                let guest =
+                    guest_path(section.guest.get_ref()).map_err(|m| at.at(&section.guest, "scratch.guest", m))?;
                 if !guests.insert(guest.clone()) {
-                    return Err(at.at(&section.guest, "scratch.guest", format!("`{guest}` is also a filesystem grant")));
+                    return Err(at.at(
+                        &section.guest,
+                        "scratch.guest",
+                        format!("`{guest}` is also a filesystem grant"),
+                    ));
                 }
                 Some(guest)
             }
@@ -393,16 +401,11 @@ impl ManifestFile {
         }
         for (name, value) in &self.env.set {
             let field = format!("env.set.{name}");
-            // toml::Table keeps no spans; point at the section instead.
-            let nowhere = || at.error(None, &field, "");
-            env_name(name).map_err(|m| ManifestError { message: m, ..nowhere() })?;
-            let Some(value) = value.as_str() else {
-                return Err(ManifestError { message: "must be a string".into(), ..nowhere() });
-            };
+            env_name(name).map_err(|m| at.at(value, &field, m))?;
             if !names.insert(name.clone()) {
-                return Err(ManifestError { message: format!("`{name}` is also in env.pass"), ..nowhere() });
+                return Err(at.at(value, field, format!("`{name}` is also in env.pass")));
             }
-            env.push(EnvGrant { name: name.clone(), source: EnvSource::Value(value.to_owned()) });
+            env.push(EnvGrant { name: name.clone(), source: EnvSource::Value(value.get_ref().clone()) });
         }
 
         let raw = self.limits;
@@ -466,9 +469,8 @@ pub(crate) fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
 
 /// Checks that `path` is an existing directory and returns its canonical form.
 pub(crate) fn host_dir(path: &Path) -> Result<PathBuf, String> {
-    let canonical = path
-        .canonicalize()
-        .map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
+    let canonical =
+        path.canonicalize().map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
     if !canonical.is_dir() {
         return Err(format!("`{}` is not a directory", path.display()));
     }
@@ -586,6 +588,15 @@ component = "word_count.wasm"
         let text = MINIMAL.replace("owner = \"tools@example.com\"\n", "");
         let error = parse(&text).unwrap_err();
         assert!(error.message.contains("missing field `owner`"), "{error}");
+    }
+
+    #[test]
+    fn env_errors_point_at_the_value() {
+        let error = parse(&format!("{MINIMAL}\n[env]\npass = [\"A\"]\nset = {{ A = \"x\" }}\n")).unwrap_err();
+        assert_eq!((error.field.as_str(), error.line), ("env.set.A", 11));
+        assert!(error.message.contains("also in env.pass"), "{error}");
+        let error = parse(&format!("{MINIMAL}\n[env]\nset = {{ N = 5 }}\n")).unwrap_err();
+        assert_eq!(error.field, "env.set.N");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::caps::stdio::OutputSink;

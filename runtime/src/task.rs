@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::audit::{Audit, AuditEvent, AuditKind, now_rfc3339};
-use crate::caps::stdio::{Captured, CappedOutput, Channel, LogLine, OutputSender, OutputSink};
+use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
 use crate::config::RuntimeConfig;
 use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
@@ -230,6 +230,14 @@ impl Runtime {
 
     /// Loads the component a manifest names, checking its pin.
     pub fn load_tool(&self, manifest: Manifest) -> Result<Arc<Tool>, LoadError> {
+        let ceiling = self.engine.settings.max_memory;
+        if manifest.limits.memory > ceiling {
+            return Err(LoadError::MemoryAboveCeiling {
+                tool: manifest.name.clone(),
+                limit: manifest.limits.memory.to_string(),
+                ceiling: ceiling.to_string(),
+            });
+        }
         let component = self.engine.load(&manifest.component, manifest.sha256.as_ref())?;
         Ok(Arc::new(Tool { manifest, component }))
     }
@@ -254,8 +262,11 @@ impl Runtime {
                 shape: Shape::Command.name(),
             });
         };
-        let grant = Grant::new(&Manifest { filesystem: vec![], env: vec![], scratch: None, ..manifest.clone() }, &Narrowing::default())
-            .map_err(|error| InvokeError::Host(error.to_string()))?;
+        let grant = Grant::new(
+            &Manifest { filesystem: vec![], env: vec![], scratch: None, ..manifest.clone() },
+            &Narrowing::default(),
+        )
+        .map_err(|error| InvokeError::Host(error.to_string()))?;
         let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
         let meter = Arc::new(Meter::new(grant.limits.max_output));
         let sink = OutputSink { forward: None, captured: Default::default() };
@@ -418,7 +429,8 @@ impl Task {
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
             let result = match (&component.pre, call.input) {
                 (Pre::Tool(pre), CallInput::Tool(json)) => {
-                    let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &[], Vec::new(), scratch_path)?;
+                    let mut store =
+                        build_store(&self.engine, &self.grant, ids, &meter, sink, &[], Vec::new(), scratch_path)?;
                     let returned = async {
                         let instance = pre.instantiate_async(&mut store).await?;
                         instance.call_invoke(&mut store, &json).await
@@ -436,7 +448,8 @@ impl Task {
                     returned.1
                 }
                 (Pre::Command(pre), CallInput::Command { args, stdin }) => {
-                    let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
+                    let mut store =
+                        build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
                     let returned = async {
                         let instance = pre.instantiate_async(&mut store).await?;
                         instance.wasi_cli_run().call_run(&mut store).await

@@ -41,11 +41,8 @@ impl FromStr for ByteSize {
     type Err = UnitError;
 
     fn from_str(input: &str) -> Result<Self, UnitError> {
-        let error = || UnitError {
-            kind: "size",
-            input: input.to_owned(),
-            examples: "`512B`, `64KiB`, `64MiB` or `1GiB`",
-        };
+        let error =
+            || UnitError { kind: "size", input: input.to_owned(), examples: "`512B`, `64KiB`, `64MiB` or `1GiB`" };
         let (number, unit) = split_number(input).ok_or_else(error)?;
         let (_, scale) = SIZE_UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(error)?;
         number.checked_mul(*scale).map(ByteSize).ok_or_else(error)
@@ -56,10 +53,8 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The largest unit that divides the value exactly, so `Display` output
         // parses back to the same number.
-        let (name, scale) = SIZE_UNITS
-            .iter()
-            .find(|(_, scale)| self.0 != 0 && self.0 % scale == 0)
-            .unwrap_or(&("B", 1));
+        let (name, scale) =
+            SIZE_UNITS.iter().find(|(_, scale)| self.0 != 0 && self.0 % scale == 0).unwrap_or(&("B", 1));
         write!(f, "{}{name}", self.0 / scale)
     }
 }
@@ -68,17 +63,10 @@ impl FromStr for TimeSpan {
     type Err = UnitError;
 
     fn from_str(input: &str) -> Result<Self, UnitError> {
-        let error = || UnitError {
-            kind: "duration",
-            input: input.to_owned(),
-            examples: "`500ms`, `2s`, `1m` or `1h`",
-        };
+        let error = || UnitError { kind: "duration", input: input.to_owned(), examples: "`500ms`, `2s`, `1m` or `1h`" };
         let (number, unit) = split_number(input).ok_or_else(error)?;
         let (_, millis) = TIME_UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(error)?;
-        number
-            .checked_mul(*millis)
-            .map(|ms| TimeSpan(Duration::from_millis(ms)))
-            .ok_or_else(error)
+        number.checked_mul(*millis).map(|ms| TimeSpan(Duration::from_millis(ms))).ok_or_else(error)
     }
 }
 

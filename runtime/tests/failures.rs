@@ -29,7 +29,10 @@ async fn a_guest_panic_is_a_trap_with_its_message_on_stderr() {
 async fn panic_message_reaches_stderr_when_streamed() {
     let h = Harness::new();
     let tool = h.load(Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND)));
-    let task = h.runtime.open_task(&tool, toolcell_runtime::TaskRequest::new("t", std::time::Duration::from_secs(60))).unwrap();
+    let task = h
+        .runtime
+        .open_task(&tool, toolcell_runtime::TaskRequest::new("t", std::time::Duration::from_secs(60)))
+        .unwrap();
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let call = toolcell_runtime::Call::command(vec!["panic".into()], vec![]).streaming(sender);
     assert!(task.invoke(call).await.is_err());
@@ -67,7 +70,8 @@ async fn a_tool_error_is_returned_as_a_value() {
 #[tokio::test]
 async fn calling_with_the_wrong_shape_is_refused() {
     let h = Harness::new();
-    let err = h.call(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL)), toolcell_runtime::Call::command(vec![], vec![])).await;
+    let err =
+        h.call(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL)), toolcell_runtime::Call::command(vec![], vec![])).await;
     assert!(matches!(err, Err(InvokeError::WrongShape(ref m)) if m.contains("is a tool component")), "{err:?}");
     let err = h.call(Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND)), toolcell_runtime::Call::tool("{}")).await;
     assert!(matches!(err, Err(InvokeError::WrongShape(ref m)) if m.contains("is a WASI command")), "{err:?}");
@@ -153,4 +157,13 @@ fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
     std::fs::write(&artifacts[0], b"garbage where native code was").unwrap();
     engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
     assert_ne!(std::fs::read(&artifacts[0]).unwrap(), b"garbage where native code was");
+}
+
+#[test]
+fn a_memory_limit_above_the_runtime_ceiling_is_refused() {
+    let h = Harness::new();
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::WORD_COUNT));
+    manifest.limits.memory = toolcell_runtime::ByteSize(8 << 30);
+    let err = h.runtime.load_tool(manifest).unwrap_err();
+    assert_eq!(err.to_string(), "limits.memory 8GiB of tool `word-count` is above the runtime's max_memory 4GiB");
 }

@@ -25,7 +25,9 @@ fn tree() -> tempfile::TempDir {
 async fn granted_files_can_be_read() {
     let h = Harness::new();
     let root = tree();
-    let grant = |m: &mut toolcell_runtime::Manifest| m.filesystem = vec![dir(&root.path().join("granted"), "/data", DirMode::ReadOnly)];
+    let grant = |m: &mut toolcell_runtime::Manifest| {
+        m.filesystem = vec![dir(&root.path().join("granted"), "/data", DirMode::ReadOnly)]
+    };
     let report = h.probe(&["read", "/data/hello.txt"], grant).await.unwrap();
     assert_eq!(assert_allowed(&report), "hello from the host\n");
     let report = h.probe(&["read", "/data/sub/inner.txt"], grant).await.unwrap();

@@ -80,9 +80,5 @@ async fn parallel_invocations_leak_no_memory_or_descriptors() {
     let events = h.audit_events();
     let ended = events.iter().filter(|e| e["event"] == "invocation_ended" && e["outcome"] == "ok").count();
     assert_eq!(ended, 4 * PARALLEL);
-    eprintln!(
-        "fds {fds_before} -> {fds_after}, rss {} -> {} KiB",
-        rss_before >> 10,
-        rss_after >> 10
-    );
+    eprintln!("fds {fds_before} -> {fds_after}, rss {} -> {} KiB", rss_before >> 10, rss_after >> 10);
 }

@@ -103,18 +103,15 @@ async fn an_output_flood_hits_the_output_limit() {
 #[tokio::test]
 async fn a_log_flood_hits_the_output_limit() {
     let h = Harness::new();
-    let result = h
-        .probe_tool(r#"{"action":"log","lines":100000}"#, |m| m.limits.max_output = ByteSize(4 << 10))
-        .await;
+    let result = h.probe_tool(r#"{"action":"log","lines":100000}"#, |m| m.limits.max_output = ByteSize(4 << 10)).await;
     assert_limit(result, LimitKind::Output, "4KiB");
 }
 
 #[tokio::test]
 async fn an_oversized_result_hits_the_output_limit() {
     let h = Harness::new();
-    let result = h
-        .probe_tool(r#"{"action":"big-output","bytes":20000}"#, |m| m.limits.max_output = ByteSize(16 << 10))
-        .await;
+    let result =
+        h.probe_tool(r#"{"action":"big-output","bytes":20000}"#, |m| m.limits.max_output = ByteSize(16 << 10)).await;
     assert_limit(result, LimitKind::Output, "16KiB");
     // Just under the limit passes.
     let report = h

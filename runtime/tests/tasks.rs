@@ -15,10 +15,8 @@ use toolcell_runtime::{
 
 fn probe_with_data(data: &Path) -> Manifest {
     let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND));
-    manifest.filesystem = vec![
-        dir(data, "/data", DirMode::ReadWrite),
-        dir(&std::env::temp_dir(), "/tmp-host", DirMode::ReadOnly),
-    ];
+    manifest.filesystem =
+        vec![dir(data, "/data", DirMode::ReadWrite), dir(&std::env::temp_dir(), "/tmp-host", DirMode::ReadOnly)];
     manifest.env = vec![
         EnvGrant { name: "KEEP".into(), source: EnvSource::Value("kept".into()) },
         EnvGrant { name: "DROP".into(), source: EnvSource::Value("dropped-value".into()) },
@@ -42,7 +40,10 @@ async fn a_narrowing_is_honoured() {
         scratch: Some(false),
         limits: LimitsNarrowing { memory: Some(mib(64)), ..Default::default() },
     };
-    let task = h.runtime.open_task(&tool, TaskRequest { narrowing, ..TaskRequest::new("alice", Duration::from_secs(60)) }).unwrap();
+    let task = h
+        .runtime
+        .open_task(&tool, TaskRequest { narrowing, ..TaskRequest::new("alice", Duration::from_secs(60)) })
+        .unwrap();
     // Read-only now: writing is refused.
     assert_denied(&task.invoke(command(&["write", "/data/x", "y"])).await.unwrap());
     // The dropped dir and the scratch dir are gone.
@@ -61,7 +62,10 @@ fn a_widening_narrowing_is_rejected_and_named() {
     let tool = h.load(probe_with_data(data.path()));
     let cases = [
         (
-            Narrowing { filesystem: Some(vec![DirNarrowing { guest: "/etc".into(), mode: DirMode::ReadOnly }]), ..Default::default() },
+            Narrowing {
+                filesystem: Some(vec![DirNarrowing { guest: "/etc".into(), mode: DirMode::ReadOnly }]),
+                ..Default::default()
+            },
             "directory `/etc` is not granted by the manifest",
         ),
         (
@@ -73,7 +77,10 @@ fn a_widening_narrowing_is_rejected_and_named() {
         ),
         (Narrowing { env: Some(vec!["HOME".into()]), ..Default::default() }, "variable `HOME` is not granted"),
         (
-            Narrowing { limits: LimitsNarrowing { memory: Some(mib(4096)), ..Default::default() }, ..Default::default() },
+            Narrowing {
+                limits: LimitsNarrowing { memory: Some(mib(4096)), ..Default::default() },
+                ..Default::default()
+            },
             "limits.memory 4GiB is above the manifest's 128MiB",
         ),
     ];
@@ -132,7 +139,14 @@ async fn the_audit_trail_records_the_task_without_values() {
     let events = h.audit_events();
     assert_eq!(
         kinds(&events),
-        ["task_opened", "invocation_started", "invocation_ended", "invocation_started", "invocation_ended", "task_closed"]
+        [
+            "task_opened",
+            "invocation_started",
+            "invocation_ended",
+            "invocation_started",
+            "invocation_ended",
+            "task_closed"
+        ]
     );
     let opened = &events[0];
     assert_eq!(opened["principal"], "alice@example.com");

@@ -43,8 +43,8 @@ pub mod bindings {
     });
 }
 
-pub use bindings::{Guest, export_tool};
 pub use bindings::toolcell::tool::types::{ToolError, ToolInfo};
+pub use bindings::{Guest, export_tool};
 
 /// Log lines that land in the host's audit/tracing stream with the task id.
 /// They count against the call's output limit.

@@ -152,11 +152,7 @@ impl Pollable for CappedOutput {
 
 impl AsyncWrite for CappedOutput {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.accept(buf)
-                .map(|()| buf.len())
-                .map_err(|hit| std::io::Error::other(hit.to_string())),
-        )
+        Poll::Ready(self.accept(buf).map(|()| buf.len()).map_err(|hit| std::io::Error::other(hit.to_string())))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

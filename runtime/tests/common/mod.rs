@@ -9,8 +9,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use toolcell_runtime::{
-    ByteSize, Call, CallReport, CallResult, DirGrant, DirMode, EngineSettings, InvokeError, Manifest,
-    Runtime, RuntimeConfig, TaskRequest, TimeSpan, Tool, ToolEngine,
+    ByteSize, Call, CallReport, CallResult, DirGrant, DirMode, EngineSettings, InvokeError, Manifest, Runtime,
+    RuntimeConfig, TaskRequest, TimeSpan, Tool, ToolEngine,
 };
 
 pub use toolcell_test_guests as guests;
@@ -132,4 +132,3 @@ pub fn mib(n: u64) -> ByteSize {
 pub fn kinds(events: &[serde_json::Value]) -> Vec<String> {
     events.iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
 }
-

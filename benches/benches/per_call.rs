@@ -1,0 +1,103 @@
+//! What a sandboxed call costs, measured against the bare engine floor in
+//! the same run: same component, same engine (settings and all), same
+//! machine.
+//!
+//! - `floor`: bare wasmtime — cached `InstancePre`, fresh `Store` with a
+//!   WASI context, instantiate, call, drop.
+//! - `toolcell/empty-grant`: one `Task::invoke` with nothing granted.
+//! - `toolcell/fs-grant`: the same with one read-only directory.
+//! - `warm-instance`: calls on one reused instance, for scale: what a fresh
+//!   instance per call costs over reuse (toolcell never reuses).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use toolcell_runtime::{
+    Call, DirGrant, DirMode, EngineSettings, Manifest, Runtime, RuntimeConfig, TaskRequest, ToolEngine,
+};
+use toolcell_test_guests as guests;
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+// The same typed bindings toolcell uses, so the floor makes the same call.
+wasmtime::component::bindgen!({ path: "../wit", world: "tool", exports: { default: async } });
+
+const INPUT: &str = r#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
+
+struct Floor {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Floor {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn floor_store(engine: &wasmtime::Engine) -> Store<Floor> {
+    let mut store = Store::new(engine, Floor { wasi: WasiCtxBuilder::new().build(), table: ResourceTable::new() });
+    // The engine interrupts on epochs; the floor never wants to be interrupted.
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+fn per_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let settings = EngineSettings { cache_dir: Some(cache.path().to_owned()), ..EngineSettings::default() };
+    let engine = ToolEngine::new(settings).unwrap();
+    let runtime = Runtime::with_engine(engine.clone(), RuntimeConfig::default()).unwrap();
+
+    // The floor: the same engine, a linker with WASI only (word-count never
+    // calls `log`, so that import is a trap stub).
+    let wasm = engine.wasmtime();
+    let component = Component::from_file(wasm, guests::WORD_COUNT).unwrap();
+    let mut linker: Linker<Floor> = Linker::new(wasm);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = ToolPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+
+    let empty = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut with_dir = Manifest::ad_hoc(Path::new(guests::WORD_COUNT));
+    with_dir.filesystem =
+        vec![DirGrant { host: data.path().canonicalize().unwrap(), guest: "/data".into(), mode: DirMode::ReadOnly }];
+    let with_dir = runtime.load_tool(with_dir).unwrap();
+    let task_empty = runtime.open_task(&empty, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
+    let task_dir = runtime.open_task(&with_dir, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
+
+    let mut group = c.benchmark_group("word-count call");
+    group.bench_function("floor", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut store = floor_store(wasm);
+            let tool = pre.instantiate_async(&mut store).await.unwrap();
+            tool.call_invoke(&mut store, INPUT).await.unwrap().unwrap();
+        })
+    });
+    group.bench_function("toolcell/empty-grant", |b| {
+        b.to_async(&rt).iter(|| async { assert!(task_empty.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
+    });
+    group.bench_function("toolcell/fs-grant", |b| {
+        b.to_async(&rt).iter(|| async { assert!(task_dir.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
+    });
+    group.bench_function("warm-instance", |b| {
+        let mut store = floor_store(wasm);
+        let tool = Arc::new(rt.block_on(pre.instantiate_async(&mut store)).unwrap());
+        let store = Arc::new(tokio::sync::Mutex::new(store));
+        b.to_async(&rt).iter(|| {
+            let (store, tool) = (store.clone(), tool.clone());
+            async move {
+                let mut store = store.lock().await;
+                tool.call_invoke(&mut *store, INPUT).await.unwrap().unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_call);
+criterion_main!(benches);

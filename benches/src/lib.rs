@@ -1,0 +1,2 @@
+//! Benches only; see `benches/per_call.rs` and the README.
+#![forbid(unsafe_code)]
