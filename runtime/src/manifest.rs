@@ -256,7 +256,9 @@ impl Manifest {
         let at = Locator { text, file: path };
         let deserializer = toml::Deserializer::parse(text).map_err(|error| at.toml_error(&error, String::new()))?;
         let raw: ManifestFile = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let field = error.path().to_string();
+            // `Spanned` fields deserialize through a private wrapper; its
+            // segments say nothing to the reader.
+            let field = error.path().to_string().replace(".$__serde_spanned_private_value", "");
             at.toml_error(error.inner(), if field == "." { String::new() } else { field })
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
