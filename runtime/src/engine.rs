@@ -248,7 +248,7 @@ impl ToolEngine {
     fn shape_of(&self, path: &Path, component: &Component) -> Result<Shape, LoadError> {
         let ty = component.component_type();
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
-        let has = |name: &str| exports.iter().any(|export| *export == name);
+        let has = |name: &str| exports.contains(&name);
         if has("describe") && has("invoke") {
             Ok(Shape::Tool)
         } else if exports.iter().any(|export| export.starts_with("wasi:cli/run@0.2.")) {

@@ -54,7 +54,7 @@ impl fmt::Display for ByteSize {
         // The largest unit that divides the value exactly, so `Display` output
         // parses back to the same number.
         let (name, scale) =
-            SIZE_UNITS.iter().find(|(_, scale)| self.0 != 0 && self.0 % scale == 0).unwrap_or(&("B", 1));
+            SIZE_UNITS.iter().find(|(_, scale)| self.0 != 0 && self.0.is_multiple_of(*scale)).unwrap_or(&("B", 1));
         write!(f, "{}{name}", self.0 / scale)
     }
 }
@@ -76,7 +76,7 @@ impl fmt::Display for TimeSpan {
         let (name, scale) = TIME_UNITS
             .iter()
             .rev()
-            .find(|(_, scale)| millis != 0 && millis % u128::from(*scale) == 0)
+            .find(|(_, scale)| millis != 0 && millis.is_multiple_of(u128::from(*scale)))
             .unwrap_or(&("ms", 1));
         write!(f, "{}{name}", millis / u128::from(*scale))
     }
