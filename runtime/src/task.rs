@@ -399,10 +399,27 @@ impl Task {
         }
         let limits = self.grant.limits;
         let component = &self.tool.component;
-        let input_size = match &call.input {
-            CallInput::Tool(json) => json.len(),
-            CallInput::Command { args, stdin } => args.iter().map(|a| a.len() + 1).sum::<usize>() + stdin.len(),
-        } as u64;
+        // A tool gets JSON; a command gets args and stdin. Checked before
+        // anything is spent on the call.
+        let (json, args, stdin) = match (component.shape, call.input) {
+            (Shape::Tool, CallInput::Tool(json)) => (Some(json), Vec::new(), Vec::new()),
+            (Shape::Command, CallInput::Command { args, stdin }) => (None, args, stdin),
+            (Shape::Tool, CallInput::Command { .. }) => {
+                return Err(InvokeError::WrongShape(format!(
+                    "`{}` is a tool component: call it with JSON input, not arguments",
+                    ids.tool
+                )));
+            }
+            (Shape::Command, CallInput::Tool(_)) => {
+                return Err(InvokeError::WrongShape(format!(
+                    "`{}` is a WASI command: call it with arguments and stdin, not JSON input",
+                    ids.tool
+                )));
+            }
+        };
+        let input_size = (json.as_ref().map_or(0, String::len)
+            + args.iter().map(|a| a.len() + 1).sum::<usize>()
+            + stdin.len()) as u64;
         if input_size > limits.max_input.0 {
             return Err(InvokeError::Limit(LimitHit {
                 kind: LimitKind::Input,
@@ -427,29 +444,28 @@ impl Task {
                 None => None,
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
-            let result = match (&component.pre, call.input) {
-                (Pre::Tool(pre), CallInput::Tool(json)) => {
-                    let mut store =
-                        build_store(&self.engine, &self.grant, ids, &meter, sink, &[], Vec::new(), scratch_path)?;
+            let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
+            let classify = |error| classify(error, &meter, &self.engine.settings);
+            let result = match (&component.pre, json) {
+                (Pre::Tool(pre), Some(json)) => {
                     let returned = async {
                         let instance = pre.instantiate_async(&mut store).await?;
                         instance.call_invoke(&mut store, &json).await
                     }
                     .await
-                    .map_err(|error| classify(error, &meter, &self.engine.settings))?;
-                    let returned = match returned {
+                    .map_err(classify)?;
+                    // The result draws on the same output budget as stdout.
+                    let (size, result) = match returned {
                         Ok(output) => (output.len(), CallResult::Output(output)),
                         Err(error) => {
                             let error = ToolError::from(error);
                             (error.to_string().len(), CallResult::ToolError(error))
                         }
                     };
-                    meter.take_output(returned.0).map_err(InvokeError::Limit)?;
-                    returned.1
+                    meter.take_output(size).map_err(InvokeError::Limit)?;
+                    result
                 }
-                (Pre::Command(pre), CallInput::Command { args, stdin }) => {
-                    let mut store =
-                        build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
+                (Pre::Command(pre), None) => {
                     let returned = async {
                         let instance = pre.instantiate_async(&mut store).await?;
                         instance.wasi_cli_run().call_run(&mut store).await
@@ -460,24 +476,14 @@ impl Task {
                         Ok(Err(())) => CallResult::Exit(1),
                         Err(error) => match error.downcast_ref::<I32Exit>() {
                             Some(I32Exit(code)) => CallResult::Exit(*code),
-                            None => return Err(classify(error, &meter, &self.engine.settings)),
+                            None => return Err(classify(error)),
                         },
                     }
                 }
-                (Pre::Tool(_), CallInput::Command { .. }) => {
-                    return Err(InvokeError::WrongShape(format!(
-                        "`{}` is a tool component: call it with JSON input, not arguments",
-                        ids.tool
-                    )));
-                }
-                (Pre::Command(_), CallInput::Tool(_)) => {
-                    return Err(InvokeError::WrongShape(format!(
-                        "`{}` is a WASI command: call it with arguments and stdin, not JSON input",
-                        ids.tool
-                    )));
-                }
+                _ => unreachable!("the call's shape was matched to the component's above"),
             };
-            // The store (and instance) are gone here; the scratch dir goes next.
+            // Teardown order: the store and instance first, then the scratch dir.
+            drop(store);
             drop(scratch);
             Ok(result)
         };
