@@ -156,6 +156,19 @@ pub struct ManifestError {
     pub message: String,
 }
 
+impl ManifestError {
+    /// A file that could not be read at all.
+    pub(crate) fn unreadable(file: &Path, what: &str, error: &std::io::Error) -> ManifestError {
+        ManifestError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read {what}: {error}"),
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
@@ -241,13 +254,8 @@ impl Manifest {
     /// Reads and validates a manifest file. Relative paths in it are resolved
     /// against the directory that holds it.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ManifestError {
-            file: path.to_owned(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read manifest: {error}"),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| ManifestError::unreadable(path, "manifest", &error))?;
         Manifest::parse(&text, path)
     }
 

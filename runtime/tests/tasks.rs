@@ -205,38 +205,11 @@ async fn invocations_of_one_task_run_concurrently() {
     let tool = h.load(Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND)));
     let task = h.runtime.open_task(&tool, TaskRequest::new("t", Duration::from_secs(60))).unwrap();
     let calls = (0..8).map(|i| task.invoke(command(&["args", &i.to_string()])));
-    let reports = futures_join_all(calls).await;
+    // Polled together on one thread: each call is its own fiber, so they interleave.
+    let reports = futures::future::join_all(calls).await;
     for (i, report) in reports.into_iter().enumerate() {
         assert_eq!(assert_allowed(&report.unwrap()), format!("args {i}\n"));
     }
-}
-
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
-    }
-    let mut outputs = Vec::new();
-    // Poll them together: each is a separate fiber, so they interleave.
-    let joined = async {
-        let mut results: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (slot, future) in results.iter_mut().zip(set.iter_mut()) {
-                if slot.is_none() {
-                    match future.as_mut().poll(cx) {
-                        std::task::Poll::Ready(value) => *slot = Some(value),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-        })
-        .await;
-        results.into_iter().map(Option::unwrap).collect::<Vec<_>>()
-    };
-    outputs.extend(joined.await);
-    outputs
 }
 
 #[test]
