@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::caps::egress_rules::EgressRule;
 use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
 use crate::units::{ByteSize, TimeSpan};
 
@@ -24,6 +25,8 @@ pub struct Narrowing {
     pub env: Option<Vec<String>>,
     /// `Some(false)` drops the scratch dir; `Some(true)` requires the manifest to grant one.
     pub scratch: Option<bool>,
+    /// The egress rules to keep, by their URL pattern, each with fewer methods or requests.
+    pub egress: Option<Vec<EgressNarrowing>>,
     /// Lower limits.
     pub limits: LimitsNarrowing,
 }
@@ -35,6 +38,17 @@ pub struct DirNarrowing {
     pub guest: String,
     /// The mode, no stronger than the manifest's.
     pub mode: DirMode,
+}
+
+/// One egress rule a task keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressNarrowing {
+    /// The rule's URL pattern, exactly as the manifest writes it.
+    pub url: String,
+    /// Methods to keep; `None` keeps the rule's.
+    pub methods: Option<Vec<String>>,
+    /// A lower request cap; `None` keeps the rule's.
+    pub max_requests: Option<u32>,
 }
 
 /// Limits a task lowers; each must be at most the manifest's.
@@ -73,6 +87,8 @@ pub struct Grant {
     pub env: Vec<(String, String)>,
     /// Guest path of the per-invocation scratch dir, if any.
     pub scratch: Option<String>,
+    /// Outbound HTTP rules.
+    pub egress: Vec<EgressRule>,
     /// Limits of each invocation.
     pub limits: Limits,
 }
@@ -86,6 +102,7 @@ impl fmt::Debug for Grant {
             .field("filesystem", &self.filesystem)
             .field("env", &env)
             .field("scratch", &self.scratch)
+            .field("egress", &self.egress)
             .field("limits", &self.limits)
             .finish()
     }
@@ -103,8 +120,8 @@ pub struct GrantSummary {
     pub scratch: Option<String>,
     /// Limits, as written in manifests.
     pub limits: BTreeMap<&'static str, String>,
-    /// Always false until egress lands: raw sockets and name lookup are denied.
-    pub network: bool,
+    /// Egress rules as `METHODS url`; raw sockets and name lookup are always denied.
+    pub egress: Vec<String>,
 }
 
 impl Grant {
@@ -165,8 +182,15 @@ impl Grant {
             None | Some(false) => None,
         };
 
+        let egress = match &narrowing.egress {
+            None => manifest.egress.clone(),
+            Some(kept) => {
+                kept.iter().map(|want| narrow_rule(&manifest.egress, want)).collect::<Result<_, _>>().map_err(widen)?
+            }
+        };
+
         let limits = narrow_limits(&manifest.limits, &narrowing.limits).map_err(widen)?;
-        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, limits })
+        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, limits })
     }
 
     /// The grant's shape for audit events and reports.
@@ -180,7 +204,7 @@ impl Grant {
             env: self.env.iter().map(|(name, _)| name.clone()).collect(),
             scratch: self.scratch.clone(),
             limits: limits_table(&self.limits),
-            network: false,
+            egress: self.egress.iter().map(|rule| format!("{} {}", rule.methods.join(","), rule.url)).collect(),
         }
     }
 }
@@ -194,6 +218,31 @@ pub fn limits_table(limits: &Limits) -> BTreeMap<&'static str, String> {
         ("max_input", limits.max_input.to_string()),
         ("max_output", limits.max_output.to_string()),
     ])
+}
+
+fn narrow_rule(rules: &[EgressRule], want: &EgressNarrowing) -> Result<EgressRule, String> {
+    let granted = rules
+        .iter()
+        .find(|rule| rule.url == want.url)
+        .ok_or_else(|| format!("egress rule `{}` is not granted by the manifest", want.url))?;
+    let mut rule = granted.clone();
+    if let Some(methods) = &want.methods {
+        let methods: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        if let Some(extra) = methods.iter().find(|m| !granted.methods.contains(m)) {
+            return Err(format!("egress rule `{}` does not allow method {extra}", want.url));
+        }
+        rule.methods = methods;
+    }
+    if let Some(max) = want.max_requests {
+        if max > granted.max_requests {
+            return Err(format!(
+                "egress rule `{}` max_requests {max} is above the manifest's {}",
+                want.url, granted.max_requests
+            ));
+        }
+        rule.max_requests = max;
+    }
+    Ok(rule)
 }
 
 fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
@@ -290,6 +339,38 @@ mod tests {
             let error = Grant::new(&manifest(), &narrowing).unwrap_err();
             assert!(error.to_string().contains(expected), "{error} lacks {expected}");
         }
+    }
+
+    #[test]
+    fn egress_narrows_to_fewer_rules_and_methods_and_never_widens() {
+        let mut manifest = manifest();
+        let mut rule = EgressRule::parse("https://api.example.com/*").unwrap();
+        rule.methods = vec!["GET".into(), "POST".into()];
+        manifest.egress = vec![rule, EgressRule::parse("https://other.example.com/*").unwrap()];
+        let keep = |methods: Option<Vec<&str>>, max: Option<u32>| Narrowing {
+            egress: Some(vec![EgressNarrowing {
+                url: "https://api.example.com/*".into(),
+                methods: methods.map(|m| m.into_iter().map(String::from).collect()),
+                max_requests: max,
+            }]),
+            ..Default::default()
+        };
+        let grant = Grant::new(&manifest, &keep(Some(vec!["get"]), Some(1))).unwrap();
+        assert_eq!(grant.egress.len(), 1);
+        assert_eq!((grant.egress[0].methods.clone(), grant.egress[0].max_requests), (vec!["GET".to_owned()], 1));
+        let err = Grant::new(&manifest, &keep(Some(vec!["DELETE"]), None)).unwrap_err();
+        assert!(err.to_string().contains("does not allow method DELETE"), "{err}");
+        let err = Grant::new(&manifest, &keep(None, Some(1000))).unwrap_err();
+        assert!(err.to_string().contains("max_requests 1000 is above"), "{err}");
+        let other = Narrowing {
+            egress: Some(vec![EgressNarrowing {
+                url: "https://*.example.com/*".into(),
+                methods: None,
+                max_requests: None,
+            }]),
+            ..Default::default()
+        };
+        assert!(Grant::new(&manifest, &other).unwrap_err().to_string().contains("is not granted by the manifest"));
     }
 
     #[test]

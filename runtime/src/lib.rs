@@ -33,11 +33,14 @@ mod task;
 mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
+pub use caps::egress_rules::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;
 pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
-pub use grant::{DirNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table};
+pub use grant::{
+    DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table,
+};
 pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError};
 pub use task::{
     Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError, ToolInfo,

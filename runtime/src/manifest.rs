@@ -15,7 +15,11 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::caps::egress_rules::EgressRule;
 use crate::units::{ByteSize, TimeSpan};
+
+/// Methods an egress rule may allow.
+const HTTP_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 /// A validated manifest: identity, component, and the grant ceiling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +42,8 @@ pub struct Manifest {
     pub env: Vec<EnvGrant>,
     /// A fresh, empty, read-write directory for each invocation, removed at teardown.
     pub scratch: Option<String>,
+    /// Outbound HTTP a tool may send, through `wasi:http` only.
+    pub egress: Vec<EgressRule>,
     /// Resource limits of each invocation.
     pub limits: Limits,
     /// The file this manifest came from, if any.
@@ -195,7 +201,24 @@ struct ManifestFile {
     env: EnvSection,
     scratch: Option<ScratchSection>,
     #[serde(default)]
+    egress: Vec<EgressEntry>,
+    #[serde(default)]
     limits: LimitsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressEntry {
+    url: Spanned<String>,
+    methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    max_requests: Option<u32>,
+    max_request_body: Option<ByteSize>,
+    max_response_body: Option<ByteSize>,
+    connect_timeout: Option<TimeSpan>,
+    first_byte_timeout: Option<TimeSpan>,
+    total_timeout: Option<TimeSpan>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +312,7 @@ impl Manifest {
             filesystem: Vec::new(),
             env: Vec::new(),
             scratch: None,
+            egress: Vec::new(),
             limits: Limits::DEFAULT,
             source: None,
         }
@@ -418,6 +442,42 @@ impl ManifestFile {
             env.push(EnvGrant { name: name.clone(), source: EnvSource::Value(value.get_ref().clone()) });
         }
 
+        let mut egress = Vec::new();
+        for (index, entry) in self.egress.iter().enumerate() {
+            let field = |name: &str| format!("egress[{index}].{name}");
+            let mut rule = EgressRule::parse(entry.url.get_ref()).map_err(|m| at.at(&entry.url, field("url"), m))?;
+            if let Some(methods) = &entry.methods {
+                rule.methods.clear();
+                for method in methods {
+                    let name = method.get_ref().to_ascii_uppercase();
+                    if !HTTP_METHODS.contains(&name.as_str()) {
+                        return Err(at.at(
+                            method,
+                            field("methods"),
+                            format!("`{}` is not an HTTP method", method.get_ref()),
+                        ));
+                    }
+                    rule.methods.push(name);
+                }
+            }
+            for address in &entry.addresses {
+                let ip = address.get_ref().parse().map_err(|_| {
+                    at.at(address, field("addresses"), format!("`{}` is not an IP address", address.get_ref()))
+                })?;
+                rule.addresses.push(ip);
+            }
+            rule.max_requests = entry.max_requests.unwrap_or(rule.max_requests);
+            rule.max_request_body = entry.max_request_body.unwrap_or(rule.max_request_body);
+            rule.max_response_body = entry.max_response_body.unwrap_or(rule.max_response_body);
+            rule.connect_timeout = entry.connect_timeout.unwrap_or(rule.connect_timeout);
+            rule.first_byte_timeout = entry.first_byte_timeout.unwrap_or(rule.first_byte_timeout);
+            rule.total_timeout = entry.total_timeout.unwrap_or(rule.total_timeout);
+            if egress.iter().any(|r: &EgressRule| r.url == rule.url) {
+                return Err(at.at(&entry.url, field("url"), format!("`{}` is written twice", rule.url)));
+            }
+            egress.push(rule);
+        }
+
         let raw = self.limits;
         let defaults = Limits::DEFAULT;
         let limits = Limits {
@@ -439,6 +499,7 @@ impl ManifestFile {
             filesystem,
             env,
             scratch,
+            egress,
             limits,
             source: Some(at.file.to_owned()),
         })
@@ -607,6 +668,26 @@ component = "word_count.wasm"
         assert!(error.message.contains("also in env.pass"), "{error}");
         let error = parse(&format!("{MINIMAL}\n[env]\nset = {{ N = 5 }}\n")).unwrap_err();
         assert_eq!(error.field, "env.set.N");
+    }
+
+    #[test]
+    fn egress_rules_parse_with_their_caps() {
+        let text = format!(
+            "{MINIMAL}\n[[egress]]\nurl = \"https://api.example.com/v1/*\"\nmethods = [\"get\", \"POST\"]\n\
+             max_requests = 3\nmax_response_body = \"64KiB\"\n\n[[egress]]\nurl = \"http://svc.test:8080/*\"\n\
+             addresses = [\"127.0.0.1\"]\n"
+        );
+        let manifest = parse(&text).unwrap();
+        assert_eq!(manifest.egress.len(), 2);
+        assert_eq!(manifest.egress[0].methods, ["GET", "POST"]);
+        assert_eq!(manifest.egress[0].max_requests, 3);
+        assert_eq!(manifest.egress[0].max_response_body, ByteSize(64 << 10));
+        assert_eq!(manifest.egress[1].addresses, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        let error = parse(&format!("{MINIMAL}\n[[egress]]\nurl = \"ftp://x\"\n")).unwrap_err();
+        assert_eq!((error.field.as_str(), error.line), ("egress[0].url", 10));
+        let error =
+            parse(&format!("{MINIMAL}\n[[egress]]\nurl = \"https://x/*\"\nmethods = [\"FETCH\"]\n")).unwrap_err();
+        assert_eq!(error.field, "egress[0].methods");
     }
 
     #[test]

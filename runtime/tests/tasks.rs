@@ -38,6 +38,7 @@ async fn a_narrowing_is_honoured() {
         filesystem: Some(vec![DirNarrowing { guest: "/data".into(), mode: DirMode::ReadOnly }]),
         env: Some(vec!["KEEP".into()]),
         scratch: Some(false),
+        egress: None,
         limits: LimitsNarrowing { memory: Some(mib(64)), ..Default::default() },
     };
     let task = h
@@ -153,7 +154,7 @@ async fn the_audit_trail_records_the_task_without_values() {
     assert_eq!(opened["workload"], workload.as_str());
     assert_eq!(opened["grant"]["env"], serde_json::json!(["KEEP", "DROP"]));
     assert!(opened["grant"]["filesystem"]["/data"].as_str().unwrap().starts_with("read-write"));
-    assert_eq!(opened["grant"]["network"], false);
+    assert_eq!(opened["grant"]["egress"], serde_json::json!([]));
     assert_eq!(events[2]["outcome"], "ok");
     assert_eq!(events[4]["outcome"], "exit");
     assert_eq!(events[5]["how"], "closed");

@@ -187,7 +187,8 @@ pub struct RequestLine<'a> {
 
 /// Why no rule allowed a request, for the guest, the audit and the caller.
 pub fn refusal(rules: &[EgressRule], request: &RequestLine<'_>) -> String {
-    let target = format!("{} {}://{}:{}{}", request.method, request.scheme.name(), request.host, request.port, request.path);
+    let target =
+        format!("{} {}://{}:{}{}", request.method, request.scheme.name(), request.host, request.port, request.path);
     if rules.is_empty() {
         return format!("{target}: no egress is granted");
     }
@@ -287,7 +288,7 @@ impl AddressClass {
 
 /// Classifies an address. IPv4-mapped and IPv4-compatible IPv6 forms are
 /// classified as the IPv4 address they carry, so `::ffff:127.0.0.1` is loopback.
-pub fn classify(address: IpAddr) -> AddressClass {
+pub fn classify_address(address: IpAddr) -> AddressClass {
     match address {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -347,13 +348,9 @@ pub fn check_addresses(rule: &EgressRule, addresses: &[IpAddr]) -> Result<(), St
         return Err("the name resolved to no address".to_owned());
     }
     for address in addresses {
-        let class = classify(*address);
+        let class = classify_address(*address);
         if class != AddressClass::Public && !rule.addresses.contains(address) {
-            return Err(format!(
-                "address {address} is {} and rule {} does not name it",
-                class.name(),
-                rule.url
-            ));
+            return Err(format!("address {address} is {} and rule {} does not name it", class.name(), rule.url));
         }
     }
     Ok(())
@@ -378,7 +375,9 @@ mod tests {
         let rule = EgressRule::parse("https://[::1]:8443/x").unwrap();
         assert_eq!(rule.host, HostPattern::Exact("::1".into()));
         assert!(EgressRule::parse("https://*.example.com/*").is_ok());
-        for bad in ["ftp://x/*", "example.com/*", "https://user:pw@x/", "https://a*.b/", "https://x:99999/", "https://x/../y"] {
+        for bad in
+            ["ftp://x/*", "example.com/*", "https://user:pw@x/", "https://a*.b/", "https://x:99999/", "https://x/../y"]
+        {
             assert!(EgressRule::parse(bad).is_err(), "{bad} parsed");
         }
     }
@@ -434,7 +433,7 @@ mod tests {
 
     #[test]
     fn addresses_are_classified_without_any_socket() {
-        let class = |s: &str| classify(s.parse().unwrap());
+        let class = |s: &str| classify_address(s.parse().unwrap());
         assert_eq!(class("169.254.169.254"), AddressClass::Metadata);
         assert_eq!(class("169.254.170.2"), AddressClass::Metadata);
         assert_eq!(class("100.100.100.200"), AddressClass::Metadata);
@@ -466,7 +465,8 @@ mod tests {
         let by_name = EgressRule::parse("http://api.test:8080/*").unwrap();
         let err = check_addresses(&by_name, &["127.0.0.1".parse().unwrap()]).unwrap_err();
         assert!(err.contains("127.0.0.1 is loopback"), "{err}");
-        let err = check_addresses(&by_name, &["8.8.8.8".parse().unwrap(), "169.254.169.254".parse().unwrap()]).unwrap_err();
+        let err =
+            check_addresses(&by_name, &["8.8.8.8".parse().unwrap(), "169.254.169.254".parse().unwrap()]).unwrap_err();
         assert!(err.contains("cloud metadata"), "{err}");
         assert!(check_addresses(&by_name, &[]).is_err());
         let mut allowed = by_name.clone();
