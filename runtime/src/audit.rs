@@ -80,6 +80,34 @@ pub enum AuditKind {
         /// Wall-clock milliseconds.
         duration_ms: u64,
     },
+    /// One outbound HTTP request: allowed (with its outcome) or refused.
+    Egress {
+        /// Invocation id.
+        invocation: String,
+        /// `allowed` or `denied`.
+        decision: &'static str,
+        /// The rule that allowed it (its URL pattern).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// Why it was refused or failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Request method.
+        method: String,
+        /// Host asked for.
+        host: String,
+        /// Path asked for (no query: queries can carry data).
+        path: String,
+        /// Response status, if one came.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// Request body bytes sent.
+        bytes_sent: u64,
+        /// Response body bytes received.
+        bytes_received: u64,
+        /// Milliseconds from the request to the end of its response.
+        duration_ms: u64,
+    },
     /// The task was closed; nothing of it remains.
     TaskClosed {
         /// `closed` when the caller closed it, `dropped` when it went out of scope.
@@ -151,6 +179,32 @@ impl Audit {
         if let Err(error) = self.record(event) {
             tracing::error!(target: "toolcell::audit", "{error}");
         }
+    }
+}
+
+/// Who an event is about: the audit trail plus the task's names, for code
+/// (such as the egress hook) that records events of a running task.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditScope {
+    pub(crate) audit: std::sync::Arc<Audit>,
+    pub(crate) task: String,
+    pub(crate) tool: String,
+    pub(crate) principal: String,
+}
+
+impl AuditScope {
+    pub(crate) fn event(&self, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            time: now_rfc3339(),
+            task: self.task.clone(),
+            tool: self.tool.clone(),
+            principal: self.principal.clone(),
+            kind,
+        }
+    }
+
+    pub(crate) fn record_or_log(&self, kind: AuditKind) {
+        self.audit.record_or_log(self.event(kind));
     }
 }
 

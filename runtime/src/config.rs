@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde::Deserialize;
+
+use crate::caps::http::{Resolver, StaticResolver, SystemResolver};
 
 use crate::engine::EngineSettings;
 use crate::manifest::{Locator, ManifestError};
@@ -20,6 +24,10 @@ pub struct RuntimeConfig {
     pub trust_domain: String,
     /// Where per-invocation scratch dirs are made; defaults to the system temp dir.
     pub scratch_root: Option<PathBuf>,
+    /// Resolves host names for egress; the system resolver by default.
+    pub resolver: Arc<dyn Resolver>,
+    /// PEM files of TLS roots trusted for egress besides the system's.
+    pub tls_roots: Vec<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -29,6 +37,8 @@ impl Default for RuntimeConfig {
             audit_log: None,
             trust_domain: "toolcell.local".to_owned(),
             scratch_root: None,
+            resolver: Arc::new(SystemResolver),
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -44,6 +54,11 @@ struct ConfigFile {
     max_concurrent_invocations: Option<u32>,
     max_memory: Option<ByteSize>,
     max_wasm_stack: Option<ByteSize>,
+    #[serde(default)]
+    tls_roots: Vec<PathBuf>,
+    /// Fixed addresses for names, ahead of the system resolver.
+    #[serde(default)]
+    hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
 }
 
 impl RuntimeConfig {
@@ -64,11 +79,19 @@ impl RuntimeConfig {
             cache_dir: file.cache_dir.map(|dir| base.join(dir)).or(defaults.engine.cache_dir),
             ..defaults.engine
         };
+        let resolver: Arc<dyn Resolver> = if file.hosts.is_empty() {
+            defaults.resolver
+        } else {
+            let hosts = file.hosts.into_iter().map(|(name, ips)| (name.to_ascii_lowercase(), ips)).collect();
+            Arc::new(StaticResolver { hosts, fallback: Some(defaults.resolver) })
+        };
         Ok(RuntimeConfig {
             engine,
             audit_log: file.audit_log.map(|p| base.join(p)),
             trust_domain: file.trust_domain.unwrap_or(defaults.trust_domain),
             scratch_root: file.scratch_root.map(|p| base.join(p)),
+            resolver,
+            tls_roots: file.tls_roots.into_iter().map(|p| base.join(p)).collect(),
         })
     }
 }

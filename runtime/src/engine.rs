@@ -160,6 +160,8 @@ impl ToolEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // Only the HTTP interfaces: WASI above already added the rest.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         crate::caps::log::add_to_linker(&mut linker).map_err(engine_error)?;
 
         if let Some(dir) = &settings.cache_dir {

@@ -189,6 +189,9 @@ pub enum RuntimeError {
     /// The audit file could not be opened.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The TLS roots for egress could not be loaded.
+    #[error("TLS roots for egress: {0}")]
+    Tls(String),
     /// The precompile cache directory could not be created.
     #[error("cache directory `{path}` cannot be used: {source}")]
     Cache {

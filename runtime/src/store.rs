@@ -11,6 +11,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::caps::http::EgressHooks;
 use crate::caps::stdio::OutputSink;
 use crate::error::{LimitHit, LimitKind};
 use crate::units::ByteSize;
@@ -32,6 +35,8 @@ pub(crate) struct InvocationState {
     pub(crate) meter: Arc<Meter>,
     pub(crate) sink: OutputSink,
     pub(crate) ids: InvocationIds,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) egress: EgressHooks,
 }
 
 /// Ids that tag everything an invocation emits.
@@ -40,6 +45,12 @@ pub(crate) struct InvocationIds {
     pub(crate) task: String,
     pub(crate) invocation: String,
     pub(crate) tool: String,
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.egress, table: &mut self.table, ctx: &mut self.http }
+    }
 }
 
 impl WasiView for InvocationState {

@@ -17,8 +17,9 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use crate::audit::{Audit, AuditEvent, AuditKind, now_rfc3339};
+use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
 use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
+use crate::caps::http::{EgressHooks, Network};
 use crate::caps::{env, fs, net};
 use crate::config::RuntimeConfig;
 use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
@@ -32,6 +33,7 @@ use crate::units::{ByteSize, TimeSpan};
 #[derive(Debug)]
 pub struct Runtime {
     engine: Arc<ToolEngine>,
+    network: Network,
     audit: Arc<Audit>,
     trust_domain: String,
     scratch_root: PathBuf,
@@ -210,8 +212,10 @@ impl Runtime {
             Some(path) => Audit::to_file(path)?,
             None => Audit::tracing_only(),
         };
+        let tls = crate::caps::http::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?;
         Ok(Runtime {
             engine,
+            network: Network { resolver: config.resolver, tls: Arc::new(tls) },
             audit: Arc::new(audit),
             trust_domain: config.trust_domain,
             scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
@@ -272,7 +276,21 @@ impl Runtime {
         let sink = OutputSink { forward: None, captured: Default::default() };
         let work = async {
             let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
-            let mut store = build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None)?;
+            // `describe` is granted nothing, egress included.
+            let egress = EgressHooks {
+                rules: Vec::new().into(),
+                sent: Vec::new(),
+                network: self.network.clone(),
+                audit: AuditScope {
+                    audit: self.audit.clone(),
+                    task: ids.task.clone(),
+                    tool: ids.tool.clone(),
+                    principal: "toolcell".into(),
+                },
+                invocation: ids.invocation.clone(),
+                deadline: Instant::now() + grant.limits.timeout.0,
+            };
+            let mut store = build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress)?;
             let info: WitToolInfo = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 instance.call_describe(&mut store).await
@@ -326,6 +344,7 @@ impl Runtime {
             grant: Arc::new(grant),
             tool: tool.clone(),
             engine: self.engine.clone(),
+            network: self.network.clone(),
             audit: self.audit.clone(),
             scratch_root: self.scratch_root.clone(),
             invocations: AtomicU64::new(0),
@@ -352,6 +371,7 @@ pub struct Task {
     grant: Arc<Grant>,
     tool: Arc<Tool>,
     engine: Arc<ToolEngine>,
+    network: Network,
     audit: Arc<Audit>,
     scratch_root: PathBuf,
     invocations: AtomicU64,
@@ -430,6 +450,13 @@ impl Task {
         let meter = Arc::new(Meter::new(limits.max_output));
         let captured = Arc::new(std::sync::Mutex::new(Captured::default()));
         let sink = OutputSink { forward: call.output, captured: captured.clone() };
+        // The wall-clock limit wraps everything, so host waits (sleep, reads)
+        // are cut too; the task's deadline can make it shorter.
+        let (timeout, cause) = if remaining < limits.timeout.0 {
+            (remaining, Some("the task's deadline came first"))
+        } else {
+            (limits.timeout.0, None)
+        };
 
         let work = async {
             // Waiting for a slot counts against the call's time.
@@ -444,7 +471,16 @@ impl Task {
                 None => None,
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
-            let mut store = build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path)?;
+            let egress = EgressHooks {
+                rules: self.grant.egress.clone().into(),
+                sent: vec![0; self.grant.egress.len()],
+                network: self.network.clone(),
+                audit: self.scope(),
+                invocation: ids.invocation.clone(),
+                deadline: started + timeout,
+            };
+            let mut store =
+                build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress)?;
             let classify = |error| classify(error, &meter, &self.engine.settings);
             let result = match (&component.pre, json) {
                 (Pre::Tool(pre), Some(json)) => {
@@ -487,13 +523,6 @@ impl Task {
             drop(scratch);
             Ok(result)
         };
-        // The wall-clock limit wraps everything, so host waits (sleep, reads)
-        // are cut too; the task's deadline can make it shorter.
-        let (timeout, cause) = if remaining < limits.timeout.0 {
-            (remaining, Some("the task's deadline came first"))
-        } else {
-            (limits.timeout.0, None)
-        };
         let result = with_timeout(timeout, cause, &meter, work).await?;
         let captured = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(CallReport {
@@ -529,14 +558,17 @@ impl Task {
         summary
     }
 
-    fn event(&self, kind: AuditKind) -> AuditEvent {
-        AuditEvent {
-            time: now_rfc3339(),
+    fn scope(&self) -> AuditScope {
+        AuditScope {
+            audit: self.audit.clone(),
             task: self.id.clone(),
             tool: self.tool.manifest.name.clone(),
             principal: self.principal.clone(),
-            kind,
         }
+    }
+
+    fn event(&self, kind: AuditKind) -> AuditEvent {
+        self.scope().event(kind)
     }
 }
 
@@ -629,6 +661,7 @@ fn build_store(
     args: &[String],
     stdin: Vec<u8>,
     scratch: Option<&std::path::Path>,
+    egress: EgressHooks,
 ) -> Result<Store<InvocationState>, InvokeError> {
     let mut wasi = WasiCtxBuilder::new();
     env::grant_env(&mut wasi, grant);
@@ -646,6 +679,8 @@ fn build_store(
         meter: meter.clone(),
         sink,
         ids: ids.clone(),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        egress,
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.memory);

@@ -4,6 +4,7 @@
 pub(crate) mod egress_rules;
 pub(crate) mod env;
 pub(crate) mod fs;
+pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod net;
 pub(crate) mod stdio;

@@ -1,0 +1,483 @@
+//! Egress: outbound HTTP through `wasi:http`, checked by the host on every
+//! request before a byte leaves.
+//!
+//! [`EgressHooks::send_request`] is the only way out (toolcell builds
+//! wasmtime-wasi-http without its default sender). For each request it:
+//! matches a grant rule (scheme, host, port, method, path) and the rule's
+//! request count; strips credential headers; resolves the name with the
+//! runtime's resolver and checks every address (loopback, private,
+//! link-local, metadata and special ranges are refused unless the rule names
+//! the address); connects to an address it checked (no rebinding between
+//! check and connect); clamps timeouts to the rule and the call's deadline;
+//! caps both bodies; never follows redirects; and records one audit event.
+//! A refusal reaches the guest as an error naming the rule or reason.
+//!
+//! The connection driving below follows wasmtime-wasi-http's own
+//! `default_send_request` (Apache-2.0 WITH LLVM-exception).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderName;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+};
+
+use crate::audit::{AuditKind, AuditScope};
+use crate::caps::egress_rules::{EgressRule, RequestLine, Scheme, check_addresses, has_dot_segments, refusal};
+
+/// Resolves host names for egress. The runtime config can replace it, so
+/// tests map names to loopback addresses without touching DNS.
+pub trait Resolver: Send + Sync + std::fmt::Debug {
+    /// Every address of `host`.
+    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>>;
+}
+
+/// The operating system's resolver.
+#[derive(Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        Box::pin(async move {
+            let addresses = tokio::net::lookup_host((host, 0)).await?;
+            Ok(addresses.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// Fixed answers for some names; others go to `fallback` if there is one,
+/// and fail otherwise.
+#[derive(Debug, Default)]
+pub struct StaticResolver {
+    /// Name (lowercase) to addresses.
+    pub hosts: std::collections::HashMap<String, Vec<IpAddr>>,
+    /// Where names not in the map go; `None` fails them.
+    pub fallback: Option<Arc<dyn Resolver>>,
+}
+
+impl Resolver for StaticResolver {
+    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(addresses) = self.hosts.get(host) {
+                return Ok(addresses.clone());
+            }
+            match &self.fallback {
+                Some(fallback) => fallback.resolve(host).await,
+                None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address known for `{host}`"))),
+            }
+        })
+    }
+}
+
+/// What egress needs from the runtime: the resolver and the TLS roots.
+#[derive(Clone, Debug)]
+pub(crate) struct Network {
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// Builds the TLS client config: the system's roots plus `extra` PEM roots.
+pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system root rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    for path in extra {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("TLS root in `{}`: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Headers the guest may never set: wasi-http's own list, plus every header
+/// that carries a credential. The host strips them again before sending.
+fn is_guest_forbidden(name: &HeaderName) -> bool {
+    DEFAULT_FORBIDDEN_HEADERS.contains(name) || CREDENTIAL_HEADERS.contains(&name.as_str())
+}
+
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// The egress state of one invocation.
+pub(crate) struct EgressHooks {
+    pub(crate) rules: Arc<[EgressRule]>,
+    pub(crate) sent: Vec<u32>,
+    pub(crate) network: Network,
+    pub(crate) audit: AuditScope,
+    pub(crate) invocation: String,
+    /// When the whole call must be over; every timeout is clamped to it.
+    pub(crate) deadline: Instant,
+}
+
+type ResponseFuture = Box<
+    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
+        + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        Arc::new(is_guest_forbidden)
+    }
+
+    fn is_supported_scheme(&mut self, scheme: &http::uri::Scheme) -> bool {
+        *scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        let started = Instant::now();
+        let method = request.method().as_str().to_owned();
+        let uri = request.uri().clone();
+        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let path = uri.path().to_owned();
+        let scheme = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { Scheme::Https } else { Scheme::Http };
+        let port = uri.port_u16().unwrap_or(if scheme == Scheme::Https { 443 } else { 80 });
+        let record = Record {
+            audit: self.audit.clone(),
+            invocation: self.invocation.clone(),
+            method: method.clone(),
+            host: host.clone(),
+            path: path.clone(),
+            started,
+        };
+
+        let line = RequestLine { scheme, host: &host, port, method: &method, path: &path };
+        let decision = if has_dot_segments(&path) {
+            Err(format!("{method} {path}: dot segments (`..`) are refused"))
+        } else {
+            match self.rules.iter().position(|rule| rule.allows(&line)) {
+                None => Err(refusal(&self.rules, &line)),
+                Some(index) if self.sent[index] >= self.rules[index].max_requests => Err(format!(
+                    "{method} {host}{path}: rule {} allows {} requests per call and they are used",
+                    self.rules[index].url, self.rules[index].max_requests
+                )),
+                Some(index) => {
+                    self.sent[index] += 1;
+                    Ok(self.rules[index].clone())
+                }
+            }
+        };
+        let rule = match decision {
+            Ok(rule) => rule,
+            Err(reason) => {
+                record.denied(&reason);
+                return Box::new(std::future::ready(Err(denied(&reason))));
+            }
+        };
+
+        for name in CREDENTIAL_HEADERS {
+            request.headers_mut().remove(name);
+        }
+        let network = self.network.clone();
+        let deadline = self.deadline;
+        Box::new(async move {
+            let result = send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
+            if let Err((reason, error)) = result {
+                record.failed(&rule.url, &reason);
+                return Err(error);
+            }
+            result.map_err(|(_, e)| e)
+        })
+    }
+}
+
+/// The error a refused request gives the guest: `internal-error` is the one
+/// WASI error code that carries text, and the text names the rule.
+fn denied(reason: &str) -> HttpError {
+    HttpError::InternalError(Some(format!("denied by toolcell egress policy: {reason}")))
+}
+
+/// The per-request audit record, written once: at refusal, at failure, or
+/// when the response body ends or is dropped.
+#[derive(Clone)]
+struct Record {
+    audit: AuditScope,
+    invocation: String,
+    method: String,
+    host: String,
+    path: String,
+    started: Instant,
+}
+
+impl Record {
+    #[allow(clippy::too_many_arguments)]
+    fn write(&self, decision: &'static str, rule: Option<&str>, reason: Option<&str>, status: Option<u16>, sent: u64, received: u64) {
+        self.audit.record_or_log(AuditKind::Egress {
+            invocation: self.invocation.clone(),
+            decision,
+            rule: rule.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            method: self.method.clone(),
+            host: self.host.clone(),
+            path: self.path.clone(),
+            status,
+            bytes_sent: sent,
+            bytes_received: received,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    fn denied(&self, reason: &str) {
+        tracing::info!(target: "toolcell::egress", host = %self.host, "denied: {reason}");
+        self.write("denied", None, Some(reason), None, 0, 0);
+    }
+
+    fn failed(&self, rule: &str, reason: &str) {
+        self.write("allowed", Some(rule), Some(reason), None, 0, 0);
+    }
+}
+
+/// Time left before `deadline`, capped at `cap`.
+fn clamp(cap: Duration, requested: Option<Duration>, deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    requested.unwrap_or(cap).min(cap).min(left)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_checked(
+    mut request: http::Request<WasiBody>,
+    rule: &EgressRule,
+    host: &str,
+    port: u16,
+    scheme: Scheme,
+    options: Option<RequestOptions>,
+    network: &Network,
+    deadline: Instant,
+    record: Record,
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), (String, HttpError)> {
+    let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
+    let first_byte_timeout = clamp(rule.first_byte_timeout.0, options.and_then(|o| o.first_byte_timeout), deadline);
+    let total_deadline = Instant::now() + clamp(rule.total_timeout.0, None, deadline);
+
+    // Resolve on the host and check every address; connect only to those.
+    let addresses = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => match tokio::time::timeout(connect_timeout, network.resolver.resolve(host)).await {
+            Ok(Ok(addresses)) => addresses,
+            Ok(Err(error)) => return Err((format!("cannot resolve `{host}`: {error}"), HttpError::DestinationNotFound)),
+            Err(_) => return Err((format!("resolving `{host}` timed out"), HttpError::DnsTimeout)),
+        },
+    };
+    if let Err(reason) = check_addresses(rule, &addresses) {
+        return Err((reason.clone(), denied(&reason)));
+    }
+    let connect = async {
+        let mut last = None;
+        for address in &addresses {
+            match TcpStream::connect(SocketAddr::new(*address, port)).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+    };
+    let stream = match tokio::time::timeout(connect_timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err((format!("connect: {error}"), HttpError::ConnectionRefused)),
+        Err(_) => return Err(("connect timed out".into(), HttpError::ConnectionTimeout)),
+    };
+
+    let io: Box<dyn Stream> = match scheme {
+        Scheme::Http => Box::new(stream),
+        Scheme::Https => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| (format!("TLS name `{host}`: {e}"), HttpError::TlsCertificateError))?;
+            let connector = tokio_rustls::TlsConnector::from(network.tls.clone());
+            match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(error)) => return Err((format!("TLS: {error}"), HttpError::TlsCertificateError)),
+                Err(_) => return Err(("TLS handshake timed out".into(), HttpError::ConnectionTimeout)),
+            }
+        }
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| (format!("HTTP handshake: {e}"), HttpError::from(e)))?;
+
+    // Only the path and query go on the request line to an origin server.
+    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    *request.uri_mut() = http::Uri::builder().path_and_query(path_and_query).build().expect("from a valid URI");
+
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let limit = rule.max_request_body.0;
+    let request = request.map(|body| {
+        CappedBody { inner: body, limit, seen: 0, counter: sent.clone() }.boxed_unsync()
+    });
+
+    let send = async {
+        let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+            .await
+            .map_err(|_| ("no response before the first-byte timeout".to_owned(), HttpError::ConnectionReadTimeout))?
+            .map_err(|e| (format!("request: {e}"), HttpError::from(e)))?;
+        Ok::<_, (String, HttpError)>(response)
+    };
+    let mut send = std::pin::pin!(send);
+    let mut conn = Some(conn);
+    // Drive the connection while waiting for the response head.
+    let response = std::future::poll_fn(|cx| match send.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(result),
+        Poll::Pending => {
+            let Some(fut) = conn.as_mut() else { return Poll::Pending };
+            let done = ready!(Pin::new(fut).poll(cx));
+            conn = None;
+            match done {
+                Ok(()) => send.as_mut().poll(cx),
+                Err(e) => Poll::Ready(Err((format!("connection: {e}"), HttpError::from(e)))),
+            }
+        }
+    })
+    .await?;
+
+    let status = response.status().as_u16();
+    let max = rule.max_response_body.0;
+    if let Some(length) = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > max
+    {
+        let reason = format!("response of {length} bytes is over the rule's max_response_body of {max}");
+        return Err((reason, HttpError::HttpResponseBodySize(Some(length))));
+    }
+    let (parts, incoming) = response.into_parts();
+    let body = ResponseBody {
+        inner: incoming,
+        limit: max,
+        received: 0,
+        sleep: Box::pin(tokio::time::sleep_until(total_deadline.into())),
+        record: Some((record, rule.url.clone(), status, sent)),
+    };
+    let response = http::Response::from_parts(parts, body.boxed_unsync());
+    Ok((
+        response,
+        Box::new(async move {
+            match conn {
+                Some(conn) => conn.await.map_err(HttpError::from),
+                None => Ok(()),
+            }
+        }),
+    ))
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+/// A request body that stops at `limit` bytes.
+struct CappedBody {
+    inner: WasiBody,
+    limit: u64,
+    seen: u64,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen += data.len() as u64;
+            self.counter.store(self.seen, std::sync::atomic::Ordering::Relaxed);
+            if self.seen > self.limit {
+                return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.limit)))));
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body capped at `limit` bytes and at the total deadline; it
+/// writes the request's audit record when it ends or is dropped.
+struct ResponseBody {
+    inner: hyper::body::Incoming,
+    limit: u64,
+    received: u64,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    record: Option<(Record, String, u16, Arc<std::sync::atomic::AtomicU64>)>,
+}
+
+impl ResponseBody {
+    fn finish(&mut self, reason: Option<&str>) {
+        if let Some((record, rule, status, sent)) = self.record.take() {
+            let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+            record.write("allowed", Some(&rule), reason, Some(status), sent, self.received);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.finish(Some("the rule's total_timeout (or the call's deadline) ended the response"));
+            return Poll::Ready(Some(Err(HttpError::HttpResponseTimeout)));
+        }
+        match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            None => {
+                self.finish(None);
+                Poll::Ready(None)
+            }
+            Some(Err(error)) => {
+                self.finish(Some(&error.to_string()));
+                Poll::Ready(Some(Err(HttpError::from(error))))
+            }
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.received += data.len() as u64;
+                    if self.received > self.limit {
+                        let reason = format!("response body over the rule's max_response_body of {}", self.limit);
+                        self.finish(Some(&reason));
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.received)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
