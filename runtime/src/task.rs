@@ -18,8 +18,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
-use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::http::{EgressHooks, Network};
+use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
 use crate::config::RuntimeConfig;
 use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};

@@ -73,7 +73,9 @@ impl Resolver for StaticResolver {
             }
             match &self.fallback {
                 Some(fallback) => fallback.resolve(host).await,
-                None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address known for `{host}`"))),
+                None => {
+                    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address known for `{host}`")))
+                }
             }
         })
     }
@@ -131,8 +133,12 @@ pub(crate) struct EgressHooks {
 }
 
 type ResponseFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                HttpError,
+            >,
+        > + Send,
 >;
 
 impl WasiHttpHooks for EgressHooks {
@@ -196,7 +202,8 @@ impl WasiHttpHooks for EgressHooks {
         let network = self.network.clone();
         let deadline = self.deadline;
         Box::new(async move {
-            let result = send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
+            let result =
+                send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
             if let Err((reason, error)) = result {
                 record.failed(&rule.url, &reason);
                 return Err(error);
@@ -226,7 +233,15 @@ struct Record {
 
 impl Record {
     #[allow(clippy::too_many_arguments)]
-    fn write(&self, decision: &'static str, rule: Option<&str>, reason: Option<&str>, status: Option<u16>, sent: u64, received: u64) {
+    fn write(
+        &self,
+        decision: &'static str,
+        rule: Option<&str>,
+        reason: Option<&str>,
+        status: Option<u16>,
+        sent: u64,
+        received: u64,
+    ) {
         self.audit.record_or_log(AuditKind::Egress {
             invocation: self.invocation.clone(),
             decision,
@@ -279,7 +294,9 @@ async fn send_checked(
         Ok(ip) => vec![ip],
         Err(_) => match tokio::time::timeout(connect_timeout, network.resolver.resolve(host)).await {
             Ok(Ok(addresses)) => addresses,
-            Ok(Err(error)) => return Err((format!("cannot resolve `{host}`: {error}"), HttpError::DestinationNotFound)),
+            Ok(Err(error)) => {
+                return Err((format!("cannot resolve `{host}`: {error}"), HttpError::DestinationNotFound));
+            }
             Err(_) => return Err((format!("resolving `{host}` timed out"), HttpError::DnsTimeout)),
         },
     };
@@ -326,9 +343,7 @@ async fn send_checked(
 
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let limit = rule.max_request_body.0;
-    let request = request.map(|body| {
-        CappedBody { inner: body, limit, seen: 0, counter: sent.clone() }.boxed_unsync()
-    });
+    let request = request.map(|body| CappedBody { inner: body, limit, seen: 0, counter: sent.clone() }.boxed_unsync());
 
     let send = async {
         let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
@@ -356,7 +371,8 @@ async fn send_checked(
 
     let status = response.status().as_u16();
     let max = rule.max_response_body.0;
-    if let Some(length) = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    if let Some(length) =
+        response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && length > max
     {
         let reason = format!("response of {length} bytes is over the rule's max_response_body of {max}");

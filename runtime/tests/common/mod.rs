@@ -15,6 +15,8 @@ use toolcell_runtime::{
 
 pub use toolcell_test_guests as guests;
 
+pub mod http_server;
+
 static ENGINE: LazyLock<Arc<ToolEngine>> = LazyLock::new(|| {
     let settings = EngineSettings {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("toolcell-cache")),
