@@ -23,7 +23,16 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 // The same typed bindings toolcell uses, so the floor makes the same call.
-wasmtime::component::bindgen!({ path: "../wit", world: "tool", exports: { default: async } });
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "tool",
+    exports: { default: async },
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
+});
 
 const INPUT: &str = r#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use toolcell_runtime::{
-    ByteSize, DirGrant, DirMode, DirNarrowing, EnvGrant, EnvSource, LimitsNarrowing, Manifest, Narrowing, TimeSpan,
+    ByteSize, DirGrant, DirMode, DirNarrowing, EgressNarrowing, EgressRule, EnvGrant, EnvSource, LimitsNarrowing,
+    Manifest, Narrowing, TimeSpan,
 };
 
 /// `--dir HOST[::GUEST][:ro]`: read-write unless `:ro`; GUEST defaults to HOST.
@@ -55,11 +56,31 @@ pub fn parse_env(text: &str) -> Result<EnvFlag, String> {
     Ok(EnvFlag { name: name.to_owned(), value })
 }
 
+/// `--allow-http [METHODS=]URL_PATTERN`: METHODS is a comma list, GET by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpFlag {
+    pub url: String,
+    pub methods: Option<Vec<String>>,
+}
+
+pub fn parse_http(text: &str) -> Result<HttpFlag, String> {
+    let (methods, url) = match text.split_once('=') {
+        Some((methods, url)) if !methods.contains("://") => {
+            (Some(methods.split(',').map(|m| m.trim().to_ascii_uppercase()).collect::<Vec<_>>()), url)
+        }
+        _ => (None, text),
+    };
+    // Validated here so a typo fails before anything runs.
+    EgressRule::parse(url)?;
+    Ok(HttpFlag { url: url.to_owned(), methods })
+}
+
 /// The grant flags of one run.
 #[derive(Debug, Default)]
 pub struct GrantFlags {
     pub dirs: Vec<DirFlag>,
     pub env: Vec<EnvFlag>,
+    pub http: Vec<HttpFlag>,
     pub timeout: Option<TimeSpan>,
     pub memory: Option<ByteSize>,
 }
@@ -80,6 +101,13 @@ impl GrantFlags {
                 None => EnvSource::Host,
             };
             manifest.env.push(EnvGrant { name: env.name.clone(), source });
+        }
+        for flag in &self.http {
+            let mut rule = EgressRule::parse(&flag.url).map_err(anyhow::Error::msg).context("--allow-http")?;
+            if let Some(methods) = &flag.methods {
+                rule.methods = methods.clone();
+            }
+            manifest.egress.push(rule);
         }
         if let Some(timeout) = self.timeout {
             manifest.limits.timeout = timeout;
@@ -124,6 +152,14 @@ impl GrantFlags {
             }
             narrowing.env = Some(self.env.iter().map(|e| e.name.clone()).collect());
         }
+        if !self.http.is_empty() {
+            let kept = self.http.iter().map(|flag| EgressNarrowing {
+                url: flag.url.clone(),
+                methods: flag.methods.clone(),
+                max_requests: None,
+            });
+            narrowing.egress = Some(kept.collect());
+        }
         narrowing.limits = LimitsNarrowing { timeout: self.timeout, memory: self.memory, ..Default::default() };
         Ok(narrowing)
     }
@@ -148,6 +184,16 @@ mod tests {
         assert!(parse_dir("::/data").is_err());
         assert!(parse_dir("/srv::data").unwrap_err().contains("must be absolute"));
         assert!(parse_dir("/srv::/a/../b").is_err());
+    }
+
+    #[test]
+    fn http_flags_parse() {
+        let flag = parse_http("https://api.example.com/v1/*").unwrap();
+        assert_eq!((flag.url.as_str(), flag.methods), ("https://api.example.com/v1/*", None));
+        let flag = parse_http("get,POST=http://127.0.0.1:8080/*").unwrap();
+        assert_eq!(flag.methods, Some(vec!["GET".to_owned(), "POST".to_owned()]));
+        assert!(parse_http("ftp://x/").is_err());
+        assert!(parse_http("https://x/?q=1").is_err());
     }
 
     #[test]

@@ -63,7 +63,20 @@ fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
     let env: Vec<&str> = manifest.env.iter().map(|e| e.name.as_str()).collect();
     println!("  env         {}", if env.is_empty() { "nothing".into() } else { env.join(", ") });
     println!("  scratch     {}", manifest.scratch.as_deref().unwrap_or("none"));
-    println!("  network     denied");
+    if manifest.egress.is_empty() {
+        println!("  egress      nothing (raw sockets are always refused)");
+    }
+    for rule in &manifest.egress {
+        let mut caps = format!(
+            "{} requests, bodies {} up / {} down",
+            rule.max_requests, rule.max_request_body, rule.max_response_body
+        );
+        if !rule.addresses.is_empty() {
+            let addresses: Vec<String> = rule.addresses.iter().map(|a| a.to_string()).collect();
+            caps.push_str(&format!(", may reach {}", addresses.join(", ")));
+        }
+        println!("  egress      {} {} ({caps})", rule.methods.join(","), rule.url);
+    }
     let limits: Vec<String> = limits_table(&manifest.limits).into_iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("  limits      {}", limits.join(", "));
 }

@@ -11,16 +11,18 @@ use toolcell_runtime::{
 };
 
 use crate::exit;
-use crate::grants::{DirFlag, EnvFlag, GrantFlags, parse_dir, parse_env};
+use crate::grants::{DirFlag, EnvFlag, GrantFlags, HttpFlag, parse_dir, parse_env, parse_http};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 Without --manifest and grant flags nothing is granted: no files, no variables, no network.
+Egress goes through wasi:http only; raw sockets are always refused.
 With --manifest, the flags narrow the manifest's grants and may not widen them.
 
 Examples:
   toolcell run word_count.wasm --input '{\"text\":\"hello world\"}'
   toolcell run --dir ./docs::/docs:ro file-stats.wasm -- /docs
+  toolcell run --allow-http 'GET,POST=http://127.0.0.1:8080/api/*' tool.wasm --input '{}'
   toolcell run --manifest policies/file-stats.toml --timeout 2s -- /docs")]
 pub struct RunArgs {
     /// The tool's manifest; its grants are the most the run may have.
@@ -32,6 +34,10 @@ pub struct RunArgs {
     /// Grant a variable: its host value, or VALUE.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     env: Vec<EnvFlag>,
+    /// Allow outbound HTTP matching a pattern like https://api.example.com/v1/*
+    /// (GET only, unless prefixed with methods: POST,GET=URL).
+    #[arg(long = "allow-http", value_name = "[METHODS=]URL_PATTERN", value_parser = parse_http)]
+    allow_http: Vec<HttpFlag>,
     /// Wall-clock limit of the call, like 500ms, 2s, 1m.
     #[arg(long, value_name = "DURATION")]
     timeout: Option<TimeSpan>,
@@ -100,7 +106,13 @@ fn manifest_or_component(manifest: Option<&Path>, component: Option<&Path>) -> R
 
 pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>) -> Result<ExitCode> {
     let (mut manifest, from_file) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
-    let flags = GrantFlags { dirs: args.dirs, env: args.env, timeout: args.timeout, memory: args.memory };
+    let flags = GrantFlags {
+        dirs: args.dirs,
+        env: args.env,
+        http: args.allow_http,
+        timeout: args.timeout,
+        memory: args.memory,
+    };
     let narrowing = if from_file {
         flags.narrowing(&manifest)?
     } else {

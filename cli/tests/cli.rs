@@ -254,7 +254,7 @@ fn policy_check_reports_grants_and_rejects_bad_manifests() {
     assert_code(&out, 0);
     let report = text(&out.stdout);
     assert!(report.contains("filesystem  ") && report.contains("-> /data (read-only)"), "{report}");
-    assert!(report.contains("network     denied"));
+    assert!(report.contains("egress      nothing (raw sockets are always refused)"), "{report}");
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(&good).unwrap() + "\n[network]\nallow = \"*\"\n").unwrap();
@@ -277,4 +277,63 @@ fn every_manifest_in_policies_parses() {
         }
     }
     assert!(checked >= 2, "only {checked} manifests found");
+}
+
+/// A one-thread HTTP server on 127.0.0.1 that answers every request with
+/// `hello` and counts connections.
+fn loopback_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn allow_http_grants_egress_ad_hoc() {
+    let cli = Cli::new();
+    let (port, connections) = loopback_server();
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let pattern = format!("http://127.0.0.1:{port}/*");
+
+    let out = cli.run(&["run", guests::PROBE_COMMAND, "--", "http", "GET", &url]);
+    assert_code(&out, 1);
+    assert!(text(&out.stderr).contains("no egress is granted"), "{}", text(&out.stderr));
+    let out = cli.run(&["run", "--allow-http", &pattern, guests::PROBE_COMMAND, "--", "http", "POST", &url]);
+    assert_code(&out, 1);
+    assert!(text(&out.stderr).contains("method POST not allowed"), "{}", text(&out.stderr));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let out = cli.run(&["run", "--allow-http", &pattern, guests::PROBE_COMMAND, "--", "http", "GET", &url]);
+    assert_code(&out, 0);
+    assert_eq!(text(&out.stdout), "status 200\nhello\n");
+    let methods = format!("GET,POST={pattern}");
+    let out = cli.run(&["run", "--allow-http", &methods, guests::PROBE_COMMAND, "--", "http", "POST", &url]);
+    assert_code(&out, 0);
+    assert!(cli.audit().contains("\"event\":\"egress\""));
+
+    // A tool component gets the same grant and the same checks.
+    let input = format!(r#"{{"action":"http","method":"GET","url":"{url}"}}"#);
+    let out = cli.run(&["run", "--allow-http", &pattern, guests::PROBE_TOOL, "--input", &input]);
+    assert_code(&out, 0);
+    assert_eq!(text(&out.stdout), "{\"body\":\"hello\",\"status\":200}\n");
+    let out = cli.run(&["run", guests::PROBE_TOOL, "--input", &input]);
+    assert_code(&out, 1);
+    assert!(toolcell_line(&out).contains("no egress is granted"), "{}", toolcell_line(&out));
+
+    let out = cli.run(&["run", "--allow-http", "ftp://x/", guests::PROBE_COMMAND]);
+    assert_code(&out, 2);
 }

@@ -23,6 +23,12 @@ wasmtime::component::bindgen!({
     world: "tool",
     imports: { default: async | trappable },
     exports: { default: async },
+    // The WASI interfaces come from wasmtime-wasi(-http), linked separately.
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
 });
 
 pub(crate) use self::toolcell::tool::types::{ToolError as WitToolError, ToolInfo as WitToolInfo};

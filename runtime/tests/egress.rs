@@ -332,3 +332,27 @@ async fn narrowing_to_fewer_hosts_is_honoured_and_widening_rejected() {
         .unwrap_err();
     assert!(matches!(err, TaskError::Widening(_)) && err.to_string().contains("does not allow method POST"), "{err}");
 }
+
+#[tokio::test]
+async fn tool_components_get_the_same_checks() {
+    let server = TestServer::start(None).await;
+    let e = Egress::new(vec![]);
+    let port = server.port;
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    manifest.egress = vec![rule(&format!("http://api.test:{port}/*"), &["GET"])];
+    let input = |url: String| serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string();
+    let report =
+        e.harness.call(manifest.clone(), Call::tool(input(format!("http://api.test:{port}/ok")))).await.unwrap();
+    assert_eq!(
+        report.result,
+        toolcell_runtime::CallResult::Output(r#"{"body":"hello from the test server","status":200}"#.into())
+    );
+    let report = e.harness.call(manifest, Call::tool(input(format!("http://other.test:{port}/ok")))).await.unwrap();
+    match report.result {
+        toolcell_runtime::CallResult::ToolError(toolcell_runtime::ToolError::Upstream(message)) => {
+            assert!(message.contains("host `other.test` matches no egress rule"), "{message}")
+        }
+        other => panic!("expected the tool to report the refusal: {other:?}"),
+    }
+    assert_eq!(server.seen().len(), 1);
+}

@@ -40,11 +40,23 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_tool",
         default_bindings_module: "toolcell_sdk::bindings",
+        // wasi:http and what it uses come from the `wasip2` crate, so tools
+        // share one set of WASI types with the rest of the ecosystem.
+        with: {
+            "wasi:http/types@0.2.12": wasip2::http::types,
+            "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+        },
     });
 }
 
 pub use bindings::toolcell::tool::types::{ToolError, ToolInfo};
 pub use bindings::{Guest, export_tool};
+/// WASI 0.2 bindings (`wasip2::http` for outbound HTTP through the host's egress checks).
+pub use wasip2;
 
 /// Log lines that land in the host's audit/tracing stream with the task id.
 /// They count against the call's output limit.

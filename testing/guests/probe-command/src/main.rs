@@ -80,12 +80,12 @@ fn main() {
             }
         }
         // http METHOD URL [HEADER:VALUE | body=TEXT]...
-        "http" => report(http_request(&arg(2), &arg(3), &args[4.min(args.len())..]).map(|r| r.summary())),
+        "http" => report(probe_http::request(&arg(2), &arg(3), &args[4.min(args.len())..]).map(|r| r.summary())),
         // Like `http`, then follows one redirect the way a guest would.
-        "http-follow" => report(http_request(&arg(2), &arg(3), &[]).and_then(|first| {
+        "http-follow" => report(probe_http::request(&arg(2), &arg(3), &[]).and_then(|first| {
             match first.header("location") {
                 Some(location) if (300..400).contains(&first.status) => {
-                    let second = http_request("GET", &location, &[])?;
+                    let second = probe_http::request("GET", &location, &[])?;
                     Ok(format!("{}\nfollowed to {location}\n{}", first.summary(), second.summary()))
                 }
                 _ => Ok(first.summary()),
@@ -106,95 +106,6 @@ fn main() {
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
     if n == 0 { 0 } else { recurse(std::hint::black_box(n - 1)).wrapping_add(std::hint::black_box(n)) }
-}
-
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
-    }
-
-    fn summary(&self) -> String {
-        format!("status {}\n{}", self.status, String::from_utf8_lossy(&self.body))
-    }
-}
-
-/// One request through `wasi:http/outgoing-handler`, as any guest would make it.
-fn http_request(method: &str, url: &str, extra: &[String]) -> std::io::Result<HttpResponse> {
-    use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
-    use wasip2::io::streams::StreamError;
-
-    let fail = |what: String| std::io::Error::other(what);
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| fail(format!("bad url {url}")))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let fields = Fields::new();
-    let mut body = None;
-    for item in extra {
-        if let Some(text) = item.strip_prefix("body=") {
-            body = Some(text.as_bytes().to_vec());
-        } else if let Some(size) = item.strip_prefix("body-bytes=") {
-            body = Some(vec![b'b'; size.parse().unwrap()]);
-        } else if let Some((name, value)) = item.split_once(':') {
-            // A refused header is reported and the request goes on without it.
-            if let Err(error) = fields.append(name, value.trim().as_bytes()) {
-                eprintln!("header {name} refused: {error:?}");
-            }
-        }
-    }
-    let request = OutgoingRequest::new(fields);
-    let method = match method {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        other => Method::Other(other.to_owned()),
-    };
-    request.set_method(&method).map_err(|()| fail("method".into()))?;
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
-    request.set_scheme(Some(&scheme)).map_err(|()| fail("scheme".into()))?;
-    request.set_authority(Some(authority)).map_err(|()| fail("authority".into()))?;
-    request.set_path_with_query(Some(path)).map_err(|()| fail("path".into()))?;
-    let outgoing = request.body().map_err(|()| fail("body".into()))?;
-    let future = outgoing_handler::handle(request, None).map_err(|e| fail(format!("{e:?}")))?;
-    if let Some(bytes) = body {
-        let stream = outgoing.write().map_err(|()| fail("body stream".into()))?;
-        for chunk in bytes.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| fail(format!("writing body: {e:?}")))?;
-        }
-        drop(stream);
-    }
-    OutgoingBody::finish(outgoing, None).map_err(|e| fail(format!("{e:?}")))?;
-    future.subscribe().block();
-    let response = future.get().expect("ready").expect("once").map_err(|e| fail(format!("{e:?}")))?;
-    let status = response.status();
-    let headers = response
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
-    let incoming = response.consume().map_err(|()| fail("consume".into()))?;
-    let stream = incoming.stream().map_err(|()| fail("stream".into()))?;
-    let mut body = Vec::new();
-    loop {
-        match stream.blocking_read(64 << 10) {
-            Ok(chunk) => body.extend(chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(error)) => {
-                return Err(fail(format!("reading body: {}", error.to_debug_string())));
-            }
-        }
-    }
-    Ok(HttpResponse { status, headers, body })
 }
 
 /// Plants a symlink through wasi-libc (std's wasi symlink is unstable).

@@ -59,6 +59,19 @@ impl Guest for Probe {
                     std::hint::black_box(&blocks);
                 }
             }
+            "http" => {
+                let headers: Vec<String> = input["headers"]
+                    .as_array()
+                    .map(|h| h.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                match probe_http::request(&field("method"), &field("url"), &headers) {
+                    Ok(response) => json!({
+                        "status": response.status,
+                        "body": String::from_utf8_lossy(&response.body),
+                    }),
+                    Err(error) => return Err(ToolError::Upstream(error.to_string())),
+                }
+            }
             "panic" => panic!("probe-tool panicked on purpose"),
             "fail" => return Err(ToolError::Failed("asked to fail".into())),
             other => return Err(ToolError::InvalidInput(format!("unknown action `{other}`"))),
