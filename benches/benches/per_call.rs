@@ -39,6 +39,38 @@ const INPUT: &str = r#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
 struct Floor {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    hooks: NoEgress,
+}
+
+/// The floor links wasi:http like toolcell does, and sends nothing.
+struct NoEgress;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoEgress {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _errors: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)))
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Floor {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+    }
 }
 
 impl WasiView for Floor {
@@ -48,7 +80,13 @@ impl WasiView for Floor {
 }
 
 fn floor_store(engine: &wasmtime::Engine) -> Store<Floor> {
-    let mut store = Store::new(engine, Floor { wasi: WasiCtxBuilder::new().build(), table: ResourceTable::new() });
+    let floor = Floor {
+        wasi: WasiCtxBuilder::new().build(),
+        table: ResourceTable::new(),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        hooks: NoEgress,
+    };
+    let mut store = Store::new(engine, floor);
     // The engine interrupts on epochs; the floor never wants to be interrupted.
     store.set_epoch_deadline(u64::MAX / 2);
     store
@@ -61,13 +99,14 @@ fn per_call(c: &mut Criterion) {
     let engine = ToolEngine::new(settings).unwrap();
     let runtime = Runtime::with_engine(engine.clone(), RuntimeConfig::default()).unwrap();
 
-    // The floor: the same engine, a linker with WASI only (word-count never
-    // calls `log`, so that import is a trap stub).
+    // The floor: the same engine, a linker with WASI and wasi:http.
     let wasm = engine.wasmtime();
     let component = Component::from_file(wasm, guests::WORD_COUNT).unwrap();
     let mut linker: Linker<Floor> = Linker::new(wasm);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    linker.define_unknown_imports_as_traps(&component).unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+    // word-count never logs; the import still has to be there.
+    linker.instance("toolcell:tool/log@0.1.0").unwrap().func_new("log", |_, _, _, _| Ok(())).unwrap();
     let pre = ToolPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
 
     let empty = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();
