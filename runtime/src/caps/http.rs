@@ -199,6 +199,9 @@ impl WasiHttpHooks for EgressHooks {
         for name in CREDENTIAL_HEADERS {
             request.headers_mut().remove(name);
         }
+        // Credential injection plugs in here: headers bound to `rule` are
+        // added after the strip, so they only ever travel to this rule's
+        // origin, and a redirect (a new request) is matched afresh.
         let network = self.network.clone();
         let deadline = self.deadline;
         Box::new(async move {
