@@ -296,6 +296,17 @@ fn loopback_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
+            // Drain the body before answering: closing with unread bytes resets the connection.
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            if head.contains("transfer-encoding: chunked") {
+                let mut body = Vec::new();
+                while !body.ends_with(b"0\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    body.push(byte[0]);
+                }
+            } else if let Some(length) = head.split("content-length:").nth(1) {
+                let length: usize = length.lines().next().unwrap_or("").trim().parse().unwrap_or(0);
+                let _ = stream.read_exact(&mut vec![0; length]);
+            }
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
         }
     });
