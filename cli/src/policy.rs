@@ -64,7 +64,7 @@ fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
     println!("  env         {}", if env.is_empty() { "nothing".into() } else { env.join(", ") });
     println!("  scratch     {}", manifest.scratch.as_deref().unwrap_or("none"));
     if manifest.egress.is_empty() {
-        println!("  egress      nothing (raw sockets are always refused)");
+        println!("  egress      nothing");
     }
     for rule in &manifest.egress {
         let mut caps = format!(
@@ -76,6 +76,12 @@ fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
             caps.push_str(&format!(", may reach {}", addresses.join(", ")));
         }
         println!("  egress      {} {} ({caps})", rule.methods.join(","), rule.url);
+    }
+    if manifest.sockets.is_empty() {
+        println!("  sockets     nothing (raw TCP, UDP and name lookup refused)");
+    }
+    for socket in &manifest.sockets {
+        println!("  sockets     {:?} {}", socket.protocol, socket.address);
     }
     let limits: Vec<String> = limits_table(&manifest.limits).into_iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("  limits      {}", limits.join(", "));

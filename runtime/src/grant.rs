@@ -12,6 +12,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::caps::egress_rules::EgressRule;
+use crate::caps::net::SocketGrant;
 use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
 use crate::units::{ByteSize, TimeSpan};
 
@@ -27,6 +28,8 @@ pub struct Narrowing {
     pub scratch: Option<bool>,
     /// The egress rules to keep, by their URL pattern, each with fewer methods or requests.
     pub egress: Option<Vec<EgressNarrowing>>,
+    /// The socket grants to keep.
+    pub sockets: Option<Vec<SocketGrant>>,
     /// Lower limits.
     pub limits: LimitsNarrowing,
 }
@@ -89,6 +92,8 @@ pub struct Grant {
     pub scratch: Option<String>,
     /// Outbound HTTP rules.
     pub egress: Vec<EgressRule>,
+    /// Raw socket addresses.
+    pub sockets: Vec<SocketGrant>,
     /// Limits of each invocation.
     pub limits: Limits,
 }
@@ -103,6 +108,7 @@ impl fmt::Debug for Grant {
             .field("env", &env)
             .field("scratch", &self.scratch)
             .field("egress", &self.egress)
+            .field("sockets", &self.sockets)
             .field("limits", &self.limits)
             .finish()
     }
@@ -120,8 +126,10 @@ pub struct GrantSummary {
     pub scratch: Option<String>,
     /// Limits, as written in manifests.
     pub limits: BTreeMap<&'static str, String>,
-    /// Egress rules as `METHODS url`; raw sockets and name lookup are always denied.
+    /// Egress rules as `METHODS url`.
     pub egress: Vec<String>,
+    /// Raw socket grants as `tcp 127.0.0.1:5432`; name lookup is always denied.
+    pub sockets: Vec<String>,
 }
 
 impl Grant {
@@ -189,8 +197,21 @@ impl Grant {
             }
         };
 
+        let sockets = match &narrowing.sockets {
+            None => manifest.sockets.clone(),
+            Some(kept) => {
+                if let Some(extra) = kept.iter().find(|s| !manifest.sockets.contains(s)) {
+                    return Err(widen(format!(
+                        "socket {:?} {} is not granted by the manifest",
+                        extra.protocol, extra.address
+                    )));
+                }
+                kept.clone()
+            }
+        };
+
         let limits = narrow_limits(&manifest.limits, &narrowing.limits).map_err(widen)?;
-        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, limits })
+        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, sockets, limits })
     }
 
     /// The grant's shape for audit events and reports.
@@ -205,6 +226,7 @@ impl Grant {
             scratch: self.scratch.clone(),
             limits: limits_table(&self.limits),
             egress: self.egress.iter().map(|rule| format!("{} {}", rule.methods.join(","), rule.url)).collect(),
+            sockets: self.sockets.iter().map(|s| format!("{:?} {}", s.protocol, s.address).to_lowercase()).collect(),
         }
     }
 }

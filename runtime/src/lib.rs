@@ -35,6 +35,7 @@ mod units;
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
 pub use caps::egress_rules::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
 pub use caps::http::{Resolver, StaticResolver, SystemResolver};
+pub use caps::net::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;
 pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine, component_digest};

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::caps::egress_rules::EgressRule;
+use crate::caps::net::{SocketGrant, SocketProtocol};
 use crate::units::{ByteSize, TimeSpan};
 
 /// Methods an egress rule may allow.
@@ -44,6 +45,8 @@ pub struct Manifest {
     pub scratch: Option<String>,
     /// Outbound HTTP a tool may send, through `wasi:http` only.
     pub egress: Vec<EgressRule>,
+    /// Exact addresses a tool may reach with raw TCP or UDP sockets.
+    pub sockets: Vec<SocketGrant>,
     /// Resource limits of each invocation.
     pub limits: Limits,
     /// The file this manifest came from, if any.
@@ -203,7 +206,16 @@ struct ManifestFile {
     #[serde(default)]
     egress: Vec<EgressEntry>,
     #[serde(default)]
+    sockets: Vec<SocketEntry>,
+    #[serde(default)]
     limits: LimitsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SocketEntry {
+    protocol: SocketProtocol,
+    address: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +325,7 @@ impl Manifest {
             env: Vec::new(),
             scratch: None,
             egress: Vec::new(),
+            sockets: Vec::new(),
             limits: Limits::DEFAULT,
             source: None,
         }
@@ -478,6 +491,18 @@ impl ManifestFile {
             egress.push(rule);
         }
 
+        let mut sockets = Vec::new();
+        for (index, entry) in self.sockets.iter().enumerate() {
+            let address = entry.address.get_ref().parse().map_err(|_| {
+                at.at(
+                    &entry.address,
+                    format!("sockets[{index}].address"),
+                    format!("`{}` is not an exact address and port, like 127.0.0.1:5432", entry.address.get_ref()),
+                )
+            })?;
+            sockets.push(SocketGrant { protocol: entry.protocol, address });
+        }
+
         let raw = self.limits;
         let defaults = Limits::DEFAULT;
         let limits = Limits {
@@ -500,6 +525,7 @@ impl ManifestFile {
             env,
             scratch,
             egress,
+            sockets,
             limits,
             source: Some(at.file.to_owned()),
         })
@@ -688,6 +714,19 @@ component = "word_count.wasm"
         let error =
             parse(&format!("{MINIMAL}\n[[egress]]\nurl = \"https://x/*\"\nmethods = [\"FETCH\"]\n")).unwrap_err();
         assert_eq!(error.field, "egress[0].methods");
+    }
+
+    #[test]
+    fn socket_grants_need_exact_addresses() {
+        let text = format!("{MINIMAL}\n[[sockets]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:5432\"\n");
+        let manifest = parse(&text).unwrap();
+        assert_eq!(manifest.sockets[0].address, "127.0.0.1:5432".parse().unwrap());
+        let error = parse(&format!("{MINIMAL}\n[[sockets]]\nprotocol = \"tcp\"\naddress = \"db.internal:5432\"\n"))
+            .unwrap_err();
+        assert_eq!(error.field, "sockets[0].address");
+        let error =
+            parse(&format!("{MINIMAL}\n[[sockets]]\nprotocol = \"sctp\"\naddress = \"127.0.0.1:1\"\n")).unwrap_err();
+        assert!(error.field.starts_with("sockets[0]"), "{error}");
     }
 
     #[test]

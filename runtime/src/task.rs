@@ -666,7 +666,7 @@ fn build_store(
     let mut wasi = WasiCtxBuilder::new();
     env::grant_env(&mut wasi, grant);
     fs::grant_dirs(&mut wasi, grant, scratch)?;
-    net::deny_sockets(&mut wasi);
+    net::grant_sockets(&mut wasi, grant);
     wasi.arg(&ids.tool).args(args);
     wasi.stdin(MemoryInputPipe::new(stdin));
     wasi.stdout(CappedOutput { channel: Channel::Stdout, meter: meter.clone(), sink: sink.clone() });

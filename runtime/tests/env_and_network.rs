@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use toolcell_runtime::{EnvGrant, EnvSource};
+use toolcell_runtime::{EnvGrant, EnvSource, SocketGrant, SocketProtocol};
 
 #[tokio::test]
 async fn only_granted_variables_are_visible() {
@@ -57,4 +57,44 @@ async fn raw_sockets_and_name_lookup_are_refused() {
         assert_denied(&report);
     }
     assert!(listener.accept().is_err(), "a guest connection reached the loopback listener");
+}
+
+#[tokio::test]
+async fn a_socket_grant_opens_exactly_one_address() {
+    let h = Harness::new();
+    let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (granted_addr, other_addr) = (granted.local_addr().unwrap(), other.local_addr().unwrap());
+    other.set_nonblocking(true).unwrap();
+    let grant = |m: &mut toolcell_runtime::Manifest| {
+        m.sockets = vec![SocketGrant { protocol: SocketProtocol::Tcp, address: granted_addr }]
+    };
+    assert_eq!(
+        assert_allowed(&h.probe(&["tcp-connect", &granted_addr.to_string()], grant).await.unwrap()),
+        "connected\n"
+    );
+    assert!(granted.accept().is_ok(), "the granted connection arrived");
+    // Another port on the same host, listening, and name lookup stay refused.
+    assert_denied(&h.probe(&["tcp-connect", &other_addr.to_string()], grant).await.unwrap());
+    assert_denied(&h.probe(&["tcp-listen", "127.0.0.1:0"], grant).await.unwrap());
+    assert_denied(&h.probe(&["lookup", "localhost:80"], grant).await.unwrap());
+    assert_denied(&h.probe(&["udp-send", &granted_addr.to_string()], grant).await.unwrap());
+    assert!(other.accept().is_err(), "a refused connection arrived");
+}
+
+#[tokio::test]
+async fn a_udp_grant_sends_to_its_address_only() {
+    let h = Harness::new();
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = receiver.local_addr().unwrap();
+    receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let grant =
+        |m: &mut toolcell_runtime::Manifest| m.sockets = vec![SocketGrant { protocol: SocketProtocol::Udp, address }];
+    assert_allowed(&h.probe(&["udp-send", &address.to_string()], grant).await.unwrap());
+    let mut buffer = [0u8; 16];
+    let (n, _) = receiver.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..n], b"probe");
+    let elsewhere = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    assert_denied(&h.probe(&["udp-send", &elsewhere.to_string()], grant).await.unwrap());
+    assert_denied(&h.probe(&["tcp-connect", &address.to_string()], grant).await.unwrap());
 }

@@ -39,6 +39,7 @@ async fn a_narrowing_is_honoured() {
         env: Some(vec!["KEEP".into()]),
         scratch: Some(false),
         egress: None,
+        sockets: None,
         limits: LimitsNarrowing { memory: Some(mib(64)), ..Default::default() },
     };
     let task = h

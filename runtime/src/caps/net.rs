@@ -1,13 +1,80 @@
-//! Network: denied. Raw TCP, UDP and name lookup are refused for every guest
-//! until egress rules exist to allow them. wasmtime-wasi's defaults already
-//! deny every address; saying so here keeps the decision ours, not a default
-//! that could change under us.
+//! Raw sockets: denied, except TCP connects and UDP sends to the exact
+//! addresses a grant names. Name lookup is always refused (names are the
+//! egress hook's business), listening and accepting are always refused, and
+//! a bind is allowed only as the implicit ephemeral bind of a granted
+//! connect or send.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::sockets::SocketAddrUse;
 
-pub(crate) fn deny_sockets(wasi: &mut WasiCtxBuilder) {
-    wasi.allow_tcp(false)
-        .allow_udp(false)
+use crate::grant::Grant;
+
+/// A transport protocol of a socket grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketProtocol {
+    /// TCP connect.
+    Tcp,
+    /// UDP send.
+    Udp,
+}
+
+/// One address a tool may reach with a raw socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketGrant {
+    /// TCP or UDP.
+    pub protocol: SocketProtocol,
+    /// The exact remote address and port.
+    pub address: SocketAddr,
+}
+
+/// Decides one socket operation against the granted addresses.
+pub(crate) fn socket_allowed(grants: &[SocketGrant], address: SocketAddr, usage: SocketAddrUse) -> bool {
+    let has = |protocol| grants.iter().any(|g| g.protocol == protocol);
+    let granted = |protocol| grants.iter().any(|g| g.protocol == protocol && g.address == address);
+    // The implicit bind before a connect or send is to the wildcard address, port 0.
+    let ephemeral = address.ip().is_unspecified() && address.port() == 0;
+    match usage {
+        SocketAddrUse::TcpConnect => granted(SocketProtocol::Tcp),
+        SocketAddrUse::TcpBind => ephemeral && has(SocketProtocol::Tcp),
+        // Datagrams go to, and come back from, granted peers only.
+        SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => granted(SocketProtocol::Udp),
+        SocketAddrUse::UdpBind => ephemeral && has(SocketProtocol::Udp),
+        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+    }
+}
+
+pub(crate) fn grant_sockets(wasi: &mut WasiCtxBuilder, grant: &Grant) {
+    let grants: Arc<[SocketGrant]> = grant.sockets.clone().into();
+    let has = |protocol| grants.iter().any(|g| g.protocol == protocol);
+    wasi.allow_tcp(has(SocketProtocol::Tcp))
+        .allow_udp(has(SocketProtocol::Udp))
         .allow_ip_name_lookup(false)
-        .socket_addr_check(|_addr, _use| Box::pin(async { false }));
+        .socket_addr_check(move |address, usage| {
+            let allowed = socket_allowed(&grants, address, usage);
+            Box::pin(async move { allowed })
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_granted_addresses_pass() {
+        let grants = [SocketGrant { protocol: SocketProtocol::Tcp, address: "127.0.0.1:5432".parse().unwrap() }];
+        let check = |addr: &str, usage| socket_allowed(&grants, addr.parse().unwrap(), usage);
+        assert!(check("127.0.0.1:5432", SocketAddrUse::TcpConnect));
+        assert!(check("0.0.0.0:0", SocketAddrUse::TcpBind));
+        assert!(!check("127.0.0.1:5433", SocketAddrUse::TcpConnect));
+        assert!(!check("127.0.0.1:5432", SocketAddrUse::TcpBind));
+        assert!(!check("0.0.0.0:0", SocketAddrUse::TcpListen));
+        assert!(!check("127.0.0.1:5432", SocketAddrUse::TcpAccept));
+        assert!(!check("127.0.0.1:5432", SocketAddrUse::UdpSend));
+        assert!(!check("0.0.0.0:0", SocketAddrUse::UdpBind));
+        assert!(!socket_allowed(&[], "0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
+    }
 }
