@@ -141,6 +141,9 @@ async fn names_resolving_to_loopback_or_metadata_are_refused_unless_granted() {
     let report = e.http(vec![mixed], &["http", "GET", &format!("http://mixed.test:{port}/ok")]).await;
     assert!(stderr(&report).contains("10.0.0.7 is private"), "{}", stderr(&report));
     assert_eq!(server.connection_count(), 0);
+    let refusals: Vec<_> = e.harness.audit_events().into_iter().filter(|e| e["event"] == "egress").collect();
+    assert_eq!(refusals.len(), 3);
+    assert!(refusals.iter().all(|e| e["decision"] == "denied"), "{refusals:?}");
     // Naming the address grants it; an IP-literal rule names its own address.
     let named = rule(&format!("http://api.test:{port}/*"), &["GET"]);
     assert_allowed(&e.http(vec![named], &["http", "GET", &format!("http://api.test:{port}/ok")]).await);

@@ -207,11 +207,14 @@ impl WasiHttpHooks for EgressHooks {
         Box::new(async move {
             let result =
                 send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
-            if let Err((reason, error)) = result {
-                record.failed(&rule.url, &reason);
-                return Err(error);
-            }
-            result.map_err(|(_, e)| e)
+            result.map_err(|failure| {
+                if failure.refused {
+                    record.denied(&failure.reason);
+                } else {
+                    record.failed(&rule.url, &failure.reason);
+                }
+                failure.error
+            })
         })
     }
 }
@@ -270,6 +273,22 @@ impl Record {
     }
 }
 
+/// Why an allowed request still did not complete.
+struct Failure {
+    /// For the audit trail.
+    reason: String,
+    /// For the guest.
+    error: HttpError,
+    /// True when policy refused it (an address check), false when the network failed.
+    refused: bool,
+}
+
+impl From<(String, HttpError)> for Failure {
+    fn from((reason, error): (String, HttpError)) -> Failure {
+        Failure { reason, error, refused: false }
+    }
+}
+
 /// Time left before `deadline`, capped at `cap`.
 fn clamp(cap: Duration, requested: Option<Duration>, deadline: Instant) -> Duration {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -287,7 +306,7 @@ async fn send_checked(
     network: &Network,
     deadline: Instant,
     record: Record,
-) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), (String, HttpError)> {
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), Failure> {
     let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
     let first_byte_timeout = clamp(rule.first_byte_timeout.0, options.and_then(|o| o.first_byte_timeout), deadline);
     let total_deadline = Instant::now() + clamp(rule.total_timeout.0, None, deadline);
@@ -298,13 +317,13 @@ async fn send_checked(
         Err(_) => match tokio::time::timeout(connect_timeout, network.resolver.resolve(host)).await {
             Ok(Ok(addresses)) => addresses,
             Ok(Err(error)) => {
-                return Err((format!("cannot resolve `{host}`: {error}"), HttpError::DestinationNotFound));
+                return Err((format!("cannot resolve `{host}`: {error}"), HttpError::DestinationNotFound).into());
             }
-            Err(_) => return Err((format!("resolving `{host}` timed out"), HttpError::DnsTimeout)),
+            Err(_) => return Err((format!("resolving `{host}` timed out"), HttpError::DnsTimeout).into()),
         },
     };
     if let Err(reason) = check_addresses(rule, &addresses) {
-        return Err((reason.clone(), denied(&reason)));
+        return Err(Failure { error: denied(&reason), reason, refused: true });
     }
     let connect = async {
         let mut last = None;
@@ -318,27 +337,27 @@ async fn send_checked(
     };
     let stream = match tokio::time::timeout(connect_timeout, connect).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Err((format!("connect: {error}"), HttpError::ConnectionRefused)),
-        Err(_) => return Err(("connect timed out".into(), HttpError::ConnectionTimeout)),
+        Ok(Err(error)) => return Err((format!("connect: {error}"), HttpError::ConnectionRefused).into()),
+        Err(_) => return Err(("connect timed out".into(), HttpError::ConnectionTimeout).into()),
     };
 
     let io: Box<dyn Stream> = match scheme {
         Scheme::Http => Box::new(stream),
         Scheme::Https => {
             let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| (format!("TLS name `{host}`: {e}"), HttpError::TlsCertificateError))?;
+                .map_err(|e| Failure::from((format!("TLS name `{host}`: {e}"), HttpError::TlsCertificateError)))?;
             let connector = tokio_rustls::TlsConnector::from(network.tls.clone());
             match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
                 Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(error)) => return Err((format!("TLS: {error}"), HttpError::TlsCertificateError)),
-                Err(_) => return Err(("TLS handshake timed out".into(), HttpError::ConnectionTimeout)),
+                Ok(Err(error)) => return Err((format!("TLS: {error}"), HttpError::TlsCertificateError).into()),
+                Err(_) => return Err(("TLS handshake timed out".into(), HttpError::ConnectionTimeout).into()),
             }
         }
     };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|e| (format!("HTTP handshake: {e}"), HttpError::from(e)))?;
+        .map_err(|e| Failure::from((format!("HTTP handshake: {e}"), HttpError::from(e))))?;
 
     // Only the path and query go on the request line to an origin server.
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -370,7 +389,8 @@ async fn send_checked(
             }
         }
     })
-    .await?;
+    .await
+    .map_err(Failure::from)?;
 
     let status = response.status().as_u16();
     let max = rule.max_response_body.0;
@@ -379,7 +399,7 @@ async fn send_checked(
         && length > max
     {
         let reason = format!("response of {length} bytes is over the rule's max_response_body of {max}");
-        return Err((reason, HttpError::HttpResponseBodySize(Some(length))));
+        return Err((reason, HttpError::HttpResponseBodySize(Some(length))).into());
     }
     let (parts, incoming) = response.into_parts();
     let body = ResponseBody {
