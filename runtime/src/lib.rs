@@ -24,6 +24,7 @@
 mod audit;
 mod caps;
 mod config;
+pub mod credentials;
 mod engine;
 mod error;
 mod grant;

@@ -1,0 +1,375 @@
+//! The built-in `issuer` provider: Ed25519-signed access tokens shaped like
+//! RFC 9068 (`typ: at+jwt`), a JWKS for downstream verifiers, key rotation
+//! by `kid`, and a deny-list that refuses a token after teardown until its
+//! `exp` has passed.
+//!
+//! Token values are `SecretString`s: they never appear in Debug output, and
+//! the host's copies are zeroized when dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The claims of one access token (RFC 9068 shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer URL.
+    pub iss: String,
+    /// The workload: `spiffe://<trust-domain>/tool/<tool>/task/<task>`.
+    pub sub: String,
+    /// Exactly one audience.
+    pub aud: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry; never past the invocation's deadline.
+    pub exp: u64,
+    /// Unique token id, deny-listed at teardown.
+    pub jti: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The actor: on whose behalf the workload acts (RFC 8693 `act`).
+    pub act: Actor,
+    /// OAuth client id (RFC 9068 requires it): the tool's name.
+    pub client_id: String,
+}
+
+/// RFC 8693 actor claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The task's principal.
+    pub sub: String,
+}
+
+/// What a mint asks for.
+#[derive(Clone, Debug)]
+pub struct MintRequest {
+    /// Workload id.
+    pub subject: String,
+    /// The task's principal.
+    pub principal: String,
+    /// The tool's name.
+    pub client_id: String,
+    /// The one audience.
+    pub audience: String,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// Longest life the manifest allows.
+    pub max_ttl: Duration,
+    /// The invocation's deadline, as wall-clock time: `exp` never passes it.
+    pub not_after: SystemTime,
+}
+
+/// A minted token. Its value is secret; the rest is for audit.
+pub struct MintedToken {
+    /// The compact JWS. Exposed only to the egress hook (inject) or a
+    /// `reveal` the manifest allows.
+    pub token: SecretString,
+    /// Token id.
+    pub jti: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Key id it was signed with.
+    pub kid: String,
+}
+
+impl std::fmt::Debug for MintedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedToken")
+            .field("token", &"<secret>")
+            .field("jti", &self.jti)
+            .field("exp", &self.exp)
+            .field("kid", &self.kid)
+            .finish()
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not three base64url parts of JSON.
+    #[error("token is malformed")]
+    Malformed,
+    /// Header is not `alg: EdDSA`, `typ: at+jwt` with a known `kid`.
+    #[error("token header is not an EdDSA at+jwt with a known kid")]
+    Header,
+    /// Signature does not verify.
+    #[error("token signature does not verify")]
+    Signature,
+    /// Issuer or audience is not the expected one.
+    #[error("token is for another issuer or audience")]
+    Audience,
+    /// Past `exp` or before `nbf`.
+    #[error("token is expired or not yet valid")]
+    Expired,
+    /// Revoked at teardown.
+    #[error("token was revoked (jti {0})")]
+    Revoked(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    typ: String,
+    kid: String,
+}
+
+struct Key {
+    kid: String,
+    signing: SigningKey,
+}
+
+/// The issuer: its keys (the newest signs), and the deny-list.
+pub struct Issuer {
+    url: String,
+    keys: Mutex<Vec<Key>>,
+    denied: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<String> =
+            self.keys.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|k| k.kid.clone()).collect();
+        f.debug_struct("Issuer").field("url", &self.url).field("kids", &kids).finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    bytes
+}
+
+fn new_key() -> Key {
+    let signing = SigningKey::from_bytes(&random::<32>());
+    // The kid is a digest of the public key, so it names the key everywhere.
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(signing.verifying_key().as_bytes());
+    Key { kid: B64.encode(&digest[..12]), signing }
+}
+
+impl Issuer {
+    /// An issuer named `url` with one fresh key.
+    pub fn new(url: impl Into<String>) -> Issuer {
+        Issuer { url: url.into(), keys: Mutex::new(vec![new_key()]), denied: Mutex::new(HashMap::new()) }
+    }
+
+    /// The issuer URL (`iss`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Adds a new signing key; older keys keep verifying the tokens they
+    /// signed. Returns the new `kid`.
+    pub fn rotate(&self) -> String {
+        let key = new_key();
+        let kid = key.kid.clone();
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+        kid
+    }
+
+    /// Drops every key but the newest. Tokens signed by the dropped keys no
+    /// longer verify; do it once they have expired.
+    pub fn retire_old_keys(&self) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = keys.len() - 1;
+        keys.drain(..newest);
+    }
+
+    /// Mints a token. `exp` is the earlier of now + `max_ttl` and `not_after`.
+    pub fn mint(&self, request: &MintRequest) -> MintedToken {
+        let iat = now();
+        let not_after = request.not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let exp = (iat + request.max_ttl.as_secs()).min(not_after);
+        let claims = AccessClaims {
+            iss: self.url.clone(),
+            sub: request.subject.clone(),
+            aud: request.audience.clone(),
+            iat,
+            nbf: iat,
+            exp,
+            jti: B64.encode(random::<16>()),
+            scope: request.scopes.join(" "),
+            act: Actor { sub: request.principal.clone() },
+            client_id: request.client_id.clone(),
+        };
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let key = keys.last().expect("an issuer always has a key");
+        let header = Header { alg: "EdDSA".into(), typ: "at+jwt".into(), kid: key.kid.clone() };
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(serde_json::to_vec(&header).expect("header serializes")),
+            B64.encode(serde_json::to_vec(&claims).expect("claims serialize"))
+        );
+        let signature = key.signing.sign(signing_input.as_bytes());
+        let token = format!("{signing_input}.{}", B64.encode(signature.to_bytes()));
+        MintedToken { token: SecretString::from(token), jti: claims.jti, exp, kid: key.kid.clone() }
+    }
+
+    /// Verifies a token for `audience`, as a downstream service would, and
+    /// refuses deny-listed ones.
+    pub fn verify(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
+        let token = token.expose_secret();
+        let mut parts = token.split('.');
+        let (Some(header), Some(claims), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        let decode = |part: &str| B64.decode(part).map_err(|_| VerifyError::Malformed);
+        let header: Header = serde_json::from_slice(&decode(header)?).map_err(|_| VerifyError::Malformed)?;
+        if header.alg != "EdDSA" || header.typ != "at+jwt" {
+            return Err(VerifyError::Header);
+        }
+        let verifying = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().find(|k| k.kid == header.kid).map(|k| k.signing.verifying_key()).ok_or(VerifyError::Header)?
+        };
+        let signature: [u8; 64] = decode(signature)?.try_into().map_err(|_| VerifyError::Malformed)?;
+        let signing_input = &token[..token.rfind('.').expect("three parts")];
+        verifying
+            .verify(signing_input.as_bytes(), &Signature::from_bytes(&signature))
+            .map_err(|_| VerifyError::Signature)?;
+        let claims: AccessClaims = serde_json::from_slice(&decode(claims)?).map_err(|_| VerifyError::Malformed)?;
+        if claims.iss != self.url || claims.aud != audience {
+            return Err(VerifyError::Audience);
+        }
+        let now = now();
+        if now >= claims.exp || now < claims.nbf {
+            return Err(VerifyError::Expired);
+        }
+        if self.denied.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&claims.jti) {
+            return Err(VerifyError::Revoked(claims.jti));
+        }
+        Ok(claims)
+    }
+
+    /// Deny-lists a token id until its expiry (teardown calls this).
+    pub fn revoke(&self, jti: &str, exp: u64) {
+        let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now();
+        // Entries past their expiry are useless: an expired token is refused anyway.
+        denied.retain(|_, until| *until > now);
+        denied.insert(jti.to_owned(), exp);
+    }
+
+    /// The public keys as a JWKS (RFC 7517, OKP/Ed25519 per RFC 8037).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| {
+                let public: VerifyingKey = key.signing.verifying_key();
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": B64.encode(public.as_bytes()),
+                    "kid": key.kid,
+                    "alg": "EdDSA",
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(ttl: Duration, deadline: Duration) -> MintRequest {
+        MintRequest {
+            subject: "spiffe://toolcell.local/tool/gh/task/t1".into(),
+            principal: "alice".into(),
+            client_id: "gh".into(),
+            audience: "https://api.example.com".into(),
+            scopes: vec!["repo:read".into(), "issues:write".into()],
+            max_ttl: ttl,
+            not_after: SystemTime::now() + deadline,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_rfc9068_claims() {
+        let issuer = Issuer::new("https://toolcell.local");
+        let minted = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        let claims = issuer.verify(&minted.token, "https://api.example.com").unwrap();
+        assert_eq!(claims.sub, "spiffe://toolcell.local/tool/gh/task/t1");
+        assert_eq!(claims.act.sub, "alice");
+        assert_eq!(claims.scope, "repo:read issues:write");
+        assert_eq!(claims.jti, minted.jti);
+        assert!(claims.exp <= claims.iat + 300);
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(minted.token.expose_secret().split('.').next().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["kid"], minted.kid.as_str());
+    }
+
+    #[test]
+    fn expiry_never_passes_the_deadline() {
+        let issuer = Issuer::new("https://toolcell.local");
+        let minted = issuer.mint(&request(Duration::from_secs(3600), Duration::from_secs(30)));
+        assert!(minted.exp <= now() + 30);
+    }
+
+    #[test]
+    fn tampering_other_audiences_and_revocation_are_refused() {
+        let issuer = Issuer::new("https://toolcell.local");
+        let minted = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        assert_eq!(issuer.verify(&minted.token, "https://other.example.com"), Err(VerifyError::Audience));
+        let token = minted.token.expose_secret();
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let forged_claims = B64.encode(br#"{"iss":"https://toolcell.local","scope":"admin"}"#);
+        let forged = SecretString::from(format!("{head}.{forged_claims}.{signature}"));
+        assert_eq!(issuer.verify(&forged, "https://api.example.com"), Err(VerifyError::Signature));
+        assert_eq!(issuer.verify(&SecretString::from("a.b"), "x"), Err(VerifyError::Malformed));
+        issuer.revoke(&minted.jti, minted.exp);
+        assert_eq!(
+            issuer.verify(&minted.token, "https://api.example.com"),
+            Err(VerifyError::Revoked(minted.jti.clone()))
+        );
+        // Another issuer's token does not verify here.
+        let stranger =
+            Issuer::new("https://toolcell.local").mint(&request(Duration::from_secs(60), Duration::from_secs(60)));
+        assert_eq!(issuer.verify(&stranger.token, "https://api.example.com"), Err(VerifyError::Header));
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_until_keys_retire() {
+        let issuer = Issuer::new("https://toolcell.local");
+        let old = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        let kid = issuer.rotate();
+        let new = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        assert_eq!(new.kid, kid);
+        assert_ne!(old.kid, new.kid);
+        assert_eq!(issuer.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(issuer.verify(&old.token, "https://api.example.com").is_ok());
+        issuer.retire_old_keys();
+        assert_eq!(issuer.verify(&old.token, "https://api.example.com"), Err(VerifyError::Header));
+        assert!(issuer.verify(&new.token, "https://api.example.com").is_ok());
+        assert_eq!(issuer.jwks()["keys"][0]["kid"], kid.as_str());
+    }
+
+    #[test]
+    fn token_values_stay_out_of_debug_output() {
+        let issuer = Issuer::new("https://toolcell.local");
+        let minted = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        let value = minted.token.expose_secret().to_owned();
+        assert!(!format!("{minted:?}").contains(&value));
+        assert!(!format!("{issuer:?}").contains(&value));
+    }
+}
