@@ -4,8 +4,9 @@
 //! Data flows one way: [`Manifest`] (the ceiling an operator writes) ->
 //! [`Grant`] (the manifest narrowed by a task) -> a fresh store per
 //! [`Task::invoke`] -> one module per capability (filesystem, environment,
-//! stdio, log; the network is denied). Capability code never
-//! reads manifests; the CLI only calls this crate's public API.
+//! stdio, log, egress over wasi:http, raw sockets to exact granted
+//! addresses). Capability code never reads manifests; the CLI only calls
+//! this crate's public API. [`credentials`] holds the credential providers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
