@@ -83,6 +83,12 @@ fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
     for socket in &manifest.sockets {
         println!("  sockets     {:?} {}", socket.protocol, socket.address);
     }
+    if manifest.credentials.is_empty() {
+        println!("  credentials nothing");
+    }
+    for credential in &manifest.credentials {
+        println!("  credentials {credential}");
+    }
     let limits: Vec<String> = limits_table(&manifest.limits).into_iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("  limits      {}", limits.join(", "));
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::caps::egress_rules::EgressRule;
 use crate::caps::net::SocketGrant;
+use crate::credentials::spec::CredentialSpec;
 use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
 use crate::units::{ByteSize, TimeSpan};
 
@@ -30,6 +31,8 @@ pub struct Narrowing {
     pub egress: Option<Vec<EgressNarrowing>>,
     /// The socket grants to keep.
     pub sockets: Option<Vec<SocketGrant>>,
+    /// The credentials to keep, each with fewer scopes or a shorter life.
+    pub credentials: Option<Vec<CredentialNarrowing>>,
     /// Lower limits.
     pub limits: LimitsNarrowing,
 }
@@ -52,6 +55,17 @@ pub struct EgressNarrowing {
     pub methods: Option<Vec<String>>,
     /// A lower request cap; `None` keeps the rule's.
     pub max_requests: Option<u32>,
+}
+
+/// One credential a task keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialNarrowing {
+    /// The credential's name in the manifest.
+    pub name: String,
+    /// Scopes to keep; `None` keeps the manifest's.
+    pub scopes: Option<Vec<String>>,
+    /// A shorter life; `None` keeps the manifest's.
+    pub max_ttl: Option<TimeSpan>,
 }
 
 /// Limits a task lowers; each must be at most the manifest's.
@@ -94,6 +108,8 @@ pub struct Grant {
     pub egress: Vec<EgressRule>,
     /// Raw socket addresses.
     pub sockets: Vec<SocketGrant>,
+    /// Credentials the tool may acquire.
+    pub credentials: Vec<CredentialSpec>,
     /// Limits of each invocation.
     pub limits: Limits,
 }
@@ -109,6 +125,7 @@ impl fmt::Debug for Grant {
             .field("scratch", &self.scratch)
             .field("egress", &self.egress)
             .field("sockets", &self.sockets)
+            .field("credentials", &self.credentials)
             .field("limits", &self.limits)
             .finish()
     }
@@ -130,6 +147,8 @@ pub struct GrantSummary {
     pub egress: Vec<String>,
     /// Raw socket grants as `tcp 127.0.0.1:5432`; name lookup is always denied.
     pub sockets: Vec<String>,
+    /// Credentials: name, provider, scopes, audience, life and exposure — never a value.
+    pub credentials: Vec<String>,
 }
 
 impl Grant {
@@ -210,8 +229,17 @@ impl Grant {
             }
         };
 
+        let credentials = match &narrowing.credentials {
+            None => manifest.credentials.clone(),
+            Some(kept) => kept
+                .iter()
+                .map(|want| narrow_credential(&manifest.credentials, want))
+                .collect::<Result<_, _>>()
+                .map_err(widen)?,
+        };
+
         let limits = narrow_limits(&manifest.limits, &narrowing.limits).map_err(widen)?;
-        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, sockets, limits })
+        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, sockets, credentials, limits })
     }
 
     /// The grant's shape for audit events and reports.
@@ -227,6 +255,7 @@ impl Grant {
             limits: limits_table(&self.limits),
             egress: self.egress.iter().map(|rule| format!("{} {}", rule.methods.join(","), rule.url)).collect(),
             sockets: self.sockets.iter().map(|s| format!("{:?} {}", s.protocol, s.address).to_lowercase()).collect(),
+            credentials: self.credentials.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -265,6 +294,30 @@ fn narrow_rule(rules: &[EgressRule], want: &EgressNarrowing) -> Result<EgressRul
         rule.max_requests = max;
     }
     Ok(rule)
+}
+
+fn narrow_credential(specs: &[CredentialSpec], want: &CredentialNarrowing) -> Result<CredentialSpec, String> {
+    let granted = specs
+        .iter()
+        .find(|spec| spec.name == want.name)
+        .ok_or_else(|| format!("credential `{}` is not granted by the manifest", want.name))?;
+    let mut spec = granted.clone();
+    if let Some(scopes) = &want.scopes {
+        if let Some(extra) = scopes.iter().find(|s| !granted.scopes.contains(s)) {
+            return Err(format!("credential `{}` does not allow scope `{extra}`", want.name));
+        }
+        spec.scopes = scopes.clone();
+    }
+    if let Some(ttl) = want.max_ttl {
+        if ttl > granted.max_ttl {
+            return Err(format!(
+                "credential `{}` max_ttl {ttl} is above the manifest's {}",
+                want.name, granted.max_ttl
+            ));
+        }
+        spec.max_ttl = ttl;
+    }
+    Ok(spec)
 }
 
 fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
@@ -393,6 +446,43 @@ mod tests {
             ..Default::default()
         };
         assert!(Grant::new(&manifest, &other).unwrap_err().to_string().contains("is not granted by the manifest"));
+    }
+
+    #[test]
+    fn credentials_narrow_to_fewer_scopes_and_shorter_lives_only() {
+        use crate::credentials::spec::{Exposure, ProviderKind};
+        let mut manifest = manifest();
+        manifest.credentials = vec![CredentialSpec {
+            name: "github".into(),
+            provider: ProviderKind::Issuer,
+            scopes: vec!["repo:read".into(), "issues:write".into()],
+            audience: "https://api.github.com".into(),
+            max_ttl: TimeSpan(Duration::from_secs(300)),
+            exposure: Exposure::Reveal,
+        }];
+        let keep = |scopes: Option<Vec<&str>>, ttl: Option<u64>, name: &str| Narrowing {
+            credentials: Some(vec![CredentialNarrowing {
+                name: name.into(),
+                scopes: scopes.map(|s| s.into_iter().map(String::from).collect()),
+                max_ttl: ttl.map(|t| TimeSpan(Duration::from_secs(t))),
+            }]),
+            ..Default::default()
+        };
+        let grant = Grant::new(&manifest, &keep(Some(vec!["repo:read"]), Some(60), "github")).unwrap();
+        assert_eq!(grant.credentials[0].scopes, ["repo:read"]);
+        assert_eq!(grant.credentials[0].max_ttl, TimeSpan(Duration::from_secs(60)));
+        let err = Grant::new(&manifest, &keep(Some(vec!["admin"]), None, "github")).unwrap_err();
+        assert!(err.to_string().contains("does not allow scope `admin`"), "{err}");
+        let err = Grant::new(&manifest, &keep(None, Some(3600), "github")).unwrap_err();
+        assert!(err.to_string().contains("max_ttl 1h is above the manifest's 5m"), "{err}");
+        let err = Grant::new(&manifest, &keep(None, None, "aws")).unwrap_err();
+        assert!(err.to_string().contains("credential `aws` is not granted"), "{err}");
+        assert!(
+            Grant::new(&manifest, &Narrowing { credentials: Some(vec![]), ..Default::default() })
+                .unwrap()
+                .credentials
+                .is_empty()
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use crate::caps::egress_rules::EgressRule;
 use crate::caps::net::{SocketGrant, SocketProtocol};
+use crate::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind, check_injection_header};
 use crate::units::{ByteSize, TimeSpan};
 
 /// Methods an egress rule may allow.
@@ -47,6 +48,8 @@ pub struct Manifest {
     pub egress: Vec<EgressRule>,
     /// Exact addresses a tool may reach with raw TCP or UDP sockets.
     pub sockets: Vec<SocketGrant>,
+    /// Credentials a tool may acquire, each from a provider the operator configures.
+    pub credentials: Vec<CredentialSpec>,
     /// Resource limits of each invocation.
     pub limits: Limits,
     /// The file this manifest came from, if any.
@@ -208,7 +211,41 @@ struct ManifestFile {
     #[serde(default)]
     sockets: Vec<SocketEntry>,
     #[serde(default)]
+    credentials: Vec<CredentialEntry>,
+    #[serde(default)]
     limits: LimitsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialEntry {
+    name: Spanned<String>,
+    provider: Spanned<ProviderKind>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    audience: String,
+    max_ttl: Option<TimeSpan>,
+    #[serde(default)]
+    exposure: Option<Spanned<String>>,
+    inject: Option<InjectEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectEntry {
+    egress: Spanned<String>,
+    #[serde(default = "authorization")]
+    header: Spanned<String>,
+    #[serde(default = "bearer")]
+    format: String,
+}
+
+fn authorization() -> Spanned<String> {
+    Spanned::new(0..0, "authorization".to_owned())
+}
+
+fn bearer() -> String {
+    "Bearer {token}".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -326,6 +363,7 @@ impl Manifest {
             scratch: None,
             egress: Vec::new(),
             sockets: Vec::new(),
+            credentials: Vec::new(),
             limits: Limits::DEFAULT,
             source: None,
         }
@@ -503,6 +541,74 @@ impl ManifestFile {
             sockets.push(SocketGrant { protocol: entry.protocol, address });
         }
 
+        let mut credentials: Vec<CredentialSpec> = Vec::new();
+        for (index, entry) in self.credentials.iter().enumerate() {
+            let field = |name: &str| format!("credentials[{index}].{name}");
+            let name = entry.name.get_ref();
+            validate_tool_name(name)
+                .map_err(|m| at.at(&entry.name, field("name"), m.replace("tool name", "credential name")))?;
+            if credentials.iter().any(|c| &c.name == name) {
+                return Err(at.at(&entry.name, field("name"), format!("`{name}` is written twice")));
+            }
+            let provider = *entry.provider.get_ref();
+            let exposure = match (entry.exposure.as_ref().map(|e| e.get_ref().as_str()), &entry.inject) {
+                (None | Some("inject"), Some(inject)) => {
+                    let header = check_injection_header(inject.header.get_ref(), &inject.format)
+                        .map_err(|m| at.at(&inject.header, field("inject"), m))?;
+                    if !egress.iter().any(|rule| &rule.url == inject.egress.get_ref()) {
+                        return Err(at.at(
+                            &inject.egress,
+                            field("inject.egress"),
+                            format!("`{}` is not one of this manifest's egress rules", inject.egress.get_ref()),
+                        ));
+                    }
+                    Exposure::Inject(Injection {
+                        egress: inject.egress.get_ref().clone(),
+                        header,
+                        format: inject.format.clone(),
+                    })
+                }
+                (None | Some("inject"), None) => {
+                    return Err(at.at(
+                        &entry.name,
+                        field("inject"),
+                        "an injected credential needs `inject = { egress = \"<rule url>\" }`",
+                    ));
+                }
+                (Some("reveal"), None) if provider == ProviderKind::Static => {
+                    return Err(at.at(
+                        &entry.provider,
+                        field("exposure"),
+                        "static credentials are root secrets: they can only be injected",
+                    ));
+                }
+                (Some("reveal"), None) => Exposure::Reveal,
+                (Some("reveal"), Some(_)) => {
+                    return Err(at.at(
+                        &entry.name,
+                        field("inject"),
+                        "a revealed credential is not injected; drop `inject`",
+                    ));
+                }
+                (Some(other), _) => {
+                    let spanned = entry.exposure.as_ref().expect("matched Some");
+                    return Err(at.at(spanned, field("exposure"), format!("`{other}` is not `inject` or `reveal`")));
+                }
+            };
+            let max_ttl = entry.max_ttl.unwrap_or(TimeSpan(std::time::Duration::from_secs(300)));
+            if max_ttl.0.as_secs() == 0 {
+                return Err(at.at(&entry.name, field("max_ttl"), "must be at least 1s"));
+            }
+            credentials.push(CredentialSpec {
+                name: name.clone(),
+                provider,
+                scopes: entry.scopes.clone(),
+                audience: entry.audience.clone(),
+                max_ttl,
+                exposure,
+            });
+        }
+
         let raw = self.limits;
         let defaults = Limits::DEFAULT;
         let limits = Limits {
@@ -526,6 +632,7 @@ impl ManifestFile {
             scratch,
             egress,
             sockets,
+            credentials,
             limits,
             source: Some(at.file.to_owned()),
         })
@@ -727,6 +834,39 @@ component = "word_count.wasm"
         let error =
             parse(&format!("{MINIMAL}\n[[sockets]]\nprotocol = \"sctp\"\naddress = \"127.0.0.1:1\"\n")).unwrap_err();
         assert!(error.field.starts_with("sockets[0]"), "{error}");
+    }
+
+    #[test]
+    fn credentials_parse_and_bind_to_an_egress_rule() {
+        let egress = "\n[[egress]]\nurl = \"https://api.github.com/*\"\nmethods = [\"GET\", \"POST\"]\n";
+        let text = format!(
+            "{MINIMAL}{egress}\n[[credentials]]\nname = \"github\"\nprovider = \"issuer\"\nscopes = [\"repo:read\"]\n\
+             audience = \"https://api.github.com\"\nmax_ttl = \"2m\"\ninject = {{ egress = \"https://api.github.com/*\" }}\n\n\
+             [[credentials]]\nname = \"db\"\nprovider = \"openbao\"\naudience = \"postgres\"\nexposure = \"reveal\"\n"
+        );
+        let manifest = parse(&text).unwrap();
+        assert_eq!(manifest.credentials.len(), 2);
+        let github = &manifest.credentials[0];
+        assert_eq!(github.max_ttl, TimeSpan(std::time::Duration::from_secs(120)));
+        let Exposure::Inject(injection) = &github.exposure else { panic!("inject by default") };
+        assert_eq!((injection.header.as_str(), injection.format.as_str()), ("authorization", "Bearer {token}"));
+        assert_eq!(manifest.credentials[1].exposure, Exposure::Reveal);
+
+        let unbound = format!(
+            "{MINIMAL}{egress}\n[[credentials]]\nname = \"gh\"\nprovider = \"issuer\"\naudience = \"a\"\n\
+             inject = {{ egress = \"https://evil.example.com/*\" }}\n"
+        );
+        let error = parse(&unbound).unwrap_err();
+        assert_eq!(error.field, "credentials[0].inject.egress");
+        let static_reveal = format!(
+            "{MINIMAL}\n[[credentials]]\nname = \"root\"\nprovider = \"static\"\naudience = \"a\"\nexposure = \"reveal\"\n"
+        );
+        assert!(parse(&static_reveal).unwrap_err().message.contains("can only be injected"));
+        let host_header = format!(
+            "{MINIMAL}{egress}\n[[credentials]]\nname = \"gh\"\nprovider = \"issuer\"\naudience = \"a\"\n\
+             inject = {{ egress = \"https://api.github.com/*\", header = \"Host\" }}\n"
+        );
+        assert!(parse(&host_header).unwrap_err().message.contains("cannot carry a credential"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ async fn a_narrowing_is_honoured() {
         scratch: Some(false),
         egress: None,
         sockets: None,
+        credentials: None,
         limits: LimitsNarrowing { memory: Some(mib(64)), ..Default::default() },
     };
     let task = h

@@ -4,3 +4,4 @@
 //! at the egress hook builds on them.
 
 pub mod issuer;
+pub mod spec;
