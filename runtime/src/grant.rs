@@ -284,15 +284,8 @@ fn narrow_rule(rules: &[EgressRule], want: &EgressNarrowing) -> Result<EgressRul
         }
         rule.methods = methods;
     }
-    if let Some(max) = want.max_requests {
-        if max > granted.max_requests {
-            return Err(format!(
-                "egress rule `{}` max_requests {max} is above the manifest's {}",
-                want.url, granted.max_requests
-            ));
-        }
-        rule.max_requests = max;
-    }
+    rule.max_requests =
+        at_most(&format!("egress rule `{}` max_requests", want.url), granted.max_requests, want.max_requests)?;
     Ok(rule)
 }
 
@@ -308,32 +301,27 @@ fn narrow_credential(specs: &[CredentialSpec], want: &CredentialNarrowing) -> Re
         }
         spec.scopes = scopes.clone();
     }
-    if let Some(ttl) = want.max_ttl {
-        if ttl > granted.max_ttl {
-            return Err(format!(
-                "credential `{}` max_ttl {ttl} is above the manifest's {}",
-                want.name, granted.max_ttl
-            ));
-        }
-        spec.max_ttl = ttl;
-    }
+    spec.max_ttl = at_most(&format!("credential `{}` max_ttl", want.name), granted.max_ttl, want.max_ttl)?;
     Ok(spec)
 }
 
-fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
-    fn lower<T: PartialOrd + fmt::Display + Copy>(name: &str, ceiling: T, want: Option<T>) -> Result<T, String> {
-        match want {
-            Some(value) if value > ceiling => Err(format!("limits.{name} {value} is above the manifest's {ceiling}")),
-            Some(value) => Ok(value),
-            None => Ok(ceiling),
-        }
+/// `want` if it is at most `ceiling`, `ceiling` if nothing is asked; `what`
+/// names the value in the refusal.
+fn at_most<T: PartialOrd + fmt::Display + Copy>(what: &str, ceiling: T, want: Option<T>) -> Result<T, String> {
+    match want {
+        Some(value) if value > ceiling => Err(format!("{what} {value} is above the manifest's {ceiling}")),
+        Some(value) => Ok(value),
+        None => Ok(ceiling),
     }
+}
+
+fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
     let limits = Limits {
-        memory: lower("memory", ceiling.memory, want.memory)?,
-        cpu: lower("cpu", ceiling.cpu, want.cpu)?,
-        timeout: lower("timeout", ceiling.timeout, want.timeout)?,
-        max_input: lower("max_input", ceiling.max_input, want.max_input)?,
-        max_output: lower("max_output", ceiling.max_output, want.max_output)?,
+        memory: at_most("limits.memory", ceiling.memory, want.memory)?,
+        cpu: at_most("limits.cpu", ceiling.cpu, want.cpu)?,
+        timeout: at_most("limits.timeout", ceiling.timeout, want.timeout)?,
+        max_input: at_most("limits.max_input", ceiling.max_input, want.max_input)?,
+        max_output: at_most("limits.max_output", ceiling.max_output, want.max_output)?,
     };
     crate::manifest::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
     Ok(limits)

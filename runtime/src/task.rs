@@ -277,19 +277,14 @@ impl Runtime {
         let work = async {
             let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
             // `describe` is granted nothing, egress included.
-            let egress = EgressHooks {
-                rules: Vec::new().into(),
-                sent: Vec::new(),
-                network: self.network.clone(),
-                audit: AuditScope {
-                    audit: self.audit.clone(),
-                    task: ids.task.clone(),
-                    tool: ids.tool.clone(),
-                    principal: "toolcell".into(),
-                },
-                invocation: ids.invocation.clone(),
-                deadline: Instant::now() + grant.limits.timeout.0,
+            let audit = AuditScope {
+                audit: self.audit.clone(),
+                task: ids.task.clone(),
+                tool: ids.tool.clone(),
+                principal: "toolcell".into(),
             };
+            let deadline = Instant::now() + grant.limits.timeout.0;
+            let egress = EgressHooks::new(&[], self.network.clone(), audit, ids.invocation.clone(), deadline);
             let mut store = build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress)?;
             let info: WitToolInfo = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -471,14 +466,13 @@ impl Task {
                 None => None,
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
-            let egress = EgressHooks {
-                rules: self.grant.egress.clone().into(),
-                sent: vec![0; self.grant.egress.len()],
-                network: self.network.clone(),
-                audit: self.scope(),
-                invocation: ids.invocation.clone(),
-                deadline: started + timeout,
-            };
+            let egress = EgressHooks::new(
+                &self.grant.egress,
+                self.network.clone(),
+                self.scope(),
+                ids.invocation.clone(),
+                started + timeout,
+            );
             let mut store =
                 build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress)?;
             let classify = |error| classify(error, &meter, &self.engine.settings);

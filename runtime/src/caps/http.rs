@@ -132,6 +132,19 @@ pub(crate) struct EgressHooks {
     pub(crate) deadline: Instant,
 }
 
+impl EgressHooks {
+    /// The egress state of one invocation: `rules` with no requests sent yet.
+    pub(crate) fn new(
+        rules: &[EgressRule],
+        network: Network,
+        audit: AuditScope,
+        invocation: String,
+        deadline: Instant,
+    ) -> EgressHooks {
+        EgressHooks { rules: rules.into(), sent: vec![0; rules.len()], network, audit, invocation, deadline }
+    }
+}
+
 type ResponseFuture = Box<
     dyn Future<
             Output = Result<
