@@ -155,7 +155,7 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
     let result = task.invoke(call.streaming(sender)).await;
     // The call's output senders are gone with its store; the printer drains and ends.
     printer.await.context("output printer")?;
-    task.close();
+    task.close().await;
 
     match result {
         Ok(report) => match report.result {

@@ -108,6 +108,81 @@ pub enum AuditKind {
         /// Milliseconds from the request to the end of its response.
         duration_ms: u64,
     },
+    /// A credential was minted (or a task's OpenBao child token created).
+    /// Ids and names only, never the value.
+    CredentialMinted {
+        /// Invocation id; absent for a task-level OpenBao child token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        invocation: Option<String>,
+        /// The credential's name in the manifest.
+        credential: String,
+        /// `issuer`, `openbao`, `oauth-token-exchange` or `static`.
+        provider: &'static str,
+        /// Scopes it carries.
+        scopes: Vec<String>,
+        /// The one audience it is for.
+        audience: String,
+        /// `jti`, lease id or token accessor.
+        id: String,
+        /// Expiry, seconds since the epoch.
+        expires_at: u64,
+        /// `inject` or `reveal`.
+        exposure: &'static str,
+    },
+    /// A credential could not be had: denied by the grant, or its provider failed.
+    CredentialRefused {
+        /// Invocation id.
+        invocation: String,
+        /// The name the tool asked for.
+        credential: String,
+        /// `denied` or `unavailable`.
+        decision: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The tool read a credential's value (`reveal` exposure only).
+    CredentialRevealed {
+        /// Invocation id.
+        invocation: String,
+        /// The credential's name.
+        credential: String,
+        /// Its `jti` or lease id.
+        id: String,
+    },
+    /// The host added a credential to an outgoing request.
+    CredentialInjected {
+        /// Invocation id.
+        invocation: String,
+        /// The credential's name.
+        credential: String,
+        /// Its `jti` or lease id.
+        id: String,
+        /// The egress rule it is bound to.
+        rule: String,
+        /// The header it went in.
+        header: String,
+        /// The request's host.
+        host: String,
+    },
+    /// A credential was revoked (or a revocation failed and will be retried).
+    CredentialRevoked {
+        /// Invocation id; absent for task-level and recovered credentials.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        invocation: Option<String>,
+        /// The credential's name.
+        credential: String,
+        /// Its provider.
+        provider: &'static str,
+        /// `jti`, lease id or token accessor.
+        id: String,
+        /// `deny_listed`, `revoked`, `released` (a host-held secret dropped),
+        /// `expires` (the server cannot revoke it; it dies at its expiry),
+        /// `retrying` or `gave_up`.
+        outcome: &'static str,
+        /// Why a revocation failed, or where a recovered one came from.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The task was closed; nothing of it remains.
     TaskClosed {
         /// `closed` when the caller closed it, `dropped` when it went out of scope.

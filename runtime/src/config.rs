@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::caps::http::{Resolver, StaticResolver, SystemResolver};
 
+use crate::credentials::config::{IssuerConfig, OpenBaoConfig, ProviderConfig, StaticSecret, TokenExchangeConfig};
 use crate::engine::EngineSettings;
 use crate::manifest::{Locator, ManifestError};
 use crate::units::ByteSize;
@@ -26,8 +27,15 @@ pub struct RuntimeConfig {
     pub scratch_root: Option<PathBuf>,
     /// Resolves host names for egress; the system resolver by default.
     pub resolver: Arc<dyn Resolver>,
-    /// PEM files of TLS roots trusted for egress besides the system's.
+    /// PEM files of TLS roots trusted for egress (and by credential
+    /// providers) besides the system's.
     pub tls_roots: Vec<PathBuf>,
+    /// The credential providers manifests may name.
+    pub credentials: ProviderConfig,
+    /// The durable lease journal; `None` keeps no journal, so a runtime that
+    /// crashes mid-task cannot revoke what it left (OpenBao leases still end
+    /// at the task token's TTL, issuer tokens at their `exp`).
+    pub lease_journal: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -39,6 +47,8 @@ impl Default for RuntimeConfig {
             scratch_root: None,
             resolver: Arc::new(SystemResolver),
             tls_roots: Vec::new(),
+            credentials: ProviderConfig::default(),
+            lease_journal: None,
         }
     }
 }
@@ -59,6 +69,13 @@ struct ConfigFile {
     /// Fixed addresses for names, ahead of the system resolver.
     #[serde(default)]
     hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    lease_journal: Option<PathBuf>,
+    #[serde(default)]
+    issuer: IssuerConfig,
+    #[serde(default, rename = "static")]
+    statics: Vec<StaticSecret>,
+    openbao: Option<OpenBaoConfig>,
+    oauth_token_exchange: Option<TokenExchangeConfig>,
 }
 
 impl RuntimeConfig {
@@ -85,7 +102,16 @@ impl RuntimeConfig {
             let hosts = file.hosts.into_iter().map(|(name, ips)| (name.to_ascii_lowercase(), ips)).collect();
             Arc::new(StaticResolver { hosts, fallback: Some(defaults.resolver) })
         };
+        let mut credentials = ProviderConfig {
+            issuer: file.issuer,
+            statics: file.statics,
+            openbao: file.openbao,
+            oauth_token_exchange: file.oauth_token_exchange,
+        };
+        credentials.rebase(base);
         Ok(RuntimeConfig {
+            credentials,
+            lease_journal: file.lease_journal.map(|p| base.join(p)),
             engine,
             audit_log: file.audit_log.map(|p| base.join(p)),
             trust_domain: file.trust_domain.unwrap_or(defaults.trust_domain),
@@ -99,6 +125,7 @@ impl RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::config::SecretSource;
 
     #[test]
     fn config_file_sets_what_it_names() {
@@ -111,6 +138,48 @@ mod tests {
         assert_eq!(config.engine.max_memory, ByteSize(1 << 30));
         assert_eq!(config.trust_domain, "corp.example");
         assert_eq!(config.engine.max_concurrent_invocations, 256);
+    }
+
+    #[test]
+    fn credential_providers_are_read_with_paths_next_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("toolcell.toml");
+        std::fs::write(
+            &path,
+            r#"
+lease_journal = "leases.jsonl"
+
+[issuer]
+url = "https://tools.example"
+keys = "issuer-keys.json"
+
+[[static]]
+audience = "https://api.github.com"
+secret = { env = "GITHUB_TOKEN" }
+
+[openbao]
+address = "http://127.0.0.1:8200"
+token = { file = "bao-token" }
+timeout = "2s"
+
+[[openbao.secrets]]
+audience = "pki:tools"
+path = "pki/issue/tool"
+data = { common_name = "{task}.tools.test", ttl = "{ttl}" }
+field = "certificate"
+"#,
+        )
+        .unwrap();
+        let config = RuntimeConfig::load(&path).unwrap();
+        assert_eq!(config.lease_journal, Some(dir.path().join("leases.jsonl")));
+        assert_eq!(config.credentials.issuer.keys, Some(dir.path().join("issuer-keys.json")));
+        assert_eq!(config.credentials.statics[0].secret, SecretSource::Env("GITHUB_TOKEN".into()));
+        let openbao = config.credentials.openbao.unwrap();
+        assert_eq!(openbao.token, SecretSource::File(dir.path().join("bao-token")));
+        assert_eq!(openbao.secrets[0].field.as_deref(), Some("certificate"));
+        std::fs::write(&path, "[[static]]\naudience = \"a\"\nsecret = { value = \"hunter2\" }\n").unwrap();
+        let error = RuntimeConfig::load(&path).unwrap_err();
+        assert!(error.message.contains("unknown variant `value`"), "{error}");
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl ToolEngine {
         // Only the HTTP interfaces: WASI above already added the rest.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         crate::caps::log::add_to_linker(&mut linker).map_err(engine_error)?;
+        crate::caps::credentials::add_to_linker(&mut linker).map_err(engine_error)?;
 
         if let Some(dir) = &settings.cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Cache { path: dir.clone(), source })?;

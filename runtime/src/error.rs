@@ -192,6 +192,12 @@ pub enum RuntimeError {
     /// The TLS roots for egress could not be loaded.
     #[error("TLS roots for egress: {0}")]
     Tls(String),
+    /// The issuer's key file could not be read or written.
+    #[error(transparent)]
+    IssuerKeys(#[from] crate::credentials::issuer::KeyFileError),
+    /// The lease journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] crate::credentials::journal::JournalError),
     /// The precompile cache directory could not be created.
     #[error("cache directory `{path}` cannot be used: {source}")]
     Cache {

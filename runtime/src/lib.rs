@@ -18,7 +18,7 @@
 //! let task = runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60)))?;
 //! let report = task.invoke(Call::tool(r#"{"text":"hello world"}"#)).await?;
 //! println!("{:?}", report.result);
-//! task.close();
+//! task.close().await;
 //! # Ok(()) }
 //! ```
 

@@ -595,6 +595,13 @@ impl ManifestFile {
                     return Err(at.at(spanned, field("exposure"), format!("`{other}` is not `inject` or `reveal`")));
                 }
             };
+            if provider == ProviderKind::Static && !entry.scopes.is_empty() {
+                return Err(at.at(
+                    &entry.provider,
+                    field("scopes"),
+                    "a static secret carries no scopes toolcell could narrow; drop `scopes`",
+                ));
+            }
             let max_ttl = entry.max_ttl.unwrap_or(TimeSpan(std::time::Duration::from_secs(300)));
             if max_ttl.0.as_secs() == 0 {
                 return Err(at.at(&entry.name, field("max_ttl"), "must be at least 1s"));

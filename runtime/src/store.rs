@@ -15,6 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::http::EgressHooks;
 use crate::caps::stdio::OutputSink;
+use crate::credentials::broker::Broker;
 use crate::error::{LimitHit, LimitKind};
 use crate::units::ByteSize;
 
@@ -28,6 +29,7 @@ wasmtime::component::bindgen!({
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "toolcell:tool/credentials.credential": crate::caps::credentials::CredentialHandle,
     },
 });
 
@@ -43,6 +45,7 @@ pub(crate) struct InvocationState {
     pub(crate) ids: InvocationIds,
     pub(crate) http: WasiHttpCtx,
     pub(crate) egress: EgressHooks,
+    pub(crate) credentials: Arc<Broker>,
 }
 
 /// Ids that tag everything an invocation emits.

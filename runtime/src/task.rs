@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use secrecy::SecretString;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
@@ -22,6 +24,9 @@ use crate::caps::http::{EgressHooks, Network};
 use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
 use crate::config::RuntimeConfig;
+use crate::credentials::broker::{Broker, Providers, TaskCredentials, Workload};
+use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
+use crate::credentials::journal::LeaseJournal;
 use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
@@ -37,6 +42,7 @@ pub struct Runtime {
     audit: Arc<Audit>,
     trust_domain: String,
     scratch_root: PathBuf,
+    providers: Arc<Providers>,
 }
 
 /// A loaded tool: its manifest and its linked component.
@@ -212,14 +218,57 @@ impl Runtime {
             Some(path) => Audit::to_file(path)?,
             None => Audit::tracing_only(),
         };
-        let tls = crate::caps::http::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?;
+        let tls = Arc::new(crate::caps::http::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
+        let audit = Arc::new(audit);
+        let issuer_url =
+            config.credentials.issuer.url.clone().unwrap_or_else(|| format!("https://{}", config.trust_domain));
+        let issuer = Arc::new(match &config.credentials.issuer.keys {
+            Some(path) => Issuer::open(issuer_url, path)?,
+            None => Issuer::new(issuer_url),
+        });
+        let (journal, leftovers) = match &config.lease_journal {
+            Some(path) => {
+                let (journal, leftovers) = LeaseJournal::open(path)?;
+                (Some(journal), leftovers)
+            }
+            None => (None, Vec::new()),
+        };
+        let providers = Arc::new(Providers::new(config.credentials, issuer, journal, &tls));
+        // What a runtime that crashed mid-task left is revoked first.
+        providers.recover(leftovers, &audit);
         Ok(Runtime {
             engine,
-            network: Network { resolver: config.resolver, tls: Arc::new(tls) },
-            audit: Arc::new(audit),
+            network: Network { resolver: config.resolver, tls },
+            audit,
             trust_domain: config.trust_domain,
             scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
+            providers,
         })
+    }
+
+    /// The built-in issuer's public keys (a JWKS, RFC 7517), for services
+    /// that verify the tokens tools carry.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.providers.issuer.jwks()
+    }
+
+    /// The built-in issuer: its URL, rotation of its keys, and verification.
+    pub fn issuer(&self) -> &Issuer {
+        &self.providers.issuer
+    }
+
+    /// Verifies an issuer token for `audience` as this runtime sees it:
+    /// revoked tokens (every token after its call's teardown) are refused.
+    pub fn verify_token(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
+        self.providers.issuer.verify(token, audience)
+    }
+
+    /// Waits until revocations retrying in the background have finished, or
+    /// `within` has passed; returns how many are still pending. A process
+    /// about to exit calls this; what is still pending stays in the lease
+    /// journal for the next start.
+    pub async fn settle_revocations(&self, within: Duration) -> usize {
+        self.providers.revoker.settled(within).await
     }
 
     /// The engine.
@@ -267,7 +316,15 @@ impl Runtime {
             });
         };
         let grant = Grant::new(
-            &Manifest { filesystem: vec![], env: vec![], scratch: None, ..manifest.clone() },
+            &Manifest {
+                filesystem: vec![],
+                env: vec![],
+                scratch: None,
+                egress: vec![],
+                sockets: vec![],
+                credentials: vec![],
+                ..manifest.clone()
+            },
             &Narrowing::default(),
         )
         .map_err(|error| InvokeError::Host(error.to_string()))?;
@@ -284,8 +341,30 @@ impl Runtime {
                 principal: "toolcell".into(),
             };
             let deadline = Instant::now() + grant.limits.timeout.0;
-            let egress = EgressHooks::new(&[], self.network.clone(), audit, ids.invocation.clone(), deadline);
-            let mut store = build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress)?;
+            let workload = Workload {
+                id: String::new(),
+                principal: "toolcell".into(),
+                tool: ids.tool.clone(),
+                task: ids.task.clone(),
+            };
+            let task = Arc::new(TaskCredentials::new(
+                self.providers.clone(),
+                workload,
+                SystemTime::now(),
+                audit.clone(),
+                &[],
+            ));
+            let broker = Arc::new(Broker::new(
+                self.providers.clone(),
+                task,
+                &[],
+                ids.invocation.clone(),
+                SystemTime::now(),
+            ));
+            let egress =
+                EgressHooks::new(&grant, self.network.clone(), audit, ids.invocation.clone(), deadline, broker.clone());
+            let mut store =
+                build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress, broker)?;
             let info: WitToolInfo = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 instance.call_describe(&mut store).await
@@ -330,7 +409,26 @@ impl Runtime {
         };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
         let opened = Instant::now();
+        let credentials = Arc::new(TaskCredentials::new(
+            self.providers.clone(),
+            Workload {
+                id: workload.clone(),
+                principal: request.principal.clone(),
+                tool: tool.manifest.name.clone(),
+                task: id.clone(),
+            },
+            SystemTime::now() + request.deadline,
+            AuditScope {
+                audit: self.audit.clone(),
+                task: id.clone(),
+                tool: tool.manifest.name.clone(),
+                principal: request.principal.clone(),
+            },
+            &grant.credentials,
+        ));
         let task = Task {
+            credentials,
+            providers: self.providers.clone(),
             id,
             workload,
             principal: request.principal,
@@ -358,6 +456,9 @@ impl Runtime {
 /// One task: a grant held for a principal until a deadline.
 #[derive(Debug)]
 pub struct Task {
+    /// Task-level credential state (an OpenBao child token).
+    credentials: Arc<TaskCredentials>,
+    providers: Arc<Providers>,
     id: String,
     workload: String,
     principal: String,
@@ -400,16 +501,41 @@ impl Task {
             shape: self.tool.component.shape.name(),
         }))?;
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        let mut teardown = Teardown { task: self, invocation: ids.invocation.clone(), started, done: false };
-        let result = tracing::Instrument::instrument(self.run(&ids, call), span).await;
+        // The wall-clock limit wraps everything, so host waits (sleep, reads)
+        // are cut too; the task's deadline can make it shorter. Credentials
+        // never outlive it.
+        let remaining = self.deadline.saturating_duration_since(started);
+        let (timeout, cause) = if remaining < self.grant.limits.timeout.0 {
+            (remaining, Some("the task's deadline came first"))
+        } else {
+            (self.grant.limits.timeout.0, None)
+        };
+        let broker = Arc::new(Broker::new(
+            self.providers.clone(),
+            self.credentials.clone(),
+            &self.grant.credentials,
+            ids.invocation.clone(),
+            SystemTime::now() + timeout,
+        ));
+        let mut teardown =
+            Teardown { task: self, invocation: ids.invocation.clone(), started, broker: broker.clone(), done: false };
+        let run = self.run(&ids, call, started, (timeout, cause), broker.clone());
+        let result = tracing::Instrument::instrument(run, span).await;
+        // The store is gone: revoke what the call held, then close its record.
+        broker.close().await;
         teardown.finish(&result);
         result
     }
 
-    async fn run(&self, ids: &InvocationIds, call: Call) -> Result<CallReport, InvokeError> {
-        let started = Instant::now();
-        let remaining = self.deadline.saturating_duration_since(started);
-        if remaining.is_zero() {
+    async fn run(
+        &self,
+        ids: &InvocationIds,
+        call: Call,
+        started: Instant,
+        (timeout, cause): (Duration, Option<&'static str>),
+        broker: Arc<Broker>,
+    ) -> Result<CallReport, InvokeError> {
+        if timeout.is_zero() {
             return Err(InvokeError::TaskExpired);
         }
         let limits = self.grant.limits;
@@ -445,13 +571,6 @@ impl Task {
         let meter = Arc::new(Meter::new(limits.max_output));
         let captured = Arc::new(std::sync::Mutex::new(Captured::default()));
         let sink = OutputSink { forward: call.output, captured: captured.clone() };
-        // The wall-clock limit wraps everything, so host waits (sleep, reads)
-        // are cut too; the task's deadline can make it shorter.
-        let (timeout, cause) = if remaining < limits.timeout.0 {
-            (remaining, Some("the task's deadline came first"))
-        } else {
-            (limits.timeout.0, None)
-        };
 
         let work = async {
             // Waiting for a slot counts against the call's time.
@@ -467,14 +586,15 @@ impl Task {
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
             let egress = EgressHooks::new(
-                &self.grant.egress,
+                &self.grant,
                 self.network.clone(),
                 self.scope(),
                 ids.invocation.clone(),
                 started + timeout,
+                broker.clone(),
             );
             let mut store =
-                build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress)?;
+                build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress, broker)?;
             let classify = |error| classify(error, &meter, &self.engine.settings);
             let result = match (&component.pre, json) {
                 (Pre::Tool(pre), Some(json)) => {
@@ -529,9 +649,12 @@ impl Task {
         })
     }
 
-    /// Closes the task and writes its closing audit event. Dropping a task
-    /// does the same, recorded as `dropped`.
-    pub fn close(self) -> TaskSummary {
+    /// Closes the task: revokes its task-level credentials (an OpenBao child
+    /// token, and every lease left under it) and writes its closing audit
+    /// event. Dropping a task does the same, recorded as `dropped`, with the
+    /// revocation in the background.
+    pub async fn close(self) -> TaskSummary {
+        self.credentials.close().await;
         self.finish("closed")
     }
 
@@ -568,6 +691,8 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        // After `close` this finds nothing left to revoke.
+        self.credentials.close_later();
         self.finish("dropped");
     }
 }
@@ -578,6 +703,7 @@ struct Teardown<'a> {
     task: &'a Task,
     invocation: String,
     started: Instant,
+    broker: Arc<Broker>,
     done: bool,
 }
 
@@ -621,7 +747,9 @@ impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         if !self.done {
             // The caller dropped the call's future: the store, instance and
-            // scratch dir were dropped with it before this runs.
+            // scratch dir were dropped with it before this runs. Nothing can
+            // be awaited here, so remote revocations go on in the background.
+            self.broker.close_later();
             self.end("cancelled", None, Some("the caller cancelled the call".to_owned()));
         }
     }
@@ -656,6 +784,7 @@ fn build_store(
     stdin: Vec<u8>,
     scratch: Option<&std::path::Path>,
     egress: EgressHooks,
+    credentials: Arc<Broker>,
 ) -> Result<Store<InvocationState>, InvokeError> {
     let mut wasi = WasiCtxBuilder::new();
     env::grant_env(&mut wasi, grant);
@@ -675,6 +804,7 @@ fn build_store(
         ids: ids.clone(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
         egress,
+        credentials,
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.memory);

@@ -38,7 +38,7 @@ async fn round(h: &Arc<Harness>, command: &Arc<Tool>, tool: &Arc<Tool>) {
             let task = h.runtime.open_task(&tool, TaskRequest::new("load", Duration::from_secs(120))).unwrap();
             let report = task.invoke(call).await.unwrap();
             assert!(report.succeeded(), "{report:?}");
-            task.close();
+            task.close().await;
         });
     }
     while let Some(joined) = calls.join_next().await {

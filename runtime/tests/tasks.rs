@@ -55,7 +55,7 @@ async fn a_narrowing_is_honoured() {
     // Only the kept variable is visible.
     assert_eq!(assert_allowed(&task.invoke(command(&["env"])).await.unwrap()), "KEEP=kept\n");
     assert_eq!(task.grant().limits.memory, mib(64));
-    task.close();
+    task.close().await;
 }
 
 #[test]
@@ -136,7 +136,7 @@ async fn the_audit_trail_records_the_task_without_values() {
     assert!(workload.starts_with("spiffe://toolcell.local/tool/probe-command/task/"), "{workload}");
     task.invoke(command(&["args"])).await.unwrap();
     task.invoke(command(&["exit", "1"])).await.unwrap();
-    let summary = task.close();
+    let summary = task.close().await;
     assert_eq!((summary.invocations, summary.failures), (2, 1));
 
     let events = h.audit_events();

@@ -58,6 +58,23 @@ pub use bindings::{Guest, export_tool};
 /// WASI 0.2 bindings (`wasip2::http` for outbound HTTP through the host's egress checks).
 pub use wasip2;
 
+/// Short-lived credentials the manifest grants this tool, minted by the host
+/// for this call and revoked when it ends.
+///
+/// Most credentials are *injected*: make the HTTP request to the API the
+/// manifest binds the credential to, and the host adds the header; the tool
+/// never handles the token. `acquire` is for narrowing scopes before those
+/// requests, reading expiry, or `reveal` where the manifest allows it.
+pub mod credentials {
+    pub use crate::bindings::toolcell::tool::credentials::{Credential, Error};
+
+    /// Acquires credential `name` with `scopes` (empty: all the grant allows).
+    pub fn acquire(name: &str, scopes: &[&str]) -> Result<Credential, Error> {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        crate::bindings::toolcell::tool::credentials::acquire(name, &scopes)
+    }
+}
+
 /// Log lines that land in the host's audit/tracing stream with the task id.
 /// They count against the call's output limit.
 pub mod log {

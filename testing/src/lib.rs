@@ -10,3 +10,5 @@ pub const PROBE_TOOL: &str = env!("TOOLCELL_GUEST_PROBE_TOOL");
 pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
 /// The `file-stats` example command.
 pub const FILE_STATS: &str = env!("TOOLCELL_GUEST_FILE_STATS");
+
+pub mod openbao;

@@ -33,6 +33,9 @@ use wasmtime_wasi_http::{
 };
 
 use crate::audit::{AuditKind, AuditScope};
+use crate::credentials::broker::Broker;
+use crate::credentials::spec::Exposure;
+use crate::grant::Grant;
 use crate::caps::egress_rules::{EgressRule, RequestLine, Scheme, check_addresses, has_dot_segments, refusal};
 
 /// Resolves host names for egress. The runtime config can replace it, so
@@ -113,10 +116,11 @@ pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientC
         .with_no_client_auth())
 }
 
-/// Headers the guest may never set: wasi-http's own list, plus every header
-/// that carries a credential. The host strips them again before sending.
-fn is_guest_forbidden(name: &HeaderName) -> bool {
-    DEFAULT_FORBIDDEN_HEADERS.contains(name) || CREDENTIAL_HEADERS.contains(&name.as_str())
+/// Headers the guest may never set: wasi-http's own list, every header that
+/// carries a credential, and every header the grant injects a credential
+/// into. The host strips them again before sending.
+fn is_guest_forbidden(name: &HeaderName, injected: &[HeaderName]) -> bool {
+    DEFAULT_FORBIDDEN_HEADERS.contains(name) || CREDENTIAL_HEADERS.contains(&name.as_str()) || injected.contains(name)
 }
 
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
@@ -130,18 +134,41 @@ pub(crate) struct EgressHooks {
     pub(crate) invocation: String,
     /// When the whole call must be over; every timeout is clamped to it.
     pub(crate) deadline: Instant,
+    /// The call's credentials, injected into requests their rule allows.
+    pub(crate) credentials: Arc<Broker>,
+    /// Headers the grant injects credentials into, on any rule.
+    pub(crate) injected: Arc<[HeaderName]>,
 }
 
 impl EgressHooks {
     /// The egress state of one invocation: `rules` with no requests sent yet.
     pub(crate) fn new(
-        rules: &[EgressRule],
+        grant: &Grant,
         network: Network,
         audit: AuditScope,
         invocation: String,
         deadline: Instant,
+        credentials: Arc<Broker>,
     ) -> EgressHooks {
-        EgressHooks { rules: rules.into(), sent: vec![0; rules.len()], network, audit, invocation, deadline }
+        let mut injected: Vec<HeaderName> = Vec::new();
+        for spec in &grant.credentials {
+            if let Exposure::Inject(injection) = &spec.exposure {
+                let name = HeaderName::from_bytes(injection.header.as_bytes()).expect("checked in the manifest");
+                if !injected.contains(&name) {
+                    injected.push(name);
+                }
+            }
+        }
+        EgressHooks {
+            rules: grant.egress.as_slice().into(),
+            sent: vec![0; grant.egress.len()],
+            network,
+            audit,
+            invocation,
+            deadline,
+            credentials,
+            injected: injected.into(),
+        }
     }
 }
 
@@ -156,7 +183,8 @@ type ResponseFuture = Box<
 
 impl WasiHttpHooks for EgressHooks {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
-        Arc::new(is_guest_forbidden)
+        let injected = self.injected.clone();
+        Arc::new(move |name| is_guest_forbidden(name, &injected))
     }
 
     fn is_supported_scheme(&mut self, scheme: &http::uri::Scheme) -> bool {
@@ -212,12 +240,29 @@ impl WasiHttpHooks for EgressHooks {
         for name in CREDENTIAL_HEADERS {
             request.headers_mut().remove(name);
         }
-        // Credential injection plugs in here: headers bound to `rule` are
-        // added after the strip, so they only ever travel to this rule's
-        // origin, and a redirect (a new request) is matched afresh.
+        for name in self.injected.iter() {
+            request.headers_mut().remove(name);
+        }
         let network = self.network.clone();
         let deadline = self.deadline;
+        let credentials = self.credentials.clone();
         Box::new(async move {
+            // Credentials bound to `rule` are added after the strip, so they
+            // only travel to the origins this rule allows; a redirect is a
+            // new request, matched afresh. Minted on first use; a provider
+            // that fails stops the request before it leaves.
+            match credentials.injections(&rule.url, &host).await {
+                Ok(headers) => {
+                    for injected in headers {
+                        request.headers_mut().insert(injected.header, injected.value);
+                    }
+                }
+                Err(error) => {
+                    let reason = format!("{method} {host}{path}: {error}");
+                    record.denied(&reason);
+                    return Err(denied(&reason));
+                }
+            }
             let result =
                 send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
             result.map_err(|failure| {
@@ -434,7 +479,8 @@ async fn send_checked(
     ))
 }
 
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
+/// A byte stream a connection runs over: plain TCP or TLS.
+pub(crate) trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
 
 /// A request body that stops at `limit` bytes.

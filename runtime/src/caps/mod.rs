@@ -1,6 +1,7 @@
 //! One module per capability. Each turns its part of a [`Grant`](crate::grant::Grant)
 //! into what the guest can reach, and nothing else; none reads manifests.
 
+pub(crate) mod credentials;
 pub(crate) mod egress_rules;
 pub(crate) mod env;
 pub(crate) mod fs;

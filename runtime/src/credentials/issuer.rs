@@ -7,6 +7,7 @@
 //! the host's copies are zeroized when dropped.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +130,8 @@ struct Key {
 /// The issuer: its keys (the newest signs), and the deny-list.
 pub struct Issuer {
     url: String,
+    /// Where the signing keys are kept across restarts; `None` keeps them in memory only.
+    key_file: Option<PathBuf>,
     keys: Mutex<Vec<Key>>,
     denied: Mutex<HashMap<String, u64>>,
 }
@@ -152,16 +155,107 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 fn new_key() -> Key {
-    let signing = SigningKey::from_bytes(&random::<32>());
+    key_from_seed(&random::<32>())
+}
+
+fn key_from_seed(seed: &[u8; 32]) -> Key {
+    let signing = SigningKey::from_bytes(seed);
     // The kid is a digest of the public key, so it names the key everywhere.
     let digest = <sha2::Sha256 as sha2::Digest>::digest(signing.verifying_key().as_bytes());
     Key { kid: B64.encode(&digest[..12]), signing }
 }
 
+/// The key file: each key's private seed, oldest first. Written 0600.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    keys: Vec<KeyFileEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFileEntry {
+    kid: String,
+    seed: String,
+}
+
+/// The issuer's key file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer key file `{path}`: {reason}")]
+pub struct KeyFileError {
+    /// The key file.
+    pub path: PathBuf,
+    /// What went wrong (never key material).
+    pub reason: String,
+}
+
 impl Issuer {
     /// An issuer named `url` with one fresh key.
     pub fn new(url: impl Into<String>) -> Issuer {
-        Issuer { url: url.into(), keys: Mutex::new(vec![new_key()]), denied: Mutex::new(HashMap::new()) }
+        Issuer { url: url.into(), key_file: None, keys: Mutex::new(vec![new_key()]), denied: Mutex::new(HashMap::new()) }
+    }
+
+    /// An issuer whose keys live in `key_file`: read if it exists, created
+    /// with one fresh key (mode 0600) if it does not. Rotation and
+    /// retirement rewrite it, so the JWKS outlives the process.
+    pub fn open(url: impl Into<String>, key_file: &Path) -> Result<Issuer, KeyFileError> {
+        let fail = |reason: String| KeyFileError { path: key_file.to_owned(), reason };
+        let keys = match std::fs::read(key_file) {
+            Ok(bytes) => {
+                let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a key file: {e}")))?;
+                let mut keys = Vec::new();
+                for entry in file.keys {
+                    let seed: [u8; 32] = B64
+                        .decode(&entry.seed)
+                        .ok()
+                        .and_then(|seed| seed.try_into().ok())
+                        .ok_or_else(|| fail(format!("key `{}` is not a 32-byte Ed25519 seed", entry.kid)))?;
+                    keys.push(key_from_seed(&seed));
+                }
+                if keys.is_empty() {
+                    return Err(fail("it holds no keys".into()));
+                }
+                keys
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => vec![new_key()],
+            Err(error) => return Err(fail(error.to_string())),
+        };
+        let issuer = Issuer {
+            url: url.into(),
+            key_file: Some(key_file.to_owned()),
+            keys: Mutex::new(keys),
+            denied: Mutex::new(HashMap::new()),
+        };
+        if !key_file.exists() {
+            issuer.save()?;
+        }
+        Ok(issuer)
+    }
+
+    fn save(&self) -> Result<(), KeyFileError> {
+        let Some(path) = &self.key_file else { return Ok(()) };
+        let fail = |reason: String| KeyFileError { path: path.clone(), reason };
+        let file = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            KeyFile {
+                keys: keys
+                    .iter()
+                    .map(|k| KeyFileEntry { kid: k.kid.clone(), seed: B64.encode(k.signing.to_bytes()) })
+                    .collect(),
+            }
+        };
+        let bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).expect("key file serializes"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        }
+        // Written beside the file and renamed over it, so a crash leaves the old keys or the new ones.
+        let temporary = path.with_extension("tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = options.open(&temporary).map_err(|e| fail(e.to_string()))?;
+        std::io::Write::write_all(&mut out, &bytes).map_err(|e| fail(e.to_string()))?;
+        out.sync_all().map_err(|e| fail(e.to_string()))?;
+        std::fs::rename(&temporary, path).map_err(|e| fail(e.to_string()))
     }
 
     /// The issuer URL (`iss`).
@@ -171,19 +265,23 @@ impl Issuer {
 
     /// Adds a new signing key; older keys keep verifying the tokens they
     /// signed. Returns the new `kid`.
-    pub fn rotate(&self) -> String {
+    pub fn rotate(&self) -> Result<String, KeyFileError> {
         let key = new_key();
         let kid = key.kid.clone();
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).push(key);
-        kid
+        self.save()?;
+        Ok(kid)
     }
 
     /// Drops every key but the newest. Tokens signed by the dropped keys no
     /// longer verify; do it once they have expired.
-    pub fn retire_old_keys(&self) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let newest = keys.len() - 1;
-        keys.drain(..newest);
+    pub fn retire_old_keys(&self) -> Result<(), KeyFileError> {
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let newest = keys.len() - 1;
+            keys.drain(..newest);
+        }
+        self.save()
     }
 
     /// Mints a token. `exp` is the earlier of now + `max_ttl` and `not_after`.
@@ -216,42 +314,22 @@ impl Issuer {
         MintedToken { token: SecretString::from(token), jti: claims.jti, exp, kid: key.kid.clone() }
     }
 
-    /// Verifies a token for `audience`, as a downstream service would, and
-    /// refuses deny-listed ones.
+    /// Verifies a token for `audience` as the runtime sees it: signed by one
+    /// of its keys, unexpired, and not deny-listed.
     pub fn verify(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
-        let token = token.expose_secret();
-        let mut parts = token.split('.');
-        let (Some(header), Some(claims), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed);
-        };
-        let decode = |part: &str| B64.decode(part).map_err(|_| VerifyError::Malformed);
-        let header: Header = serde_json::from_slice(&decode(header)?).map_err(|_| VerifyError::Malformed)?;
-        if header.alg != "EdDSA" || header.typ != "at+jwt" {
-            return Err(VerifyError::Header);
-        }
-        let verifying = {
+        let claims = verify_signed(token, &self.url, audience, |kid| {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            keys.iter().find(|k| k.kid == header.kid).map(|k| k.signing.verifying_key()).ok_or(VerifyError::Header)?
-        };
-        let signature: [u8; 64] = decode(signature)?.try_into().map_err(|_| VerifyError::Malformed)?;
-        let signing_input = &token[..token.rfind('.').expect("three parts")];
-        verifying
-            .verify(signing_input.as_bytes(), &Signature::from_bytes(&signature))
-            .map_err(|_| VerifyError::Signature)?;
-        let claims: AccessClaims = serde_json::from_slice(&decode(claims)?).map_err(|_| VerifyError::Malformed)?;
-        if claims.iss != self.url || claims.aud != audience {
-            return Err(VerifyError::Audience);
-        }
-        let now = now();
-        if now >= claims.exp || now < claims.nbf {
-            return Err(VerifyError::Expired);
-        }
-        if self.denied.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&claims.jti) {
+            keys.iter().find(|k| k.kid == kid).map(|k| k.signing.verifying_key())
+        })?;
+        if self.is_revoked(&claims.jti) {
             return Err(VerifyError::Revoked(claims.jti));
         }
         Ok(claims)
+    }
+
+    /// True while `jti` is deny-listed (from teardown until its expiry).
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.denied.lock().unwrap_or_else(|p| p.into_inner()).get(jti).is_some_and(|until| *until > now())
     }
 
     /// Deny-lists a token id until its expiry (teardown calls this).
@@ -282,6 +360,55 @@ impl Issuer {
             .collect();
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// Verifies a token the way a downstream service does with only the
+/// issuer's published JWKS: signature by a listed key, `typ`, `iss`, `aud`
+/// and lifetime. A service that must also refuse tokens revoked before their
+/// expiry asks the runtime ([`Issuer::is_revoked`], or `Runtime::verify_token`).
+pub fn verify_with_jwks(
+    jwks: &serde_json::Value,
+    token: &SecretString,
+    issuer: &str,
+    audience: &str,
+) -> Result<AccessClaims, VerifyError> {
+    verify_signed(token, issuer, audience, |kid| {
+        let key = jwks["keys"].as_array()?.iter().find(|k| k["kid"] == kid && k["kty"] == "OKP" && k["crv"] == "Ed25519")?;
+        let x: [u8; 32] = B64.decode(key["x"].as_str()?).ok()?.try_into().ok()?;
+        VerifyingKey::from_bytes(&x).ok()
+    })
+}
+
+fn verify_signed(
+    token: &SecretString,
+    issuer: &str,
+    audience: &str,
+    key: impl FnOnce(&str) -> Option<VerifyingKey>,
+) -> Result<AccessClaims, VerifyError> {
+    let token = token.expose_secret();
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let decode = |part: &str| B64.decode(part).map_err(|_| VerifyError::Malformed);
+    let header: Header = serde_json::from_slice(&decode(header)?).map_err(|_| VerifyError::Malformed)?;
+    if header.alg != "EdDSA" || header.typ != "at+jwt" {
+        return Err(VerifyError::Header);
+    }
+    let verifying = key(&header.kid).ok_or(VerifyError::Header)?;
+    let signature: [u8; 64] = decode(signature)?.try_into().map_err(|_| VerifyError::Malformed)?;
+    let signing_input = &token[..token.rfind('.').expect("three parts")];
+    verifying.verify(signing_input.as_bytes(), &Signature::from_bytes(&signature)).map_err(|_| VerifyError::Signature)?;
+    let claims: AccessClaims = serde_json::from_slice(&decode(claims)?).map_err(|_| VerifyError::Malformed)?;
+    if claims.iss != issuer || claims.aud != audience {
+        return Err(VerifyError::Audience);
+    }
+    let now = now();
+    if now >= claims.exp || now < claims.nbf {
+        return Err(VerifyError::Expired);
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]
@@ -352,16 +479,46 @@ mod tests {
     fn rotation_keeps_old_tokens_valid_until_keys_retire() {
         let issuer = Issuer::new("https://toolcell.local");
         let old = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
-        let kid = issuer.rotate();
+        let kid = issuer.rotate().unwrap();
         let new = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
         assert_eq!(new.kid, kid);
         assert_ne!(old.kid, new.kid);
         assert_eq!(issuer.jwks()["keys"].as_array().unwrap().len(), 2);
         assert!(issuer.verify(&old.token, "https://api.example.com").is_ok());
-        issuer.retire_old_keys();
+        issuer.retire_old_keys().unwrap();
         assert_eq!(issuer.verify(&old.token, "https://api.example.com"), Err(VerifyError::Header));
         assert!(issuer.verify(&new.token, "https://api.example.com").is_ok());
         assert_eq!(issuer.jwks()["keys"][0]["kid"], kid.as_str());
+    }
+
+    #[test]
+    fn keys_persist_across_restarts_and_downstream_verifies_with_the_jwks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let first = Issuer::open("https://toolcell.local", &path).unwrap();
+        let minted = first.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
+        #[cfg(unix)]
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions()) & 0o777, 0o600);
+        drop(first);
+        let again = Issuer::open("https://toolcell.local", &path).unwrap();
+        assert!(again.verify(&minted.token, "https://api.example.com").is_ok());
+        let jwks = again.jwks();
+        let claims = verify_with_jwks(&jwks, &minted.token, "https://toolcell.local", "https://api.example.com").unwrap();
+        assert_eq!(claims.jti, minted.jti);
+        assert_eq!(
+            verify_with_jwks(&jwks, &minted.token, "https://other.issuer", "https://api.example.com"),
+            Err(VerifyError::Audience)
+        );
+        let kid = again.rotate().unwrap();
+        let reopened = Issuer::open("https://toolcell.local", &path).unwrap();
+        assert_eq!(reopened.jwks()["keys"].as_array().unwrap().len(), 2);
+        reopened.retire_old_keys().unwrap();
+        let retired = Issuer::open("https://toolcell.local", &path).unwrap();
+        assert_eq!(retired.jwks()["keys"][0]["kid"], kid.as_str());
+        assert_eq!(retired.verify(&minted.token, "https://api.example.com"), Err(VerifyError::Header));
+        std::fs::write(&path, "{\"keys\":[{\"kid\":\"x\",\"seed\":\"c2hvcnQ\"}]}").unwrap();
+        let error = Issuer::open("https://toolcell.local", &path).unwrap_err();
+        assert!(error.to_string().contains("not a 32-byte Ed25519 seed"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,23 @@
 //! Credentials: short-lived, task-scoped, minted just in time and revoked
-//! when the invocation that minted them ends. This module holds the
-//! providers; the broker that hands credentials to guests and injects them
-//! at the egress hook builds on them.
+//! when the invocation that minted them ends.
+//!
+//! - [`spec`]: what a manifest says about a credential.
+//! - [`config`]: the operator's providers (never a tool's business).
+//! - [`issuer`]: the built-in Ed25519 RFC 9068 token issuer and its JWKS.
+//! - `openbao`, `exchange`: the OpenBao and RFC 8693 providers.
+//! - `broker`: mints for one invocation, serves the guest's `credentials`
+//!   import and the egress hook's injection, and revokes at teardown.
+//! - `revoke`, [`journal`]: revocation with retries, and the durable lease
+//!   journal a restarted runtime recovers from.
 
+pub(crate) mod broker;
+pub mod config;
+pub(crate) mod exchange;
 pub mod issuer;
+pub mod journal;
+pub(crate) mod openbao;
+pub(crate) mod revoke;
 pub mod spec;
+pub(crate) mod upstream;
+
+pub use broker::{CredentialError, CredentialView};

@@ -53,7 +53,7 @@ impl Harness {
         let tool = self.load(manifest);
         let task = self.runtime.open_task(&tool, TaskRequest::new("test", Duration::from_secs(120))).unwrap();
         let result = task.invoke(call).await;
-        task.close();
+        task.close().await;
         result
     }
 

@@ -2,7 +2,7 @@
 //! `action` field of its JSON input.
 
 use serde_json::{Value, json};
-use toolcell_sdk::{Guest, ToolError, ToolInfo, log};
+use toolcell_sdk::{Guest, ToolError, ToolInfo, credentials, log};
 
 struct Probe;
 
@@ -64,13 +64,54 @@ impl Guest for Probe {
                     .as_array()
                     .map(|h| h.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
-                match probe_http::request(&field("method"), &field("url"), &headers) {
+                // Optionally narrow a credential first: the request then carries the narrowed one.
+                let acquired = match input.get("acquire") {
+                    Some(wanted) => Some(acquire(wanted)?),
+                    None => None,
+                };
+                let mut output = match probe_http::request(&field("method"), &field("url"), &headers) {
                     Ok(response) => json!({
                         "status": response.status,
+                        "headers": response.headers,
                         "body": String::from_utf8_lossy(&response.body),
                     }),
                     Err(error) => return Err(ToolError::Upstream(error.to_string())),
+                };
+                if let Some(credential) = acquired {
+                    output["credential"] = credential;
                 }
+                output
+            }
+            // Acquire, then optionally do something else in the same call
+            // (sleep, panic, spin), so tests can look while it is held.
+            "acquire" => {
+                let acquired = acquire(&input)?;
+                if let Some(then) = input.get("then") {
+                    let _ = <Probe as Guest>::invoke(then.to_string());
+                }
+                acquired
+            }
+            // Everything a tool can look at after the host injected a
+            // credential into its request: the tests check none of it holds the value.
+            "snoop" => {
+                let mut seen = serde_json::Map::new();
+                seen.insert("env".into(), json!(std::env::vars().collect::<Vec<_>>()));
+                seen.insert("args".into(), json!(std::env::args().collect::<Vec<_>>()));
+                if let Ok(credential) = credentials::acquire(&field("name"), &[]) {
+                    seen.insert("reveal".into(), json!(format!("{:?}", credential.reveal())));
+                }
+                let headers = vec![format!("authorization: Bearer guess")];
+                match probe_http::request("GET", &field("url"), &headers) {
+                    Ok(response) => {
+                        seen.insert("status".into(), json!(response.status));
+                        seen.insert("headers".into(), json!(response.headers));
+                        seen.insert("body".into(), json!(String::from_utf8_lossy(&response.body)));
+                    }
+                    Err(error) => {
+                        seen.insert("error".into(), json!(error.to_string()));
+                    }
+                }
+                Value::Object(seen)
             }
             "panic" => panic!("probe-tool panicked on purpose"),
             "fail" => return Err(ToolError::Failed("asked to fail".into())),
@@ -78,6 +119,30 @@ impl Guest for Probe {
         };
         Ok(output.to_string())
     }
+}
+
+/// Acquires `{"name", "scopes", "reveal"}` and describes what it got.
+fn acquire(wanted: &Value) -> Result<Value, ToolError> {
+    let name = wanted["name"].as_str().unwrap_or_default();
+    let scopes: Vec<&str> =
+        wanted["scopes"].as_array().map(|s| s.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let credential = credentials::acquire(name, &scopes).map_err(|e| match e {
+        credentials::Error::Denied(reason) => ToolError::Denied(reason),
+        credentials::Error::Unavailable(reason) => ToolError::Upstream(reason),
+    })?;
+    let mut out = json!({
+        "name": credential.name(),
+        "scopes": credential.scopes(),
+        "audience": credential.audience(),
+        "expires_at": credential.expires_at(),
+    });
+    if wanted["reveal"].as_bool() == Some(true) {
+        out["reveal"] = match credential.reveal() {
+            Ok(value) => json!({ "value": value }),
+            Err(error) => json!({ "error": error.to_string() }),
+        };
+    }
+    Ok(out)
 }
 
 toolcell_sdk::export_tool!(Probe);

@@ -1,0 +1,603 @@
+//! The broker: mints credentials just in time for one invocation, hands the
+//! guest handles (never values, except for `reveal` credentials), gives the
+//! egress hook the header to inject, and revokes everything at teardown.
+//!
+//! [`Providers`] lives as long as the runtime, [`TaskCredentials`] as long
+//! as a task (an OpenBao child token), and [`Broker`] as long as one
+//! invocation: it is shared by the guest's `credentials` import and the
+//! egress hook, and closed after the store is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::audit::{AuditKind, AuditScope};
+use crate::credentials::config::ProviderConfig;
+use crate::credentials::exchange::TokenExchange;
+use crate::credentials::issuer::{Issuer, MintRequest};
+use crate::credentials::journal::{LeaseJournal, Leftover};
+use crate::credentials::openbao::{ChildToken, LeaseVars, OpenBao};
+use crate::credentials::revoke::{Revocation, Revoker, Undo};
+use crate::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+
+/// Why the guest did not get a credential. The text names the rule or the
+/// provider; it never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The grant does not allow it.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The provider failed or did not answer in time.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The runtime's providers, built from the operator's config.
+#[derive(Debug)]
+pub(crate) struct Providers {
+    pub(crate) issuer: Arc<Issuer>,
+    config: ProviderConfig,
+    openbao: Option<Arc<OpenBao>>,
+    exchange: Option<Arc<TokenExchange>>,
+    pub(crate) revoker: Arc<Revoker>,
+}
+
+impl Providers {
+    /// Builds the providers; returns what a previous run left in the journal.
+    pub(crate) fn new(
+        config: ProviderConfig,
+        issuer: Arc<Issuer>,
+        journal: Option<LeaseJournal>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Providers {
+        let openbao = config.openbao.clone().map(|c| Arc::new(OpenBao::new(c, tls.clone())));
+        let exchange = config.oauth_token_exchange.clone().map(|c| Arc::new(TokenExchange::new(c, tls.clone())));
+        let revoker = Arc::new(Revoker::new(issuer.clone(), openbao.clone(), exchange.clone(), journal));
+        Providers { issuer, config, openbao, exchange, revoker }
+    }
+
+    /// Revokes what a runtime that stopped mid-task left in the journal.
+    pub(crate) fn recover(&self, leftovers: Vec<(Leftover, String)>, audit: &Arc<crate::audit::Audit>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        for (leftover, task) in leftovers {
+            let scope =
+                AuditScope { audit: audit.clone(), task, tool: String::new(), principal: "toolcell".to_owned() };
+            let reason = Some("left over by a runtime that stopped before its teardown".to_owned());
+            let (undo, provider, credential) = match leftover {
+                Leftover::IssuerToken { jti, exp } => {
+                    if exp > now {
+                        // Deny-listed again until it expires; it stays journaled until then.
+                        self.issuer.revoke(&jti, exp);
+                        let _ = self.revoker.journal(&Leftover::IssuerToken { jti, exp }, &scope.task);
+                    }
+                    continue;
+                }
+                Leftover::OpenbaoLease { lease_id } => (Undo::OpenbaoLease { lease_id }, ProviderKind::Openbao, "lease"),
+                Leftover::OpenbaoToken { accessor } => {
+                    (Undo::OpenbaoToken { accessor }, ProviderKind::Openbao, "task token")
+                }
+            };
+            let id = match &undo {
+                Undo::OpenbaoLease { lease_id } => lease_id.clone(),
+                Undo::OpenbaoToken { accessor } => accessor.clone(),
+                _ => unreachable!("issuer tokens were handled above"),
+            };
+            // Journaled again, so a second crash before this succeeds still finds it.
+            let journaled = match &undo {
+                Undo::OpenbaoLease { lease_id } => Leftover::OpenbaoLease { lease_id: lease_id.clone() },
+                Undo::OpenbaoToken { accessor } => Leftover::OpenbaoToken { accessor: accessor.clone() },
+                _ => unreachable!("issuer tokens were handled above"),
+            };
+            let _ = self.revoker.journal(&journaled, &scope.task);
+            self.revoker.revoke_later(Revocation {
+                undo,
+                credential: credential.to_owned(),
+                provider,
+                id,
+                invocation: None,
+                audit: scope,
+                reason,
+            });
+        }
+    }
+}
+
+/// Who an invocation's credentials are for.
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    /// `spiffe://<trust-domain>/tool/<tool>/task/<task>`.
+    pub(crate) id: String,
+    pub(crate) principal: String,
+    pub(crate) tool: String,
+    pub(crate) task: String,
+}
+
+/// A task's credential state: its OpenBao child token, made on first use.
+pub(crate) struct TaskCredentials {
+    providers: Arc<Providers>,
+    workload: Workload,
+    deadline: SystemTime,
+    audit: AuditScope,
+    /// The union of the scopes of the grant's `openbao` credentials: the
+    /// child token's policies.
+    openbao_policies: Vec<String>,
+    child: tokio::sync::Mutex<Option<Arc<ChildToken>>>,
+}
+
+impl std::fmt::Debug for TaskCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCredentials").field("workload", &self.workload.id).finish_non_exhaustive()
+    }
+}
+
+impl TaskCredentials {
+    pub(crate) fn new(
+        providers: Arc<Providers>,
+        workload: Workload,
+        deadline: SystemTime,
+        audit: AuditScope,
+        specs: &[CredentialSpec],
+    ) -> TaskCredentials {
+        let mut openbao_policies: Vec<String> = Vec::new();
+        for spec in specs.iter().filter(|s| s.provider == ProviderKind::Openbao) {
+            for scope in &spec.scopes {
+                if !openbao_policies.contains(scope) {
+                    openbao_policies.push(scope.clone());
+                }
+            }
+        }
+        TaskCredentials {
+            providers,
+            workload,
+            deadline,
+            audit,
+            openbao_policies,
+            child: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn child_token(&self, openbao: &OpenBao) -> Result<Arc<ChildToken>, String> {
+        let mut child = self.child.lock().await;
+        if let Some(token) = child.as_ref() {
+            return Ok(token.clone());
+        }
+        let ttl = self.deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        if ttl < Duration::from_secs(1) {
+            return Err("the task's deadline has passed".into());
+        }
+        let metadata = serde_json::json!({
+            "toolcell_task": self.workload.task,
+            "toolcell_tool": self.workload.tool,
+            "toolcell_principal": self.workload.principal,
+        });
+        let token = openbao.create_child_token(&self.openbao_policies, ttl, metadata).await?;
+        let leftover = Leftover::OpenbaoToken { accessor: token.accessor.clone() };
+        if let Err(error) = self.providers.revoker.journal(&leftover, &self.workload.task) {
+            // Not journaled means a crash could leak it: revoke it and refuse.
+            let _ = openbao.revoke_token(&token.accessor).await;
+            return Err(error);
+        }
+        self.audit.record_or_log(AuditKind::CredentialMinted {
+            invocation: None,
+            credential: "task token".into(),
+            provider: ProviderKind::Openbao.name(),
+            scopes: self.openbao_policies.clone(),
+            audience: openbao.config.address.clone(),
+            id: token.accessor.clone(),
+            expires_at: token.expires_at,
+            exposure: "inject",
+        });
+        let token = Arc::new(token);
+        *child = Some(token.clone());
+        Ok(token)
+    }
+
+    fn revocation(&self, token: &ChildToken) -> Revocation {
+        Revocation {
+            undo: Undo::OpenbaoToken { accessor: token.accessor.clone() },
+            credential: "task token".into(),
+            provider: ProviderKind::Openbao,
+            id: token.accessor.clone(),
+            invocation: None,
+            audit: self.audit.clone(),
+            reason: Some("the task closed".into()),
+        }
+    }
+
+    /// Task close: revokes the child token, and every lease left under it.
+    pub(crate) async fn close(&self) {
+        let token = self.child.lock().await.take();
+        if let Some(token) = token {
+            self.providers.revoker.revoke(self.revocation(&token)).await;
+        }
+    }
+
+    /// Task close without an executor to wait on (a dropped task).
+    pub(crate) fn close_later(&self) {
+        let token = match self.child.try_lock() {
+            Ok(mut child) => child.take(),
+            Err(_) => None,
+        };
+        if let Some(token) = token {
+            self.providers.revoker.revoke_later(self.revocation(&token));
+        }
+    }
+}
+
+/// One credential minted for an invocation.
+struct Held {
+    name: String,
+    provider: ProviderKind,
+    scopes: Vec<String>,
+    audience: String,
+    expires_at: u64,
+    /// The secret. Zeroized when dropped (`SecretString`).
+    value: SecretString,
+    /// `jti`, lease id, or a name for a static secret.
+    id: String,
+    undo: Undo,
+}
+
+/// What a guest's handle refers to, for the `credential` resource methods.
+#[derive(Clone, Debug)]
+pub struct CredentialView {
+    /// The manifest's name for it.
+    pub name: String,
+    /// Scopes it carries.
+    pub scopes: Vec<String>,
+    /// Its audience.
+    pub audience: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// A header to add to an outgoing request.
+pub(crate) struct Injected {
+    pub(crate) header: http::HeaderName,
+    pub(crate) value: http::HeaderValue,
+}
+
+/// One invocation's credentials.
+pub(crate) struct Broker {
+    providers: Arc<Providers>,
+    task: Arc<TaskCredentials>,
+    specs: Arc<[CredentialSpec]>,
+    invocation: String,
+    /// `exp` of everything minted is capped here.
+    not_after: SystemTime,
+    held: tokio::sync::Mutex<Vec<Held>>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("invocation", &self.invocation).finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    pub(crate) fn new(
+        providers: Arc<Providers>,
+        task: Arc<TaskCredentials>,
+        specs: &[CredentialSpec],
+        invocation: String,
+        not_after: SystemTime,
+    ) -> Broker {
+        Broker {
+            providers,
+            task,
+            specs: specs.into(),
+            invocation,
+            not_after,
+            held: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn refuse(&self, name: &str, error: CredentialError) -> CredentialError {
+        let (decision, reason) = match &error {
+            CredentialError::Denied(reason) => ("denied", reason.clone()),
+            CredentialError::Unavailable(reason) => ("unavailable", reason.clone()),
+        };
+        self.task.audit.record_or_log(AuditKind::CredentialRefused {
+            invocation: self.invocation.clone(),
+            credential: name.to_owned(),
+            decision,
+            reason,
+        });
+        error
+    }
+
+    /// The guest's `acquire`: the credential `name` with `scopes` (empty:
+    /// all the grant allows), minted now unless this call already holds it.
+    /// Returns the handle's index.
+    pub(crate) async fn acquire(&self, name: &str, scopes: &[String]) -> Result<usize, CredentialError> {
+        let spec = self.specs.iter().find(|s| s.name == name).ok_or_else(|| {
+            let granted: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+            self.refuse(
+                name,
+                CredentialError::Denied(format!(
+                    "credential `{name}` is not granted to this task (granted: {})",
+                    if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
+                )),
+            )
+        })?;
+        let scopes = if scopes.is_empty() { spec.scopes.clone() } else { scopes.to_vec() };
+        if let Some(extra) = scopes.iter().find(|s| !spec.scopes.contains(s)) {
+            return Err(self.refuse(
+                name,
+                CredentialError::Denied(format!(
+                    "scope `{extra}` is beyond what credential `{name}` grants ([{}])",
+                    spec.scopes.join(" ")
+                )),
+            ));
+        }
+        let mut held = self.held.lock().await;
+        if let Some(index) = held.iter().position(|h| h.name == name && h.scopes == scopes) {
+            return Ok(index);
+        }
+        let minted = self.mint(spec, scopes).await.map_err(|e| self.refuse(name, e))?;
+        held.push(minted);
+        Ok(held.len() - 1)
+    }
+
+    /// What a handle shows the guest.
+    pub(crate) async fn view(&self, index: usize) -> Option<CredentialView> {
+        let held = self.held.lock().await;
+        let held = held.get(index)?;
+        Some(CredentialView {
+            name: held.name.clone(),
+            scopes: held.scopes.clone(),
+            audience: held.audience.clone(),
+            expires_at: held.expires_at,
+        })
+    }
+
+    /// The guest's `reveal`: the value, only for `reveal` exposure.
+    pub(crate) async fn reveal(&self, index: usize) -> Result<String, CredentialError> {
+        let held = self.held.lock().await;
+        let held = held.get(index).ok_or_else(|| CredentialError::Denied("no such credential handle".into()))?;
+        let spec = self.specs.iter().find(|s| s.name == held.name).expect("held credentials are granted");
+        match &spec.exposure {
+            Exposure::Reveal => {
+                self.task.audit.record_or_log(AuditKind::CredentialRevealed {
+                    invocation: self.invocation.clone(),
+                    credential: held.name.clone(),
+                    id: held.id.clone(),
+                });
+                Ok(held.value.expose_secret().to_owned())
+            }
+            Exposure::Inject(injection) => Err(self.refuse(
+                &held.name,
+                CredentialError::Denied(format!(
+                    "credential `{}` is injected by the host into requests matching {}; it is never revealed",
+                    held.name, injection.egress
+                )),
+            )),
+        }
+    }
+
+    /// The headers to add to a request the egress rule `rule` allowed, to
+    /// `host`. Mints on first use: credentials the tool acquired are used as
+    /// acquired, the others with all the grant's scopes.
+    pub(crate) async fn injections(&self, rule: &str, host: &str) -> Result<Vec<Injected>, CredentialError> {
+        let mut out = Vec::new();
+        for spec in self.specs.iter() {
+            let Exposure::Inject(injection) = &spec.exposure else { continue };
+            if injection.egress != rule {
+                continue;
+            }
+            let mut held = self.held.lock().await;
+            let index = match held.iter().rposition(|h| h.name == spec.name) {
+                Some(index) => index,
+                None => {
+                    let minted = self.mint(spec, spec.scopes.clone()).await.map_err(|e| self.refuse(&spec.name, e))?;
+                    held.push(minted);
+                    held.len() - 1
+                }
+            };
+            let credential = &held[index];
+            let text = zeroize::Zeroizing::new(injection.format.replace("{token}", credential.value.expose_secret()));
+            let mut value = http::HeaderValue::from_str(&text).map_err(|_| {
+                CredentialError::Unavailable(format!(
+                    "credential `{}` holds bytes a `{}` header cannot carry",
+                    spec.name, injection.header
+                ))
+            })?;
+            value.set_sensitive(true);
+            let header = http::HeaderName::from_bytes(injection.header.as_bytes()).expect("checked in the manifest");
+            self.task.audit.record_or_log(AuditKind::CredentialInjected {
+                invocation: self.invocation.clone(),
+                credential: spec.name.clone(),
+                id: credential.id.clone(),
+                rule: rule.to_owned(),
+                header: injection.header.clone(),
+                host: host.to_owned(),
+            });
+            out.push(Injected { header, value });
+        }
+        Ok(out)
+    }
+
+    /// Mints one credential, within the invocation's deadline.
+    async fn mint(&self, spec: &CredentialSpec, scopes: Vec<String>) -> Result<Held, CredentialError> {
+        let left = self.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        if left < Duration::from_secs(1) {
+            return Err(CredentialError::Unavailable(format!(
+                "credential `{}`: less than a second is left before the call's deadline",
+                spec.name
+            )));
+        }
+        let ttl = spec.max_ttl.0.min(left);
+        let minting = self.mint_from_provider(spec, &scopes, ttl);
+        let held = match tokio::time::timeout(left, minting).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(CredentialError::Unavailable(format!(
+                    "credential `{}`: the {} provider did not answer before the call's deadline",
+                    spec.name,
+                    spec.provider.name()
+                )));
+            }
+        };
+        self.task.audit.record_or_log(AuditKind::CredentialMinted {
+            invocation: Some(self.invocation.clone()),
+            credential: spec.name.clone(),
+            provider: spec.provider.name(),
+            scopes: held.scopes.clone(),
+            audience: held.audience.clone(),
+            id: held.id.clone(),
+            expires_at: held.expires_at,
+            exposure: match spec.exposure {
+                Exposure::Inject(_) => "inject",
+                Exposure::Reveal => "reveal",
+            },
+        });
+        Ok(held)
+    }
+
+    fn issuer_token(&self, audience: &str, scopes: &[String], ttl: Duration) -> Result<(SecretString, Undo, String, u64), CredentialError> {
+        let workload = &self.task.workload;
+        let minted = self.providers.issuer.mint(&MintRequest {
+            subject: workload.id.clone(),
+            principal: workload.principal.clone(),
+            client_id: workload.tool.clone(),
+            audience: audience.to_owned(),
+            scopes: scopes.to_vec(),
+            max_ttl: ttl,
+            not_after: self.not_after,
+        });
+        let leftover = Leftover::IssuerToken { jti: minted.jti.clone(), exp: minted.exp };
+        self.providers.revoker.journal(&leftover, &workload.task).map_err(CredentialError::Unavailable)?;
+        Ok((minted.token, Undo::DenyList { jti: minted.jti.clone(), exp: minted.exp }, minted.jti, minted.exp))
+    }
+
+    async fn mint_from_provider(
+        &self,
+        spec: &CredentialSpec,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<Held, CredentialError> {
+        let unavailable = |reason: String| CredentialError::Unavailable(format!("credential `{}`: {reason}", spec.name));
+        let held = |value, id, undo, expires_at, scopes: Vec<String>| Held {
+            name: spec.name.clone(),
+            provider: spec.provider,
+            scopes,
+            audience: spec.audience.clone(),
+            expires_at,
+            value,
+            id,
+            undo,
+        };
+        match spec.provider {
+            ProviderKind::Issuer => {
+                let (token, undo, jti, exp) = self.issuer_token(&spec.audience, scopes, ttl)?;
+                Ok(held(token, jti, undo, exp, scopes.to_vec()))
+            }
+            ProviderKind::Static => {
+                let secret = self.providers.config.statics.iter().find(|s| s.audience == spec.audience).ok_or_else(
+                    || unavailable(format!("the runtime config has no static secret for audience `{}`", spec.audience)),
+                )?;
+                let value = secret.secret.read().map_err(unavailable)?;
+                let expires_at = self.not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                Ok(held(value, format!("static:{}", spec.audience), Undo::Release, expires_at, Vec::new()))
+            }
+            ProviderKind::Openbao => {
+                let openbao = self
+                    .providers
+                    .openbao
+                    .as_ref()
+                    .ok_or_else(|| unavailable("the runtime config has no [openbao] server".into()))?;
+                let secret = openbao.config.secrets.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
+                    unavailable(format!("the runtime config has no [[openbao.secrets]] for audience `{}`", spec.audience))
+                })?;
+                let child = self.task.child_token(openbao).await.map_err(unavailable)?;
+                let workload = &self.task.workload;
+                let vars =
+                    LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.invocation, ttl };
+                let lease = openbao.lease(&child, secret, &vars).await.map_err(unavailable)?;
+                let leftover = Leftover::OpenbaoLease { lease_id: lease.lease_id.clone() };
+                if let Err(error) = self.providers.revoker.journal(&leftover, &workload.task) {
+                    let _ = openbao.revoke_lease(&lease.lease_id).await;
+                    return Err(unavailable(error));
+                }
+                let undo = Undo::OpenbaoLease { lease_id: lease.lease_id.clone() };
+                Ok(held(lease.value, lease.lease_id, undo, lease.expires_at, scopes.to_vec()))
+            }
+            ProviderKind::OauthTokenExchange => {
+                let exchange = self
+                    .providers
+                    .exchange
+                    .as_ref()
+                    .ok_or_else(|| unavailable("the runtime config has no [oauth_token_exchange] server".into()))?;
+                // The subject token: the task's own issuer token, for the
+                // authorization server, carrying the scopes asked for.
+                let (subject, subject_undo, subject_jti, _) =
+                    self.issuer_token(&exchange.config.subject_audience, scopes, ttl)?;
+                let exchanged = exchange.exchange(&subject, &spec.audience, scopes, self.not_after).await;
+                // The subject token's job is done either way.
+                self.providers
+                    .revoker
+                    .revoke(Revocation {
+                        undo: subject_undo,
+                        credential: format!("{} (subject token)", spec.name),
+                        provider: ProviderKind::Issuer,
+                        id: subject_jti,
+                        invocation: Some(self.invocation.clone()),
+                        audit: self.task.audit.clone(),
+                        reason: Some("exchanged".into()),
+                    })
+                    .await;
+                let exchanged = exchanged.map_err(unavailable)?;
+                let id = token_fingerprint(&exchanged.token);
+                let undo = Undo::Exchanged { token: exchanged.token.clone() };
+                Ok(held(exchanged.token, id, undo, exchanged.expires_at, exchanged.scopes))
+            }
+        }
+    }
+
+    /// Teardown: revokes every credential of the call, waiting for the
+    /// remote revocations' first attempt (failures go on in the background).
+    pub(crate) async fn close(&self) {
+        let held = std::mem::take(&mut *self.held.lock().await);
+        for credential in held {
+            let revocation = self.revocation(credential);
+            self.providers.revoker.revoke(revocation).await;
+        }
+    }
+
+    /// Teardown when the caller dropped the call: local revocations now,
+    /// remote ones in the background.
+    pub(crate) fn close_later(&self) {
+        let held = match self.held.try_lock() {
+            Ok(mut held) => std::mem::take(&mut *held),
+            // Held only inside the store, which is dropped before this runs.
+            Err(_) => Vec::new(),
+        };
+        for credential in held {
+            let revocation = self.revocation(credential);
+            self.providers.revoker.revoke_later(revocation);
+        }
+    }
+
+    fn revocation(&self, held: Held) -> Revocation {
+        // `held.value` is dropped (and zeroized) here; an exchanged token's
+        // copy lives in `undo` until it is revoked.
+        Revocation {
+            undo: held.undo,
+            credential: held.name,
+            provider: held.provider,
+            id: held.id,
+            invocation: Some(self.invocation.clone()),
+            audit: self.task.audit.clone(),
+            reason: None,
+        }
+    }
+}
+
+/// An exchanged token's id for the audit trail: a digest prefix, which names
+/// it without revealing it.
+fn token_fingerprint(token: &SecretString) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(token.expose_secret().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}

@@ -1,0 +1,127 @@
+//! The `oauth-token-exchange` provider: RFC 8693. The task's own issuer token
+//! (workload as `sub`, principal as `act`) is the subject token; the
+//! authorization server answers with a narrower access token for one
+//! audience, which is revoked (RFC 7009) at teardown where the server has a
+//! revocation endpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::credentials::config::TokenExchangeConfig;
+use crate::credentials::upstream::{self, form, form_encode};
+
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A client of one token endpoint.
+#[derive(Debug)]
+pub(crate) struct TokenExchange {
+    pub(crate) config: TokenExchangeConfig,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// An exchanged access token.
+pub(crate) struct Exchanged {
+    pub(crate) token: SecretString,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires_at: u64,
+}
+
+impl TokenExchange {
+    pub(crate) fn new(config: TokenExchangeConfig, tls: Arc<rustls::ClientConfig>) -> TokenExchange {
+        TokenExchange { config, tls }
+    }
+
+    fn basic_auth(&self) -> Result<SecretString, String> {
+        let secret = self.config.client_secret.read().map_err(|e| format!("toolcell's OAuth client secret: {e}"))?;
+        // RFC 6749 §2.3.1: both parts are form-encoded before joining.
+        let pair = zeroize::Zeroizing::new(format!(
+            "{}:{}",
+            form_encode(&self.config.client_id),
+            form_encode(secret.expose_secret())
+        ));
+        Ok(SecretString::from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))))
+    }
+
+    /// Exchanges `subject` for a token for `audience` with `scopes`, living
+    /// no longer than `not_after`.
+    pub(crate) async fn exchange(
+        &self,
+        subject: &SecretString,
+        audience: &str,
+        scopes: &[String],
+        not_after: SystemTime,
+    ) -> Result<Exchanged, String> {
+        let scope = scopes.join(" ");
+        let mut pairs = vec![
+            ("grant_type", GRANT_TYPE),
+            ("subject_token", subject.expose_secret()),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", audience),
+        ];
+        if !scope.is_empty() {
+            pairs.push(("scope", &scope));
+        }
+        let body = zeroize::Zeroizing::new(form(&pairs));
+        let auth = self.basic_auth()?;
+        let answer = upstream::send(
+            &self.tls,
+            http::Method::POST,
+            &self.config.token_endpoint,
+            &[
+                ("authorization", auth.expose_secret()),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "application/json"),
+            ],
+            body.to_vec(),
+            self.config.timeout.0,
+        )
+        .await?;
+        if answer.status != 200 {
+            return Err(format!("token exchange for `{audience}`: {}", answer.error_text()));
+        }
+        let json = answer.json("token exchange")?;
+        let Some(token) = json["access_token"].as_str() else {
+            return Err("token exchange: the answer has no access_token".into());
+        };
+        // RFC 8693 §2.2.1: `scope` may be left out when it is what was asked.
+        let granted: Vec<String> = match json["scope"].as_str() {
+            Some(scope) => scope.split_whitespace().map(str::to_owned).collect(),
+            None => scopes.to_vec(),
+        };
+        if let Some(extra) = granted.iter().find(|s| !scopes.contains(s)) {
+            return Err(format!("token exchange: the server granted scope `{extra}`, which was not asked for"));
+        }
+        let now = SystemTime::now();
+        let life = json["expires_in"].as_u64().map(Duration::from_secs).unwrap_or(Duration::ZERO);
+        let limit = not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let expires_at = (now + life).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).min(limit);
+        Ok(Exchanged { token: SecretString::from(token.to_owned()), scopes: granted, expires_at })
+    }
+
+    /// Revokes an exchanged token (RFC 7009). `Ok(false)` when the server
+    /// has no revocation endpoint: the token then dies at its expiry.
+    pub(crate) async fn revoke(&self, token: &SecretString) -> Result<bool, String> {
+        let Some(endpoint) = &self.config.revocation_endpoint else { return Ok(false) };
+        let body =
+            zeroize::Zeroizing::new(form(&[("token", token.expose_secret()), ("token_type_hint", "access_token")]));
+        let auth = self.basic_auth()?;
+        let answer = upstream::send(
+            &self.tls,
+            http::Method::POST,
+            endpoint,
+            &[("authorization", auth.expose_secret()), ("content-type", "application/x-www-form-urlencoded")],
+            body.to_vec(),
+            self.config.timeout.0,
+        )
+        .await?;
+        match answer.status {
+            200 => Ok(true),
+            _ => Err(format!("revoking an exchanged token: {}", answer.error_text())),
+        }
+    }
+}

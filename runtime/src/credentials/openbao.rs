@@ -1,0 +1,194 @@
+//! The `openbao` provider: a Vault-compatible secrets engine. Each task gets
+//! a child of the runtime's token whose life ends at the task's deadline and
+//! whose policies are the task's granted scopes; each invocation leases its
+//! dynamic secrets with that child token. Teardown revokes the leases when
+//! the invocation ends, and the child token (and with it anything left under
+//! it) when the task closes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::credentials::config::{OpenBaoConfig, OpenBaoSecret};
+use crate::credentials::upstream;
+
+/// A client of one OpenBao server.
+#[derive(Debug)]
+pub(crate) struct OpenBao {
+    pub(crate) config: OpenBaoConfig,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// A task's child token. Its value stays on the host; the accessor names it
+/// in the audit trail and the lease journal.
+pub(crate) struct ChildToken {
+    pub(crate) token: SecretString,
+    pub(crate) accessor: String,
+    pub(crate) expires_at: u64,
+}
+
+/// One leased dynamic secret.
+pub(crate) struct Lease {
+    pub(crate) lease_id: String,
+    pub(crate) value: SecretString,
+    pub(crate) expires_at: u64,
+}
+
+/// What `{…}` placeholders in a secret's request data become.
+pub(crate) struct LeaseVars<'a> {
+    pub(crate) task: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) invocation: &'a str,
+    pub(crate) ttl: Duration,
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs().max(1))
+}
+
+fn epoch_after(duration: Duration) -> u64 {
+    (SystemTime::now() + duration).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl OpenBao {
+    pub(crate) fn new(config: OpenBaoConfig, tls: Arc<rustls::ClientConfig>) -> OpenBao {
+        OpenBao { config, tls }
+    }
+
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: &SecretString,
+        body: serde_json::Value,
+    ) -> Result<upstream::Answer, String> {
+        let url = format!("{}/v1/{}", self.config.address.trim_end_matches('/'), path.trim_start_matches('/'));
+        let body = serde_json::to_vec(&body).expect("JSON serializes");
+        upstream::send(
+            &self.tls,
+            method,
+            &url,
+            &[("x-vault-token", token.expose_secret()), ("content-type", "application/json")],
+            body,
+            self.config.timeout.0,
+        )
+        .await
+    }
+
+    fn runtime_token(&self) -> Result<SecretString, String> {
+        self.config.token.read().map_err(|e| format!("the runtime's OpenBao token: {e}"))
+    }
+
+    /// Creates a task's child token: `policies`, not renewable, dead at `ttl`.
+    pub(crate) async fn create_child_token(
+        &self,
+        policies: &[String],
+        ttl: Duration,
+        metadata: serde_json::Value,
+    ) -> Result<ChildToken, String> {
+        let body = serde_json::json!({
+            "policies": policies,
+            "no_default_policy": true,
+            "ttl": seconds(ttl),
+            "explicit_max_ttl": seconds(ttl),
+            "renewable": false,
+            "display_name": "toolcell-task",
+            "meta": metadata,
+        });
+        let answer = self
+            .call(http::Method::POST, "auth/token/create", &self.runtime_token()?, body)
+            .await
+            .map_err(|e| format!("creating the task's child token: {e}"))?;
+        if answer.status != 200 {
+            return Err(format!("creating the task's child token: {}", answer.error_text()));
+        }
+        let json = answer.json("creating the task's child token")?;
+        let auth = &json["auth"];
+        let (Some(token), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str()) else {
+            return Err("creating the task's child token: the answer has no client_token and accessor".into());
+        };
+        let life = Duration::from_secs(auth["lease_duration"].as_u64().unwrap_or(ttl.as_secs()));
+        Ok(ChildToken {
+            token: SecretString::from(token.to_owned()),
+            accessor: accessor.to_owned(),
+            expires_at: epoch_after(life),
+        })
+    }
+
+    /// Leases one dynamic secret with the task's child token.
+    pub(crate) async fn lease(
+        &self,
+        child: &ChildToken,
+        secret: &OpenBaoSecret,
+        vars: &LeaseVars<'_>,
+    ) -> Result<Lease, String> {
+        let data: serde_json::Map<String, serde_json::Value> = secret
+            .data
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    toml::Value::String(text) => serde_json::Value::String(
+                        text.replace("{task}", vars.task)
+                            .replace("{tool}", vars.tool)
+                            .replace("{invocation}", vars.invocation)
+                            .replace("{ttl}", &seconds(vars.ttl)),
+                    ),
+                    other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        let answer = self
+            .call(http::Method::POST, &secret.path, &child.token, serde_json::Value::Object(data))
+            .await
+            .map_err(|e| format!("leasing `{}`: {e}", secret.path))?;
+        if answer.status != 200 {
+            return Err(format!("leasing `{}`: {}", secret.path, answer.error_text()));
+        }
+        let mut json = answer.json(&format!("leasing `{}`", secret.path))?;
+        let lease_id = json["lease_id"].as_str().unwrap_or("").to_owned();
+        if lease_id.is_empty() {
+            // Without a lease there is nothing to revoke at teardown, so the
+            // secret would outlive the call: refuse it.
+            return Err(format!(
+                "`{}` answered without a lease, so toolcell could not revoke it at teardown \
+                 (for PKI roles, set generate_lease = true)",
+                secret.path
+            ));
+        }
+        let life = Duration::from_secs(json["lease_duration"].as_u64().unwrap_or(0));
+        let data = json["data"].take();
+        let value = match &secret.field {
+            Some(field) => match data.get(field) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => return Err(format!("leasing `{}`: the answer has no field `{field}`", secret.path)),
+            },
+            None => data.to_string(),
+        };
+        Ok(Lease { lease_id, value: SecretString::from(value), expires_at: epoch_after(life) })
+    }
+
+    /// Revokes one lease now. A lease OpenBao no longer knows is already gone.
+    pub(crate) async fn revoke_lease(&self, lease_id: &str) -> Result<(), String> {
+        let body = serde_json::json!({ "lease_id": lease_id });
+        let answer = self.call(http::Method::PUT, "sys/leases/revoke", &self.runtime_token()?, body).await?;
+        match answer.status {
+            200 | 204 => Ok(()),
+            400 if answer.error_text().contains("invalid lease") => Ok(()),
+            _ => Err(format!("revoking lease {lease_id}: {}", answer.error_text())),
+        }
+    }
+
+    /// Revokes a child token by its accessor, and with it every lease under it.
+    pub(crate) async fn revoke_token(&self, accessor: &str) -> Result<(), String> {
+        let body = serde_json::json!({ "accessor": accessor });
+        let answer = self.call(http::Method::POST, "auth/token/revoke-accessor", &self.runtime_token()?, body).await?;
+        match answer.status {
+            200 | 204 => Ok(()),
+            400 if answer.error_text().contains("invalid accessor") => Ok(()),
+            _ => Err(format!("revoking the task token (accessor {accessor}): {}", answer.error_text())),
+        }
+    }
+}

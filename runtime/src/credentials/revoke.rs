@@ -1,0 +1,235 @@
+//! Revocation: what teardown does to each credential, the retries of
+//! revocations that failed, and the recovery of what a crashed runtime left.
+//!
+//! Every revocation is audited. A failed one is retried in the background
+//! with backoff, each failure audited as `retrying` and the last as
+//! `gave_up`; the lease journal keeps it open meanwhile, so even a runtime
+//! that stops before the retries succeed revokes it at its next start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::audit::{AuditKind, AuditScope};
+use crate::credentials::exchange::TokenExchange;
+use crate::credentials::issuer::Issuer;
+use crate::credentials::journal::{LeaseJournal, Leftover};
+use crate::credentials::openbao::OpenBao;
+use crate::credentials::spec::ProviderKind;
+
+/// What undoing one credential takes.
+pub(crate) enum Undo {
+    /// Deny-list an issuer token until its expiry (and keep it journaled
+    /// until then, so a restarted runtime deny-lists it again).
+    DenyList { jti: String, exp: u64 },
+    /// Revoke an OpenBao lease.
+    OpenbaoLease { lease_id: String },
+    /// Revoke an OpenBao child token, and every lease under it.
+    OpenbaoToken { accessor: String },
+    /// Revoke an exchanged OAuth token (RFC 7009).
+    Exchanged { token: SecretString },
+    /// Drop a host-held secret (static): nothing to revoke upstream.
+    Release,
+}
+
+/// One credential to revoke, with what its audit events need.
+pub(crate) struct Revocation {
+    pub(crate) undo: Undo,
+    pub(crate) credential: String,
+    pub(crate) provider: ProviderKind,
+    pub(crate) id: String,
+    pub(crate) invocation: Option<String>,
+    pub(crate) audit: AuditScope,
+    /// Why it is being revoked, when that is not the end of a call.
+    pub(crate) reason: Option<String>,
+}
+
+impl Revocation {
+    fn audit(&self, outcome: &'static str, reason: Option<String>) {
+        self.audit.record_or_log(AuditKind::CredentialRevoked {
+            invocation: self.invocation.clone(),
+            credential: self.credential.clone(),
+            provider: self.provider.name(),
+            id: self.id.clone(),
+            outcome,
+            reason: reason.or_else(|| self.reason.clone()),
+        });
+    }
+
+    fn journal_id(&self) -> Option<String> {
+        match &self.undo {
+            Undo::OpenbaoLease { lease_id } => Some(Leftover::OpenbaoLease { lease_id: lease_id.clone() }.id()),
+            Undo::OpenbaoToken { accessor } => Some(Leftover::OpenbaoToken { accessor: accessor.clone() }.id()),
+            // Issuer tokens stay journaled until they expire; the rest are not journaled.
+            Undo::DenyList { .. } | Undo::Exchanged { .. } | Undo::Release => None,
+        }
+    }
+}
+
+/// Delays between retries of a failed revocation; after the last, it gives up
+/// (the journal still holds it for the next start).
+const RETRY_DELAYS: [Duration; 6] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
+/// Revokes credentials for the whole runtime.
+#[derive(Debug)]
+pub(crate) struct Revoker {
+    pub(crate) issuer: Arc<Issuer>,
+    pub(crate) openbao: Option<Arc<OpenBao>>,
+    pub(crate) exchange: Option<Arc<TokenExchange>>,
+    pub(crate) journal: Option<LeaseJournal>,
+    pending: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Revoker {
+    pub(crate) fn new(
+        issuer: Arc<Issuer>,
+        openbao: Option<Arc<OpenBao>>,
+        exchange: Option<Arc<TokenExchange>>,
+        journal: Option<LeaseJournal>,
+    ) -> Revoker {
+        Revoker { issuer, openbao, exchange, journal, pending: AtomicUsize::new(0), idle: tokio::sync::Notify::new() }
+    }
+
+    /// Records a credential in the journal before the tool gets it.
+    pub(crate) fn journal(&self, what: &Leftover, task: &str) -> Result<(), String> {
+        match &self.journal {
+            Some(journal) => journal.opened(what, task).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// One attempt; `Ok` carries the audit outcome.
+    async fn attempt(&self, revocation: &Revocation) -> Result<&'static str, String> {
+        let outcome = match &revocation.undo {
+            Undo::DenyList { jti, exp } => {
+                self.issuer.revoke(jti, *exp);
+                "deny_listed"
+            }
+            Undo::Release => "released",
+            Undo::OpenbaoLease { lease_id } => {
+                self.openbao.as_ref().ok_or("no OpenBao server is configured")?.revoke_lease(lease_id).await?;
+                "revoked"
+            }
+            Undo::OpenbaoToken { accessor } => {
+                self.openbao.as_ref().ok_or("no OpenBao server is configured")?.revoke_token(accessor).await?;
+                "revoked"
+            }
+            Undo::Exchanged { token } => {
+                let exchange = self.exchange.as_ref().ok_or("no token exchange server is configured")?;
+                if exchange.revoke(token).await? { "revoked" } else { "expires" }
+            }
+        };
+        if let (Some(journal), Some(id)) = (&self.journal, revocation.journal_id())
+            && let Err(error) = journal.closed(&id)
+        {
+            // Revoked upstream; the next start will find it gone and close it.
+            tracing::error!(target: "toolcell::credentials", "{error}");
+        }
+        Ok(outcome)
+    }
+
+    /// Revokes now; a failure is audited and retried in the background.
+    pub(crate) async fn revoke(self: &Arc<Self>, revocation: Revocation) {
+        match self.attempt(&revocation).await {
+            Ok(outcome) => revocation.audit(outcome, None),
+            Err(reason) => {
+                revocation.audit("retrying", Some(reason));
+                self.retry_in_background(revocation);
+            }
+        }
+    }
+
+    /// Revokes without waiting (teardown of a call whose caller went away):
+    /// local revocations happen now, remote ones in the background.
+    pub(crate) fn revoke_later(self: &Arc<Self>, revocation: Revocation) {
+        if matches!(revocation.undo, Undo::DenyList { .. } | Undo::Release) {
+            let outcome = if let Undo::DenyList { jti, exp } = &revocation.undo {
+                self.issuer.revoke(jti, *exp);
+                "deny_listed"
+            } else {
+                "released"
+            };
+            revocation.audit(outcome, None);
+            return;
+        }
+        self.spawn(revocation, false);
+    }
+
+    fn retry_in_background(self: &Arc<Self>, revocation: Revocation) {
+        self.spawn(revocation, true);
+    }
+
+    fn spawn(self: &Arc<Self>, revocation: Revocation, failed_once: bool) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let revoker = self.clone();
+        let work = async move {
+            let delays = RETRY_DELAYS.iter().copied();
+            let mut delays = std::iter::once(Duration::ZERO).filter(|_| !failed_once).chain(delays);
+            loop {
+                let Some(delay) = delays.next() else {
+                    revocation.audit(
+                        "gave_up",
+                        Some("every retry failed; the lease journal keeps it for the next start".into()),
+                    );
+                    break;
+                };
+                tokio::time::sleep(delay).await;
+                match revoker.attempt(&revocation).await {
+                    Ok(outcome) => {
+                        revocation.audit(outcome, None);
+                        break;
+                    }
+                    Err(reason) => revocation.audit("retrying", Some(reason)),
+                }
+            }
+            if revoker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                revoker.idle.notify_waiters();
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(work);
+            }
+            // No executor here (a task dropped outside one): a thread of its own.
+            Err(_) => {
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(runtime) = runtime {
+                        runtime.block_on(work);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Revocations still running in the background.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until no revocation is pending, or `within` has passed; returns
+    /// how many are still pending.
+    pub(crate) async fn settled(&self, within: Duration) -> usize {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.pending() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, wait).await;
+        self.pending()
+    }
+}
