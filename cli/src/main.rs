@@ -7,6 +7,7 @@
 
 mod exit;
 mod grants;
+mod jwks;
 mod policy;
 mod run;
 
@@ -40,6 +41,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print a component's description and input schema.
     Describe(run::DescribeArgs),
+    /// Print the built-in issuer's public keys (JWKS) for token verifiers; rotate them.
+    Jwks(jwks::JwksArgs),
     /// Work with manifests.
     Policy {
         #[command(subcommand)]
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
             Command::Describe(args) => run::describe(args, cli.config.as_deref()).await,
+            Command::Jwks(args) => jwks::run(args, cli.config.as_deref()),
             Command::Policy { command } => policy::run(command),
         }
     });

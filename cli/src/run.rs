@@ -69,9 +69,11 @@ pub struct DescribeArgs {
     json: bool,
 }
 
-/// The runtime config: the file's, with `--audit-log` on top, and a
-/// durable audit file by default so every run leaves a trail.
-fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result<RuntimeConfig> {
+/// The runtime config: the file's, with `--audit-log` on top. By default
+/// every run leaves a durable audit trail, keeps a lease journal (so a crash
+/// mid-task is cleaned up at the next start) and signs with the same issuer
+/// keys (so `toolcell jwks` names the keys tokens are really signed with).
+pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result<RuntimeConfig> {
     let mut config = match config {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),
@@ -79,17 +81,25 @@ fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result<Run
     if let Some(path) = audit_log {
         config.audit_log = Some(path.to_owned());
     }
+    let state = state_dir();
     if config.audit_log.is_none() {
-        config.audit_log = default_audit_log();
+        config.audit_log = state.as_ref().map(|dir| dir.join("audit.jsonl"));
+    }
+    if config.lease_journal.is_none() {
+        config.lease_journal = state.as_ref().map(|dir| dir.join("leases"));
+    }
+    if config.credentials.issuer.keys.is_none() {
+        config.credentials.issuer.keys = state.as_ref().map(|dir| dir.join("issuer-keys.json"));
     }
     Ok(config)
 }
 
-fn default_audit_log() -> Option<PathBuf> {
+/// `$XDG_STATE_HOME/toolcell`, or `~/.local/state/toolcell`.
+fn state_dir() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
-    Some(state.join("toolcell/audit.jsonl"))
+    Some(state.join("toolcell"))
 }
 
 fn manifest_or_component(manifest: Option<&Path>, component: Option<&Path>) -> Result<(Manifest, bool)> {
@@ -156,6 +166,17 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
     // The call's output senders are gone with its store; the printer drains and ends.
     printer.await.context("output printer")?;
     task.close().await;
+    // Revocations that failed once are retried in the background; give them
+    // a moment before the process exits. Any still pending stay in the lease
+    // journal, and the next start revokes them.
+    let pending = runtime.settle_revocations(REVOCATION_GRACE).await;
+    if pending > 0 {
+        eprintln!(
+            "toolcell: {pending} credential revocation(s) still failing after {}; the lease journal keeps them \
+             and the next toolcell start retries",
+            TimeSpan(REVOCATION_GRACE)
+        );
+    }
 
     match result {
         Ok(report) => match report.result {
@@ -178,6 +199,9 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
         }
     }
 }
+
+/// How long `run` waits for retried revocations before it exits.
+const REVOCATION_GRACE: Duration = Duration::from_secs(10);
 
 /// Reads stdin up to one byte past the input limit, so an endless stream
 /// cannot exhaust memory and the runtime still sees it is too large.
@@ -214,9 +238,11 @@ fn default_principal() -> String {
 
 pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitCode> {
     let (manifest, _) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
-    // Describing runs the tool's `describe` with nothing granted; nothing to audit.
+    // Describing runs the tool's `describe` with nothing granted: nothing to
+    // audit and no credentials, so no journal to adopt.
     let mut config = runtime_config(config, None)?;
     config.audit_log = None;
+    config.lease_journal = None;
     let runtime = Runtime::new(config)?;
     let tool = runtime.load_tool(manifest)?;
     let info = match runtime.describe(&tool).await {

@@ -32,9 +32,11 @@ pub struct RuntimeConfig {
     pub tls_roots: Vec<PathBuf>,
     /// The credential providers manifests may name.
     pub credentials: ProviderConfig,
-    /// The durable lease journal; `None` keeps no journal, so a runtime that
-    /// crashes mid-task cannot revoke what it left (OpenBao leases still end
-    /// at the task token's TTL, issuer tokens at their `exp`).
+    /// The durable lease journal's directory: each runtime keeps its own
+    /// locked file there, and adopts the files of runtimes that are gone.
+    /// `None` keeps no journal, so a runtime that crashes mid-task cannot
+    /// revoke what it left (OpenBao leases still end with the task token's
+    /// TTL, issuer tokens at their `exp`).
     pub lease_journal: Option<PathBuf>,
 }
 
@@ -147,7 +149,7 @@ mod tests {
         std::fs::write(
             &path,
             r#"
-lease_journal = "leases.jsonl"
+lease_journal = "leases"
 
 [issuer]
 url = "https://tools.example"
@@ -171,7 +173,7 @@ field = "certificate"
         )
         .unwrap();
         let config = RuntimeConfig::load(&path).unwrap();
-        assert_eq!(config.lease_journal, Some(dir.path().join("leases.jsonl")));
+        assert_eq!(config.lease_journal, Some(dir.path().join("leases")));
         assert_eq!(config.credentials.issuer.keys, Some(dir.path().join("issuer-keys.json")));
         assert_eq!(config.credentials.statics[0].secret, SecretSource::Env("GITHUB_TOKEN".into()));
         let openbao = config.credentials.openbao.unwrap();

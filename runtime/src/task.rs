@@ -347,20 +347,10 @@ impl Runtime {
                 tool: ids.tool.clone(),
                 task: ids.task.clone(),
             };
-            let task = Arc::new(TaskCredentials::new(
-                self.providers.clone(),
-                workload,
-                SystemTime::now(),
-                audit.clone(),
-                &[],
-            ));
-            let broker = Arc::new(Broker::new(
-                self.providers.clone(),
-                task,
-                &[],
-                ids.invocation.clone(),
-                SystemTime::now(),
-            ));
+            let task =
+                Arc::new(TaskCredentials::new(self.providers.clone(), workload, SystemTime::now(), audit.clone(), &[]));
+            let broker =
+                Arc::new(Broker::new(self.providers.clone(), task, &[], ids.invocation.clone(), SystemTime::now()));
             let egress =
                 EgressHooks::new(&grant, self.network.clone(), audit, ids.invocation.clone(), deadline, broker.clone());
             let mut store =

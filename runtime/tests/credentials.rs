@@ -96,9 +96,15 @@ async fn an_injected_issuer_token_reaches_the_bound_host_only_and_dies_at_teardo
     let bound = format!("http://api.test:{port}/*");
     let manifest = probe(
         port,
-        vec![spec("api", ProviderKind::Issuer, &["repo:read", "issues:write"], inject_into(&bound, "authorization", "Bearer {token}"))],
+        vec![spec(
+            "api",
+            ProviderKind::Issuer,
+            &["repo:read", "issues:write"],
+            inject_into(&bound, "authorization", "Bearer {token}"),
+        )],
     );
-    let call = |url: String| Call::tool(serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string());
+    let call =
+        |url: String| Call::tool(serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string());
     let tool = h.load(manifest);
     let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
 
@@ -143,8 +149,10 @@ async fn nothing_is_minted_until_a_credential_is_used() {
     let port = server.port;
     let h = harness(ProviderConfig::default());
     let bound = format!("http://api.test:{port}/*");
-    let manifest =
-        probe(port, vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))]);
+    let manifest = probe(
+        port,
+        vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))],
+    );
     let report = h.call(manifest, Call::tool(r#"{"action":"echo"}"#)).await.unwrap();
     assert!(report.succeeded());
     assert!(events_of(&h.audit_events(), "credential_minted").is_empty());
@@ -178,7 +186,13 @@ async fn the_guest_cannot_set_or_see_an_injected_credential() {
     assert_eq!(seen["status"], 200);
     assert!(seen["reveal"].as_str().unwrap().contains("never revealed"), "{seen}");
     let sent = server.seen()[1].header("x-api-key").unwrap().strip_prefix("key=").unwrap().to_owned();
-    for place in [seen.to_string(), String::from_utf8_lossy(&report.stdout).into(), String::from_utf8_lossy(&report.stderr).into(), format!("{report:?}"), h.audit_text()] {
+    for place in [
+        seen.to_string(),
+        String::from_utf8_lossy(&report.stdout).into(),
+        String::from_utf8_lossy(&report.stderr).into(),
+        format!("{report:?}"),
+        h.audit_text(),
+    ] {
         assert!(!place.contains(&sent), "the injected value is visible to the guest or in the record: {place}");
     }
 }
@@ -189,8 +203,10 @@ async fn a_redirect_to_another_origin_does_not_carry_the_credential() {
     let port = server.port;
     let h = harness(ProviderConfig::default());
     let bound = format!("http://api.test:{port}/*");
-    let manifest =
-        probe(port, vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))]);
+    let manifest = probe(
+        port,
+        vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))],
+    );
     let elsewhere = format!("http://other.test:{port}/ok");
     let url = format!("http://api.test:{port}/redirect?to={elsewhere}");
     let report = h
@@ -215,7 +231,9 @@ async fn scopes_narrow_and_never_widen_and_ungranted_credentials_are_denied() {
     let h = harness(ProviderConfig::default());
     let manifest = probe(1, vec![spec("api", ProviderKind::Issuer, &["repo:read", "issues:write"], Exposure::Reveal)]);
     let acquire = |name: &str, scopes: &[&str]| {
-        Call::tool(serde_json::json!({ "action": "acquire", "name": name, "scopes": scopes, "reveal": true }).to_string())
+        Call::tool(
+            serde_json::json!({ "action": "acquire", "name": name, "scopes": scopes, "reveal": true }).to_string(),
+        )
     };
     let report = h.call(manifest.clone(), acquire("api", &["repo:read"])).await.unwrap();
     let got = output(&report);
@@ -302,8 +320,10 @@ async fn a_static_secret_is_injected_never_revealed_and_never_logged() {
         ..ProviderConfig::default()
     });
     let bound = format!("http://api.test:{port}/*");
-    let manifest =
-        probe(port, vec![spec("root", ProviderKind::Static, &[], inject_into(&bound, "authorization", "token {token}"))]);
+    let manifest = probe(
+        port,
+        vec![spec("root", ProviderKind::Static, &[], inject_into(&bound, "authorization", "token {token}"))],
+    );
     let snoop = serde_json::json!({ "action": "snoop", "name": "root", "url": format!("http://api.test:{port}/ok") });
     let report = h.call(manifest, Call::tool(snoop.to_string())).await.unwrap();
     assert_eq!(server.seen()[0].header("authorization"), Some(format!("token {secret}").as_str()));
@@ -351,7 +371,8 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
     let bound = format!("http://api.test:{port}/*");
     let mut cert = spec("cert", ProviderKind::Openbao, &["tool-pki"], Exposure::Reveal);
     cert.audience = AUDIENCE.into();
-    let mut injected = spec("api", ProviderKind::Openbao, &["tool-pki"], inject_into(&bound, "authorization", "Bearer {token}"));
+    let mut injected =
+        spec("api", ProviderKind::Openbao, &["tool-pki"], inject_into(&bound, "authorization", "Bearer {token}"));
     injected.audience = AUDIENCE.into();
     let manifest = probe(port, vec![cert, injected]);
 
@@ -365,9 +386,15 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
     }
     // A request through a bound rule is stopped before it leaves.
     let url = format!("http://api.test:{port}/ok");
-    let report =
-        h.call(manifest, Call::tool(serde_json::json!({"action":"http","method":"GET","url":url}).to_string())).await.unwrap();
-    assert!(matches!(&report.result, CallResult::ToolError(ToolError::Upstream(m)) if m.contains("credential `api`")), "{:?}", report.result);
+    let report = h
+        .call(manifest, Call::tool(serde_json::json!({"action":"http","method":"GET","url":url}).to_string()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&report.result, CallResult::ToolError(ToolError::Upstream(m)) if m.contains("credential `api`")),
+        "{:?}",
+        report.result
+    );
     assert_eq!(server.connection_count(), 0);
     let refused = events_of(&h.audit_events(), "credential_refused").len();
     assert_eq!(refused, 2);

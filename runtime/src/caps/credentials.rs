@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::credentials::{CredentialError, CredentialView};
 use crate::credentials::broker::Broker;
+use crate::credentials::{CredentialError, CredentialView};
 use crate::store::InvocationState;
 use crate::store::toolcell::tool::credentials::{Error as WitError, Host, HostCredential};
 

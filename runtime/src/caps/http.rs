@@ -33,10 +33,10 @@ use wasmtime_wasi_http::{
 };
 
 use crate::audit::{AuditKind, AuditScope};
+use crate::caps::egress_rules::{EgressRule, RequestLine, Scheme, check_addresses, has_dot_segments, refusal};
 use crate::credentials::broker::Broker;
 use crate::credentials::spec::Exposure;
 use crate::grant::Grant;
-use crate::caps::egress_rules::{EgressRule, RequestLine, Scheme, check_addresses, has_dot_segments, refusal};
 
 /// Resolves host names for egress. The runtime config can replace it, so
 /// tests map names to loopback addresses without touching DNS.

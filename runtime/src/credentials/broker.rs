@@ -57,47 +57,37 @@ impl Providers {
         Providers { issuer, config, openbao, exchange, revoker }
     }
 
-    /// Revokes what a runtime that stopped mid-task left in the journal.
+    /// Revokes what runtimes that stopped mid-task left in the journal
+    /// (already adopted into this runtime's journal).
     pub(crate) fn recover(&self, leftovers: Vec<(Leftover, String)>, audit: &Arc<crate::audit::Audit>) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for (leftover, task) in leftovers {
-            let scope =
-                AuditScope { audit: audit.clone(), task, tool: String::new(), principal: "toolcell".to_owned() };
-            let reason = Some("left over by a runtime that stopped before its teardown".to_owned());
-            let (undo, provider, credential) = match leftover {
+            let id = leftover.id();
+            let (undo, credential) = match leftover {
                 Leftover::IssuerToken { jti, exp } => {
                     if exp > now {
                         // Deny-listed again until it expires; it stays journaled until then.
                         self.issuer.revoke(&jti, exp);
-                        let _ = self.revoker.journal(&Leftover::IssuerToken { jti, exp }, &scope.task);
+                    } else {
+                        self.revoker.journal_closed(&id);
                     }
                     continue;
                 }
-                Leftover::OpenbaoLease { lease_id } => (Undo::OpenbaoLease { lease_id }, ProviderKind::Openbao, "lease"),
-                Leftover::OpenbaoToken { accessor } => {
-                    (Undo::OpenbaoToken { accessor }, ProviderKind::Openbao, "task token")
-                }
+                Leftover::OpenbaoLease { lease_id } => (Undo::OpenbaoLease { lease_id }, "lease"),
+                Leftover::OpenbaoToken { accessor } => (Undo::OpenbaoToken { accessor }, "task token"),
             };
-            let id = match &undo {
-                Undo::OpenbaoLease { lease_id } => lease_id.clone(),
-                Undo::OpenbaoToken { accessor } => accessor.clone(),
-                _ => unreachable!("issuer tokens were handled above"),
-            };
-            // Journaled again, so a second crash before this succeeds still finds it.
-            let journaled = match &undo {
-                Undo::OpenbaoLease { lease_id } => Leftover::OpenbaoLease { lease_id: lease_id.clone() },
-                Undo::OpenbaoToken { accessor } => Leftover::OpenbaoToken { accessor: accessor.clone() },
-                _ => unreachable!("issuer tokens were handled above"),
-            };
-            let _ = self.revoker.journal(&journaled, &scope.task);
+            let scope = AuditScope { audit: audit.clone(), task, tool: String::new(), principal: "toolcell".into() };
             self.revoker.revoke_later(Revocation {
+                id: match &undo {
+                    Undo::OpenbaoToken { accessor } => accessor.clone(),
+                    _ => id,
+                },
                 undo,
                 credential: credential.to_owned(),
-                provider,
-                id,
+                provider: ProviderKind::Openbao,
                 invocation: None,
                 audit: scope,
-                reason,
+                reason: Some("left over by a runtime that stopped before its teardown".to_owned()),
             });
         }
     }
@@ -147,14 +137,7 @@ impl TaskCredentials {
                 }
             }
         }
-        TaskCredentials {
-            providers,
-            workload,
-            deadline,
-            audit,
-            openbao_policies,
-            child: tokio::sync::Mutex::new(None),
-        }
+        TaskCredentials { providers, workload, deadline, audit, openbao_policies, child: tokio::sync::Mutex::new(None) }
     }
 
     async fn child_token(&self, openbao: &OpenBao) -> Result<Arc<ChildToken>, String> {
@@ -455,7 +438,12 @@ impl Broker {
         Ok(held)
     }
 
-    fn issuer_token(&self, audience: &str, scopes: &[String], ttl: Duration) -> Result<(SecretString, Undo, String, u64), CredentialError> {
+    fn issuer_token(
+        &self,
+        audience: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<(SecretString, Undo, String, u64), CredentialError> {
         let workload = &self.task.workload;
         let minted = self.providers.issuer.mint(&MintRequest {
             subject: workload.id.clone(),
@@ -477,7 +465,8 @@ impl Broker {
         scopes: &[String],
         ttl: Duration,
     ) -> Result<Held, CredentialError> {
-        let unavailable = |reason: String| CredentialError::Unavailable(format!("credential `{}`: {reason}", spec.name));
+        let unavailable =
+            |reason: String| CredentialError::Unavailable(format!("credential `{}`: {reason}", spec.name));
         let held = |value, id, undo, expires_at, scopes: Vec<String>| Held {
             name: spec.name.clone(),
             provider: spec.provider,
@@ -494,9 +483,10 @@ impl Broker {
                 Ok(held(token, jti, undo, exp, scopes.to_vec()))
             }
             ProviderKind::Static => {
-                let secret = self.providers.config.statics.iter().find(|s| s.audience == spec.audience).ok_or_else(
-                    || unavailable(format!("the runtime config has no static secret for audience `{}`", spec.audience)),
-                )?;
+                let secret =
+                    self.providers.config.statics.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
+                        unavailable(format!("the runtime config has no static secret for audience `{}`", spec.audience))
+                    })?;
                 let value = secret.secret.read().map_err(unavailable)?;
                 let expires_at = self.not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 Ok(held(value, format!("static:{}", spec.audience), Undo::Release, expires_at, Vec::new()))
@@ -508,12 +498,14 @@ impl Broker {
                     .as_ref()
                     .ok_or_else(|| unavailable("the runtime config has no [openbao] server".into()))?;
                 let secret = openbao.config.secrets.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
-                    unavailable(format!("the runtime config has no [[openbao.secrets]] for audience `{}`", spec.audience))
+                    unavailable(format!(
+                        "the runtime config has no [[openbao.secrets]] for audience `{}`",
+                        spec.audience
+                    ))
                 })?;
                 let child = self.task.child_token(openbao).await.map_err(unavailable)?;
                 let workload = &self.task.workload;
-                let vars =
-                    LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.invocation, ttl };
+                let vars = LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.invocation, ttl };
                 let lease = openbao.lease(&child, secret, &vars).await.map_err(unavailable)?;
                 let leftover = Leftover::OpenbaoLease { lease_id: lease.lease_id.clone() };
                 if let Err(error) = self.providers.revoker.journal(&leftover, &workload.task) {

@@ -190,7 +190,12 @@ pub struct KeyFileError {
 impl Issuer {
     /// An issuer named `url` with one fresh key.
     pub fn new(url: impl Into<String>) -> Issuer {
-        Issuer { url: url.into(), key_file: None, keys: Mutex::new(vec![new_key()]), denied: Mutex::new(HashMap::new()) }
+        Issuer {
+            url: url.into(),
+            key_file: None,
+            keys: Mutex::new(vec![new_key()]),
+            denied: Mutex::new(HashMap::new()),
+        }
     }
 
     /// An issuer whose keys live in `key_file`: read if it exists, created
@@ -373,7 +378,8 @@ pub fn verify_with_jwks(
     audience: &str,
 ) -> Result<AccessClaims, VerifyError> {
     verify_signed(token, issuer, audience, |kid| {
-        let key = jwks["keys"].as_array()?.iter().find(|k| k["kid"] == kid && k["kty"] == "OKP" && k["crv"] == "Ed25519")?;
+        let key =
+            jwks["keys"].as_array()?.iter().find(|k| k["kid"] == kid && k["kty"] == "OKP" && k["crv"] == "Ed25519")?;
         let x: [u8; 32] = B64.decode(key["x"].as_str()?).ok()?.try_into().ok()?;
         VerifyingKey::from_bytes(&x).ok()
     })
@@ -399,7 +405,9 @@ fn verify_signed(
     let verifying = key(&header.kid).ok_or(VerifyError::Header)?;
     let signature: [u8; 64] = decode(signature)?.try_into().map_err(|_| VerifyError::Malformed)?;
     let signing_input = &token[..token.rfind('.').expect("three parts")];
-    verifying.verify(signing_input.as_bytes(), &Signature::from_bytes(&signature)).map_err(|_| VerifyError::Signature)?;
+    verifying
+        .verify(signing_input.as_bytes(), &Signature::from_bytes(&signature))
+        .map_err(|_| VerifyError::Signature)?;
     let claims: AccessClaims = serde_json::from_slice(&decode(claims)?).map_err(|_| VerifyError::Malformed)?;
     if claims.iss != issuer || claims.aud != audience {
         return Err(VerifyError::Audience);
@@ -498,12 +506,16 @@ mod tests {
         let first = Issuer::open("https://toolcell.local", &path).unwrap();
         let minted = first.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
         #[cfg(unix)]
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions()) & 0o777,
+            0o600
+        );
         drop(first);
         let again = Issuer::open("https://toolcell.local", &path).unwrap();
         assert!(again.verify(&minted.token, "https://api.example.com").is_ok());
         let jwks = again.jwks();
-        let claims = verify_with_jwks(&jwks, &minted.token, "https://toolcell.local", "https://api.example.com").unwrap();
+        let claims =
+            verify_with_jwks(&jwks, &minted.token, "https://toolcell.local", "https://api.example.com").unwrap();
         assert_eq!(claims.jti, minted.jti);
         assert_eq!(
             verify_with_jwks(&jwks, &minted.token, "https://other.issuer", "https://api.example.com"),

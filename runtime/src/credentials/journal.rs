@@ -1,14 +1,14 @@
 //! The durable lease journal: every credential that outlives an invocation
 //! upstream (an OpenBao lease or child token, an issuer token id) is written
 //! here before the tool can use it, and marked closed once it is revoked.
-//! A runtime that crashed mid-task finds the entries still open at its next
-//! start and revokes them.
+//! A runtime that crashed mid-task leaves its entries open; the next runtime
+//! to start on the same journal directory adopts and revokes them.
 //!
 //! Entries hold ids (lease ids, token accessors, `jti`s), never a secret value:
 //! an exchanged OAuth token is not journaled, because its id is its value; it
 //! dies at its expiry, which is never past the invocation's deadline.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -63,80 +63,105 @@ enum Entry {
     },
 }
 
-/// The journal file.
+/// This runtime's journal: one file in the journal directory, locked for as
+/// long as the runtime lives. Each runtime has its own file, so runtimes
+/// sharing a directory never take each other's leases; a file whose lock
+/// can be taken belongs to a runtime that is gone.
 #[derive(Debug)]
 pub struct LeaseJournal {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<JournalFile>,
+}
+
+#[derive(Debug)]
+struct JournalFile {
+    file: File,
+    /// Ids still open; the file is removed when a runtime ends with none.
+    open: HashSet<String>,
 }
 
 /// The journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("lease journal `{path}`: {source}")]
 pub struct JournalError {
-    /// The journal file.
+    /// The journal file or directory.
     pub path: PathBuf,
     /// The I/O error.
     #[source]
     pub source: std::io::Error,
 }
 
+/// The entries of a journal file still open, in order.
+fn still_open(file: &File) -> std::io::Result<Vec<(Leftover, String)>> {
+    let mut open: Vec<(Leftover, String)> = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        // A torn last line (a crash mid-write) is skipped: a lease is
+        // journaled before the tool gets it, so that one was never handed out.
+        let Ok(entry) = serde_json::from_str::<Entry>(&line?) else { continue };
+        match entry {
+            Entry::Open { what, task } => open.push((what, task)),
+            Entry::Closed { id } => open.retain(|(what, _)| what.id() != id),
+        }
+    }
+    Ok(open)
+}
+
 impl LeaseJournal {
-    /// Opens the journal, returning what a previous run left open (with the
-    /// task each belonged to). The file is rewritten to hold only those.
-    pub fn open(path: &Path) -> Result<(LeaseJournal, Vec<(Leftover, String)>), JournalError> {
-        let fail = |source| JournalError { path: path.to_owned(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut open: Vec<(Leftover, String)> = Vec::new();
-        match File::open(path) {
-            Ok(file) => {
-                let mut index: HashMap<String, usize> = HashMap::new();
-                for line in std::io::BufReader::new(file).lines() {
-                    // A torn last line (a crash mid-write) is skipped; its
-                    // lease was not yet handed to any tool.
-                    let Ok(entry) = serde_json::from_str::<Entry>(&line.map_err(fail)?) else { continue };
-                    match entry {
-                        Entry::Open { what, task } => {
-                            index.insert(what.id(), open.len());
-                            open.push((what, task));
-                        }
-                        Entry::Closed { id } => {
-                            if let Some(at) = index.remove(&id) {
-                                open[at].1.clear();
-                            }
-                        }
-                    }
-                }
-                open.retain(|(_, task)| !task.is_empty());
+    /// Opens this runtime's journal in `dir`, and adopts what runtimes that
+    /// are gone left open there: those entries are returned (with the task
+    /// each belonged to), moved into the new journal, and their files removed.
+    pub fn open(dir: &Path) -> Result<(LeaseJournal, Vec<(Leftover, String)>), JournalError> {
+        let fail = |path: &Path| {
+            let path = path.to_owned();
+            move |source| JournalError { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(fail(dir))?;
+        let path = dir.join(format!("{}.jsonl", uuid::Uuid::new_v4()));
+        let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(fail(&path))?;
+        file.lock().map_err(fail(&path))?;
+        let journal = LeaseJournal { path: path.clone(), file: Mutex::new(JournalFile { file, open: HashSet::new() }) };
+
+        let mut leftovers = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(fail(dir))? {
+            let other = entry.map_err(fail(dir))?.path();
+            if other == path || other.extension().is_none_or(|e| e != "jsonl") {
+                continue;
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(fail(error)),
-        }
-        // Compact: only the leftovers stay open.
-        let temporary = path.with_extension("tmp");
-        {
-            let mut out = File::create(&temporary).map_err(fail)?;
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&other) else { continue };
+            match file.try_lock() {
+                Ok(()) => {}
+                // Its runtime is alive: its leases are its own.
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(error)) => return Err(fail(&other)(error)),
+            }
+            let open = still_open(&file).map_err(fail(&other))?;
             for (what, task) in &open {
-                let line = serde_json::to_string(&Entry::Open { what: what.clone(), task: task.clone() })
-                    .expect("entries serialize");
-                writeln!(out, "{line}").map_err(fail)?;
+                journal.opened(what, task)?;
             }
-            out.sync_all().map_err(fail)?;
+            // Adopted (and on disk in ours) before the old file goes.
+            std::fs::remove_file(&other).map_err(fail(&other))?;
+            leftovers.extend(open);
         }
-        std::fs::rename(&temporary, path).map_err(fail)?;
-        let file = OpenOptions::new().append(true).open(path).map_err(fail)?;
-        Ok((LeaseJournal { path: path.to_owned(), file: Mutex::new(file) }, open))
+        Ok((journal, leftovers))
+    }
+
+    /// This runtime's journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn append(&self, entry: &Entry) -> Result<(), JournalError> {
         let line = serde_json::to_string(entry).expect("entries serialize");
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut journal = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let fail = |source| JournalError { path: self.path.clone(), source };
-        writeln!(file, "{line}").map_err(fail)?;
+        writeln!(journal.file, "{line}").map_err(fail)?;
         // On disk before the tool gets the credential: that is the point.
-        file.sync_data().map_err(fail)
+        journal.file.sync_data().map_err(fail)?;
+        match entry {
+            Entry::Open { what, .. } => journal.open.insert(what.id()),
+            Entry::Closed { id } => journal.open.remove(id),
+        };
+        Ok(())
     }
 
     /// Records a credential that must be revoked.
@@ -150,15 +175,25 @@ impl LeaseJournal {
     }
 }
 
+impl Drop for LeaseJournal {
+    fn drop(&mut self) {
+        let journal = self.file.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Nothing left to revoke: the file has done its job. Otherwise it
+        // stays, unlocked, for the next runtime to adopt.
+        if journal.open.is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn open_entries_survive_a_restart_and_closed_ones_do_not() {
+    fn open_entries_outlive_their_runtime_and_are_adopted_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("leases.jsonl");
-        let (journal, leftovers) = LeaseJournal::open(&path).unwrap();
+        let (journal, leftovers) = LeaseJournal::open(dir.path()).unwrap();
         assert!(leftovers.is_empty());
         let lease = Leftover::OpenbaoLease { lease_id: "pki/issue/tool/abc".into() };
         let token = Leftover::OpenbaoToken { accessor: "acc1".into() };
@@ -167,15 +202,27 @@ mod tests {
         journal.opened(&token, "t1").unwrap();
         journal.opened(&jti, "t2").unwrap();
         journal.closed(&lease.id()).unwrap();
+
+        // A second runtime on the same directory leaves a live runtime's leases alone.
+        let (second, leftovers) = LeaseJournal::open(dir.path()).unwrap();
+        assert!(leftovers.is_empty());
+        drop(second);
+
+        // The first "crashes" (its lock goes with it) after a torn write.
+        std::fs::OpenOptions::new().append(true).open(journal.path()).unwrap().write_all(b"{\"op\":\"clo").unwrap();
+        let crashed = journal.path().to_owned();
         drop(journal);
-        // A torn line from a crash mid-write is skipped.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"op\":\"clo").unwrap();
-        let (journal, leftovers) = LeaseJournal::open(&path).unwrap();
+        assert!(crashed.exists(), "a journal with open entries stays for the next start");
+
+        let (third, leftovers) = LeaseJournal::open(dir.path()).unwrap();
         assert_eq!(leftovers, vec![(token.clone(), "t1".to_owned()), (jti.clone(), "t2".to_owned())]);
-        journal.closed(&token.id()).unwrap();
-        journal.closed(&jti.id()).unwrap();
-        drop(journal);
-        let (_, leftovers) = LeaseJournal::open(&path).unwrap();
+        assert!(!crashed.exists(), "the adopted file is removed");
+        third.closed(&token.id()).unwrap();
+        third.closed(&jti.id()).unwrap();
+        let path = third.path().to_owned();
+        drop(third);
+        assert!(!path.exists(), "a journal with nothing open is removed at the end");
+        let (_, leftovers) = LeaseJournal::open(dir.path()).unwrap();
         assert!(leftovers.is_empty());
     }
 }

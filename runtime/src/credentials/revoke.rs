@@ -108,6 +108,16 @@ impl Revoker {
         }
     }
 
+    /// Marks `id` revoked in the journal; a failure is logged (the next start
+    /// finds it already gone upstream and closes it then).
+    pub(crate) fn journal_closed(&self, id: &str) {
+        if let Some(journal) = &self.journal
+            && let Err(error) = journal.closed(id)
+        {
+            tracing::error!(target: "toolcell::credentials", "{error}");
+        }
+    }
+
     /// One attempt; `Ok` carries the audit outcome.
     async fn attempt(&self, revocation: &Revocation) -> Result<&'static str, String> {
         let outcome = match &revocation.undo {
@@ -129,11 +139,8 @@ impl Revoker {
                 if exchange.revoke(token).await? { "revoked" } else { "expires" }
             }
         };
-        if let (Some(journal), Some(id)) = (&self.journal, revocation.journal_id())
-            && let Err(error) = journal.closed(&id)
-        {
-            // Revoked upstream; the next start will find it gone and close it.
-            tracing::error!(target: "toolcell::credentials", "{error}");
+        if let Some(id) = revocation.journal_id() {
+            self.journal_closed(&id);
         }
         Ok(outcome)
     }

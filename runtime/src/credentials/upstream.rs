@@ -60,7 +60,8 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<Answer, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let endpoint = format!("{}://{}{}", uri.scheme_str().unwrap_or("?"), uri.authority().map_or("", |a| a.as_str()), uri.path());
+    let endpoint =
+        format!("{}://{}{}", uri.scheme_str().unwrap_or("?"), uri.authority().map_or("", |a| a.as_str()), uri.path());
     let exchange = async {
         let host = uri.host().ok_or("no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
         let https = match uri.scheme_str() {

@@ -1,0 +1,226 @@
+//! The `openbao` provider against a real OpenBao server (dev mode on a free
+//! 127.0.0.1 port, started by the harness): each task gets a child token
+//! that dies at its deadline, each invocation leases a PKI certificate under
+//! it, and teardown revokes the lease when the call ends — however it ends —
+//! and the child token when the task closes.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Harness, guests, secs};
+use toolcell_runtime::credentials::config::{OpenBaoConfig, ProviderConfig, SecretSource};
+use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use toolcell_runtime::{Call, CallResult, InvokeError, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan};
+use toolcell_test_guests::openbao::{OpenBao, openbao};
+
+struct Bao {
+    harness: Harness,
+    server: &'static OpenBao,
+}
+
+fn setup() -> Bao {
+    let server = openbao();
+    let mut harness = Harness::new();
+    let token = harness.dir.path().join("bao-token");
+    std::fs::write(&token, &server.root_token).unwrap();
+    let secret = toml::from_str(
+        r#"
+audience = "pki:tool"
+path = "pki/issue/tool"
+data = { common_name = "{task}.toolcell.test", ttl = "{ttl}" }
+field = "certificate"
+"#,
+    )
+    .unwrap();
+    let config = RuntimeConfig {
+        audit_log: Some(harness.dir.path().join("audit.jsonl")),
+        scratch_root: Some(harness.scratch_root()),
+        lease_journal: Some(harness.dir.path().join("leases")),
+        credentials: ProviderConfig {
+            openbao: Some(OpenBaoConfig {
+                address: server.address.clone(),
+                token: SecretSource::File(token),
+                timeout: TimeSpan(Duration::from_secs(5)),
+                secrets: vec![secret],
+            }),
+            ..ProviderConfig::default()
+        },
+        ..RuntimeConfig::default()
+    };
+    harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
+    Bao { harness, server }
+}
+
+fn manifest() -> Manifest {
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    manifest.credentials = vec![CredentialSpec {
+        name: "cert".into(),
+        provider: ProviderKind::Openbao,
+        scopes: vec!["tool-pki".into()],
+        audience: "pki:tool".into(),
+        max_ttl: TimeSpan(Duration::from_secs(120)),
+        exposure: Exposure::Reveal,
+    }];
+    manifest.limits.timeout = secs(4);
+    manifest
+}
+
+/// Acquire the certificate, reveal it, then do `then` in the same call.
+fn acquire_then(then: serde_json::Value) -> Call {
+    Call::tool(serde_json::json!({ "action": "acquire", "name": "cert", "reveal": true, "then": then }).to_string())
+}
+
+impl Bao {
+    /// Waits for the `n`th lease minted in this runtime (from 1); returns its id.
+    async fn minted_lease(&self, n: usize) -> String {
+        let started = Instant::now();
+        loop {
+            let leases: Vec<String> = self
+                .harness
+                .audit_events()
+                .iter()
+                .filter(|e| e["event"] == "credential_minted" && e["credential"] == "cert")
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            if let Some(lease) = leases.get(n - 1) {
+                return lease.clone();
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no lease was minted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn task_token(&self) -> String {
+        let events = self.harness.audit_events();
+        let token = events.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == "task token");
+        token.expect("a task token was minted")["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn lease_exists(&self, lease: &str) -> bool {
+        let (server, lease) = (self.server, lease.to_owned());
+        tokio::task::spawn_blocking(move || server.lease_exists(&lease)).await.unwrap()
+    }
+
+    async fn token_exists(&self, accessor: &str) -> bool {
+        let (server, accessor) = (self.server, accessor.to_owned());
+        tokio::task::spawn_blocking(move || server.token_exists(&accessor)).await.unwrap()
+    }
+
+    /// Waits (for background revocation) until the lease is gone.
+    async fn until_lease_gone(&self, lease: &str) {
+        let started = Instant::now();
+        while self.lease_exists(lease).await {
+            assert!(started.elapsed() < Duration::from_secs(20), "lease {lease} was never revoked");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_lease_and_task_token_live_during_the_call_and_die_at_teardown() {
+    let bao = setup();
+    let tool = bao.harness.load(manifest());
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("carol", Duration::from_secs(90))).unwrap();
+    let call = task.invoke(acquire_then(serde_json::json!({ "action": "sleep", "seconds": 2 })));
+    let look = async {
+        let lease = bao.minted_lease(1).await;
+        let accessor = bao.task_token();
+        assert!(bao.lease_exists(&lease).await, "the lease exists while the call runs");
+        assert!(bao.token_exists(&accessor).await, "the task token exists while the call runs");
+        // The child token dies no later than the task's deadline.
+        let (server, acc) = (bao.server, accessor.clone());
+        let lookup =
+            tokio::task::spawn_blocking(move || server.must(&["token", "lookup", "-format=json", "-accessor", &acc]))
+                .await
+                .unwrap();
+        let ttl = serde_json::from_str::<serde_json::Value>(&lookup).unwrap()["data"]["ttl"].as_u64().unwrap();
+        assert!(ttl <= 90, "task token ttl {ttl}s is past the task's deadline");
+        (lease, accessor)
+    };
+    let (report, (lease, accessor)) = tokio::join!(call, look);
+    let report = report.unwrap();
+    let CallResult::Output(output) = &report.result else { panic!("{:?}", report.result) };
+    let output: serde_json::Value = serde_json::from_str(output).unwrap();
+    let certificate = output["reveal"]["value"].as_str().unwrap();
+    assert!(certificate.starts_with("-----BEGIN CERTIFICATE-----"), "{certificate}");
+    assert_eq!(output["scopes"], serde_json::json!(["tool-pki"]));
+
+    // The call is over: its lease is revoked; the task's token lives until the task closes.
+    assert!(!bao.lease_exists(&lease).await, "the lease outlived its call");
+    assert!(bao.token_exists(&accessor).await);
+    task.close().await;
+    assert!(!bao.token_exists(&accessor).await, "the task token outlived its task");
+
+    let events = bao.harness.audit_events();
+    let revoked: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "credential_revoked")
+        .map(|e| (e["id"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(revoked, vec![(lease.as_str(), "revoked"), (accessor.as_str(), "revoked")]);
+    let audit = bao.harness.audit_text();
+    assert!(!audit.contains(&bao.server.root_token) && !audit.contains("BEGIN CERTIFICATE"));
+    // Everything journaled was closed.
+    let journals: Vec<_> = std::fs::read_dir(bao.harness.dir.path().join("leases")).unwrap().collect();
+    assert_eq!(journals.len(), 1);
+    let journal = std::fs::read_to_string(journals[0].as_ref().unwrap().path()).unwrap();
+    assert!(journal.contains(&lease) && journal.contains("\"op\":\"closed\""), "{journal}");
+}
+
+#[tokio::test]
+async fn leases_are_revoked_after_a_trap_a_timeout_and_a_cancelled_call() {
+    let bao = setup();
+    let tool = bao.harness.load(manifest());
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("dave", Duration::from_secs(90))).unwrap();
+
+    let trap = task.invoke(acquire_then(serde_json::json!({ "action": "panic" }))).await;
+    assert!(matches!(trap, Err(InvokeError::Trap { .. })), "{trap:?}");
+    let lease = bao.minted_lease(1).await;
+    assert!(!bao.lease_exists(&lease).await, "a trap left the lease");
+
+    let timeout = task.invoke(acquire_then(serde_json::json!({ "action": "sleep", "seconds": 30 }))).await;
+    assert!(matches!(timeout, Err(InvokeError::Limit(_))), "{timeout:?}");
+    let lease = bao.minted_lease(2).await;
+    assert!(!bao.lease_exists(&lease).await, "a timeout left the lease");
+
+    let call = task.invoke(acquire_then(serde_json::json!({ "action": "sleep", "seconds": 30 })));
+    let cancel = async {
+        let lease = bao.minted_lease(3).await;
+        assert!(bao.lease_exists(&lease).await);
+        lease
+    };
+    let lease = tokio::select! {
+        _ = call => panic!("the call should still be sleeping"),
+        lease = cancel => lease,
+    };
+    // The call's future is dropped: its lease is revoked in the background.
+    bao.until_lease_gone(&lease).await;
+    let accessor = bao.task_token();
+    // A task dropped without `close` still revokes its token.
+    drop(task);
+    let started = Instant::now();
+    while bao.token_exists(&accessor).await {
+        assert!(started.elapsed() < Duration::from_secs(20), "the dropped task's token was never revoked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(bao.harness.runtime.settle_revocations(Duration::from_secs(5)).await, 0);
+    bao.harness.still_serves().await;
+}
+
+#[tokio::test]
+async fn a_task_past_its_grant_cannot_lease_what_its_policies_forbid() {
+    let bao = setup();
+    let mut manifest = manifest();
+    // The child token's policies are the granted scopes: without `tool-pki`
+    // OpenBao itself refuses the lease.
+    manifest.credentials[0].scopes = vec!["default".into()];
+    let report = bao.harness.call(manifest, acquire_then(serde_json::json!({ "action": "echo" }))).await.unwrap();
+    match &report.result {
+        CallResult::ToolError(toolcell_runtime::ToolError::Upstream(message)) => {
+            assert!(message.contains("leasing `pki/issue/tool`") && message.contains("permission denied"), "{message}")
+        }
+        other => panic!("expected OpenBao to refuse: {other:?}"),
+    }
+}
