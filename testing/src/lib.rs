@@ -12,3 +12,4 @@ pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
 pub const FILE_STATS: &str = env!("TOOLCELL_GUEST_FILE_STATS");
 
 pub mod openbao;
+pub mod oauth;

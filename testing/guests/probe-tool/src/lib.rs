@@ -82,15 +82,7 @@ impl Guest for Probe {
                 }
                 output
             }
-            // Acquire, then optionally do something else in the same call
-            // (sleep, panic, spin), so tests can look while it is held.
-            "acquire" => {
-                let acquired = acquire(&input)?;
-                if let Some(then) = input.get("then") {
-                    let _ = <Probe as Guest>::invoke(then.to_string());
-                }
-                acquired
-            }
+            "acquire" => acquire(&input)?,
             // Everything a tool can look at after the host injected a
             // credential into its request: the tests check none of it holds the value.
             "snoop" => {
@@ -117,6 +109,11 @@ impl Guest for Probe {
             "fail" => return Err(ToolError::Failed("asked to fail".into())),
             other => return Err(ToolError::InvalidInput(format!("unknown action `{other}`"))),
         };
+        // Then something else in the same call (sleep, panic), so tests can
+        // look at what the first action holds while the call still runs.
+        if let Some(then) = input.get("then") {
+            let _ = <Probe as Guest>::invoke(then.to_string());
+        }
         Ok(output.to_string())
     }
 }

@@ -1,0 +1,160 @@
+//! The `oauth-token-exchange` provider against a real authorization server
+//! (oidc-provider with the project's RFC 8693 grant, started by the harness):
+//! the task's issuer token is exchanged for a narrower upstream token, which
+//! is injected into the bound API's requests and revoked (RFC 7009) when the
+//! call ends.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::http_server::TestServer;
+use common::{Harness, guests, secs};
+use toolcell_runtime::credentials::config::{IssuerConfig, ProviderConfig, SecretSource, TokenExchangeConfig};
+use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind};
+use toolcell_runtime::{
+    Call, CallResult, EgressRule, Manifest, Runtime, RuntimeConfig, StaticResolver, TaskRequest, TimeSpan, ToolError,
+};
+use toolcell_test_guests::oauth::OAuthServer;
+
+const API: &str = "https://api.test";
+
+/// A runtime with persisted issuer keys, and a server trusting its JWKS.
+fn setup(revocation: bool) -> (Harness, OAuthServer) {
+    let mut harness = Harness::new();
+    let keys = harness.dir.path().join("issuer-keys.json");
+    let issuer = "https://toolcell.test";
+    let jwks = toolcell_runtime::credentials::issuer::Issuer::open(issuer, &keys).unwrap().jwks();
+    let server = OAuthServer::start(&jwks, issuer, &serde_json::json!({ API: ["repo:read"] }));
+    let secret = harness.dir.path().join("client-secret");
+    std::fs::write(&secret, &server.client_secret).unwrap();
+    let loopback = vec!["127.0.0.1".parse().unwrap()];
+    let config = RuntimeConfig {
+        audit_log: Some(harness.dir.path().join("audit.jsonl")),
+        scratch_root: Some(harness.scratch_root()),
+        resolver: Arc::new(StaticResolver { hosts: HashMap::from([("api.test".to_owned(), loopback)]), fallback: None }),
+        credentials: ProviderConfig {
+            issuer: IssuerConfig { url: Some(issuer.into()), keys: Some(keys) },
+            oauth_token_exchange: Some(TokenExchangeConfig {
+                token_endpoint: format!("{}/token", server.issuer),
+                revocation_endpoint: revocation.then(|| format!("{}/token/revocation", server.issuer)),
+                client_id: "toolcell".into(),
+                client_secret: SecretSource::File(secret),
+                subject_audience: server.issuer.clone(),
+                timeout: TimeSpan(Duration::from_secs(5)),
+            }),
+            ..ProviderConfig::default()
+        },
+        ..RuntimeConfig::default()
+    };
+    harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
+    (harness, server)
+}
+
+fn manifest(port: u16) -> Manifest {
+    let url = format!("http://api.test:{port}/*");
+    let mut rule = EgressRule::parse(&url).unwrap();
+    rule.addresses = vec!["127.0.0.1".parse().unwrap()];
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    manifest.egress = vec![rule];
+    manifest.credentials = vec![CredentialSpec {
+        name: "github".into(),
+        provider: ProviderKind::OauthTokenExchange,
+        scopes: vec!["repo:read".into(), "issues:write".into()],
+        audience: API.into(),
+        max_ttl: TimeSpan(Duration::from_secs(120)),
+        exposure: Exposure::Inject(Injection {
+            egress: url,
+            header: "authorization".into(),
+            format: "Bearer {token}".into(),
+        }),
+    }];
+    manifest.limits.timeout = secs(10);
+    manifest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchanged_token_is_narrower_injected_and_revoked_at_teardown() {
+    let (h, oauth) = setup(true);
+    let api = TestServer::start(None).await;
+    let tool = h.load(manifest(api.port));
+    let task = h.runtime.open_task(&tool, TaskRequest::new("erin", Duration::from_secs(60))).unwrap();
+    let input = serde_json::json!({
+        "action": "http", "method": "GET", "url": format!("http://api.test:{}/ok", api.port),
+        "then": { "action": "sleep", "seconds": 2 },
+    });
+    let call = task.invoke(Call::tool(input.to_string()));
+    let look = async {
+        let started = Instant::now();
+        let header = loop {
+            if let Some(seen) = api.seen().first() {
+                break seen.header("authorization").expect("the API gets the exchanged token").to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "the tool's request never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let token = header.strip_prefix("Bearer ").unwrap().to_owned();
+        let info = tokio::task::block_in_place(|| oauth.introspect(&token));
+        (token, info)
+    };
+    let (report, (token, info)) = tokio::join!(call, look);
+    assert!(report.unwrap().succeeded());
+    // While the call ran: active, for the task's workload, narrower than the
+    // task token (repo:read and issues:write) it was exchanged for.
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["scope"], "repo:read");
+    assert_eq!(info["sub"], task.workload(), "{info}");
+    assert_eq!(info["aud"], API, "{info}");
+    // After teardown the server says it is revoked.
+    let after = tokio::task::block_in_place(|| oauth.introspect(&token));
+    assert_eq!(after["active"], false, "{after}");
+    task.close().await;
+
+    let events = h.audit_events();
+    let minted: Vec<_> = events.iter().filter(|e| e["event"] == "credential_minted").collect();
+    assert_eq!(minted.len(), 1);
+    assert_eq!(minted[0]["scopes"], serde_json::json!(["repo:read"]));
+    assert!(minted[0]["id"].as_str().unwrap().starts_with("sha256:"));
+    let revoked: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "credential_revoked")
+        .map(|e| (e["credential"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(revoked, vec![("github (subject token)", "deny_listed"), ("github", "revoked")]);
+    assert!(!h.audit_text().contains(&token));
+}
+
+#[tokio::test]
+async fn scopes_beyond_the_grant_never_reach_the_server_and_refusals_come_back_clearly() {
+    let (h, _oauth) = setup(false);
+    let api = TestServer::start(None).await;
+    let acquire = |scopes: &[&str]| {
+        Call::tool(serde_json::json!({ "action": "acquire", "name": "github", "scopes": scopes }).to_string())
+    };
+    let report = h.call(manifest(api.port), acquire(&["admin"])).await.unwrap();
+    assert_eq!(
+        report.result,
+        CallResult::ToolError(ToolError::Denied(
+            "scope `admin` is beyond what credential `github` grants ([repo:read issues:write])".into()
+        ))
+    );
+    // Granted by the manifest, but this server does not know the audience.
+    let mut other = manifest(api.port);
+    other.credentials[0].audience = "https://unknown.test".into();
+    let report = h.call(other, acquire(&[])).await.unwrap();
+    match &report.result {
+        CallResult::ToolError(ToolError::Upstream(message)) => {
+            assert!(message.contains("token exchange for `https://unknown.test`: HTTP 400: invalid_target"), "{message}")
+        }
+        other => panic!("expected the server's refusal: {other:?}"),
+    }
+    // Without a revocation endpoint the token dies at its expiry, and the record says so.
+    let report = h.call(manifest(api.port), acquire(&["issues:write"])).await.unwrap();
+    assert!(report.succeeded(), "{:?}", report.result);
+    let events = h.audit_events();
+    let outcome = events.iter().filter(|e| e["event"] == "credential_revoked" && e["credential"] == "github").last().unwrap();
+    assert_eq!(outcome["outcome"], "expires");
+}

@@ -1,0 +1,115 @@
+//! A real OAuth 2.0 authorization server for the tests: the npm package
+//! `oidc-provider`, with the project's RFC 8693 token exchange grant
+//! (`testing/oauth/token-exchange-server.mjs`), on a free 127.0.0.1 port.
+//! `scripts/test` installs it; a missing install is a loud failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A running server; killed when dropped.
+#[derive(Debug)]
+pub struct OAuthServer {
+    /// `http://127.0.0.1:PORT`: its issuer URL and the subject tokens' audience.
+    pub issuer: String,
+    /// toolcell's client secret there (a test secret).
+    pub client_secret: String,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oauth")
+}
+
+impl OAuthServer {
+    /// Starts a server that trusts subject tokens from `toolcell_issuer`
+    /// signed by a key in `jwks`, and grants at most `audience_scopes`
+    /// (audience -> scopes) in exchange.
+    pub fn start(jwks: &serde_json::Value, toolcell_issuer: &str, audience_scopes: &serde_json::Value) -> OAuthServer {
+        let dir = server_dir();
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the OAuth test server is not installed ({} has no node_modules/oidc-provider). Run `scripts/test`, \
+             which runs `npm install` there.",
+            dir.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let jwks_file = std::env::temp_dir().join(format!("toolcell-jwks-{}-{port}.json", std::process::id()));
+        std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+        let client_secret = format!("test-client-secret-{port}-{}", std::process::id());
+        let mut child = Command::new("node")
+            .arg(dir.join("token-exchange-server.mjs"))
+            .env("PORT", port.to_string())
+            .env("TOOLCELL_JWKS", &jwks_file)
+            .env("TOOLCELL_ISSUER", toolcell_issuer)
+            .env("CLIENT_SECRET", &client_secret)
+            .env("AUDIENCE_SCOPES", audience_scopes.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node for the OAuth test server: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening "), "the OAuth test server did not start: {line:?}");
+        // The server prints notices later; its stdout must stay open or it dies of EPIPE.
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                eprintln!("oauth test server: {line}");
+            }
+        });
+        OAuthServer { issuer: format!("http://127.0.0.1:{port}"), client_secret, port, child }
+    }
+
+    /// RFC 7662 introspection of `token`, as toolcell's client.
+    pub fn introspect(&self, token: &str) -> serde_json::Value {
+        let body = format!("token={}", token.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D"));
+        let response = self.post("/token/introspection", &body);
+        serde_json::from_str(&response).unwrap_or_else(|e| panic!("introspection answered {response:?}: {e}"))
+    }
+
+    fn post(&self, path: &str, body: &str) -> String {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("toolcell:{}", self.client_secret));
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nauthorization: Basic {auth}\r\n\
+             content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        }
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = &tail[size + 2..];
+    }
+    out
+}
