@@ -8,7 +8,10 @@ use std::process::Command;
 
 const WORKSPACES: [(&str, &[(&str, &str)]); 2] = [
     ("testing/guests", &[("PROBE_COMMAND", "probe-command.wasm"), ("PROBE_TOOL", "probe_tool.wasm")]),
-    ("examples", &[("WORD_COUNT", "word_count.wasm"), ("FILE_STATS", "file-stats.wasm")]),
+    (
+        "examples",
+        &[("WORD_COUNT", "word_count.wasm"), ("FILE_STATS", "file-stats.wasm"), ("HTTP_GET", "http_get.wasm")],
+    ),
 ];
 
 fn main() {

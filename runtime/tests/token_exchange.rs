@@ -35,7 +35,10 @@ fn setup(revocation: bool) -> (Harness, OAuthServer) {
     let config = RuntimeConfig {
         audit_log: Some(harness.dir.path().join("audit.jsonl")),
         scratch_root: Some(harness.scratch_root()),
-        resolver: Arc::new(StaticResolver { hosts: HashMap::from([("api.test".to_owned(), loopback)]), fallback: None }),
+        resolver: Arc::new(StaticResolver {
+            hosts: HashMap::from([("api.test".to_owned(), loopback)]),
+            fallback: None,
+        }),
         credentials: ProviderConfig {
             issuer: IssuerConfig { url: Some(issuer.into()), keys: Some(keys) },
             oauth_token_exchange: Some(TokenExchangeConfig {
@@ -147,7 +150,10 @@ async fn scopes_beyond_the_grant_never_reach_the_server_and_refusals_come_back_c
     let report = h.call(other, acquire(&[])).await.unwrap();
     match &report.result {
         CallResult::ToolError(ToolError::Upstream(message)) => {
-            assert!(message.contains("token exchange for `https://unknown.test`: HTTP 400: invalid_target"), "{message}")
+            assert!(
+                message.contains("token exchange for `https://unknown.test`: HTTP 400: invalid_target"),
+                "{message}"
+            )
         }
         other => panic!("expected the server's refusal: {other:?}"),
     }
@@ -155,6 +161,7 @@ async fn scopes_beyond_the_grant_never_reach_the_server_and_refusals_come_back_c
     let report = h.call(manifest(api.port), acquire(&["issues:write"])).await.unwrap();
     assert!(report.succeeded(), "{:?}", report.result);
     let events = h.audit_events();
-    let outcome = events.iter().filter(|e| e["event"] == "credential_revoked" && e["credential"] == "github").last().unwrap();
+    let outcome =
+        events.iter().filter(|e| e["event"] == "credential_revoked" && e["credential"] == "github").last().unwrap();
     assert_eq!(outcome["outcome"], "expires");
 }

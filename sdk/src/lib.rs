@@ -58,6 +58,8 @@ pub use bindings::{Guest, export_tool};
 /// WASI 0.2 bindings (`wasip2::http` for outbound HTTP through the host's egress checks).
 pub use wasip2;
 
+pub mod http;
+
 /// Short-lived credentials the manifest grants this tool, minted by the host
 /// for this call and revoked when it ends.
 ///

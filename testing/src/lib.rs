@@ -10,6 +10,8 @@ pub const PROBE_TOOL: &str = env!("TOOLCELL_GUEST_PROBE_TOOL");
 pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
 /// The `file-stats` example command.
 pub const FILE_STATS: &str = env!("TOOLCELL_GUEST_FILE_STATS");
+/// The `http-get` example tool.
+pub const HTTP_GET: &str = env!("TOOLCELL_GUEST_HTTP_GET");
 
-pub mod openbao;
 pub mod oauth;
+pub mod openbao;

@@ -93,11 +93,7 @@ impl OAuthServer {
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        }
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() }
     }
 }
 
