@@ -4,9 +4,11 @@
 //! Data flows one way: [`Manifest`] (the ceiling an operator writes) ->
 //! [`Grant`] (the manifest narrowed by a task) -> a fresh store per
 //! [`Task::invoke`] -> one module per capability (filesystem, environment,
-//! stdio, log, egress over wasi:http, raw sockets to exact granted
-//! addresses). Capability code never reads manifests; the CLI only calls
-//! this crate's public API. [`credentials`] holds the credential providers.
+//! stdio, log, credentials, egress over wasi:http, raw sockets to exact
+//! granted addresses). Capability code never reads manifests; the CLI only
+//! calls this crate's public API. [`credentials`] holds the credential
+//! providers, the broker that mints per call and injects at the egress
+//! boundary, revocation and the lease journal.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
