@@ -230,10 +230,18 @@ struct CredentialEntry {
     inject: Option<InjectEntry>,
 }
 
+/// One rule URL, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InjectEntry {
-    egress: Spanned<String>,
+    egress: Spanned<OneOrMany>,
     #[serde(default = "authorization")]
     header: Spanned<String>,
     #[serde(default = "bearer")]
@@ -555,18 +563,21 @@ impl ManifestFile {
                 (None | Some("inject"), Some(inject)) => {
                     let header = check_injection_header(inject.header.get_ref(), &inject.format)
                         .map_err(|m| at.at(&inject.header, field("inject"), m))?;
-                    if !egress.iter().any(|rule| &rule.url == inject.egress.get_ref()) {
+                    let rules = match inject.egress.get_ref() {
+                        OneOrMany::One(url) => vec![url.clone()],
+                        OneOrMany::Many(urls) => urls.clone(),
+                    };
+                    if rules.is_empty() {
+                        return Err(at.at(&inject.egress, field("inject.egress"), "names no egress rule"));
+                    }
+                    if let Some(unknown) = rules.iter().find(|url| !egress.iter().any(|rule| &rule.url == *url)) {
                         return Err(at.at(
                             &inject.egress,
                             field("inject.egress"),
-                            format!("`{}` is not one of this manifest's egress rules", inject.egress.get_ref()),
+                            format!("`{unknown}` is not one of this manifest's egress rules"),
                         ));
                     }
-                    Exposure::Inject(Injection {
-                        egress: inject.egress.get_ref().clone(),
-                        header,
-                        format: inject.format.clone(),
-                    })
+                    Exposure::Inject(Injection { egress: rules, header, format: inject.format.clone() })
                 }
                 (None | Some("inject"), None) => {
                     return Err(at.at(
@@ -865,6 +876,22 @@ component = "word_count.wasm"
         );
         let error = parse(&unbound).unwrap_err();
         assert_eq!(error.field, "credentials[0].inject.egress");
+        // A credential can be bound to several of the manifest's rules, each named.
+        let two_rules = format!(
+            "{MINIMAL}{egress}\n[[egress]]\nurl = \"https://uploads.github.com/*\"\n\n[[credentials]]\nname = \"gh\"\n\
+             provider = \"issuer\"\naudience = \"a\"\n\
+             inject = {{ egress = [\"https://api.github.com/*\", \"https://uploads.github.com/*\"] }}\n"
+        );
+        let manifest = parse(&two_rules).unwrap();
+        let Exposure::Inject(injection) = &manifest.credentials[0].exposure else { panic!("injected") };
+        assert_eq!(injection.egress.len(), 2);
+        let one_unknown = two_rules.replace("\"https://uploads.github.com/*\"]", "\"https://evil.example.com/*\"]");
+        assert!(parse(&one_unknown).unwrap_err().message.contains("`https://evil.example.com/*` is not one of"));
+        let static_scoped = format!(
+            "{MINIMAL}{egress}\n[[credentials]]\nname = \"root\"\nprovider = \"static\"\naudience = \"a\"\n\
+             scopes = [\"admin\"]\ninject = {{ egress = \"https://api.github.com/*\" }}\n"
+        );
+        assert_eq!(parse(&static_scoped).unwrap_err().field, "credentials[0].scopes");
         let static_reveal = format!(
             "{MINIMAL}\n[[credentials]]\nname = \"root\"\nprovider = \"static\"\naudience = \"a\"\nexposure = \"reveal\"\n"
         );

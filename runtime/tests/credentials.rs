@@ -61,7 +61,7 @@ fn spec(name: &str, provider: ProviderKind, scopes: &[&str], exposure: Exposure)
 }
 
 fn inject_into(rule_url: &str, header: &str, format: &str) -> Exposure {
-    Exposure::Inject(Injection { egress: rule_url.into(), header: header.into(), format: format.into() })
+    Exposure::Inject(Injection { egress: vec![rule_url.into()], header: header.into(), format: format.into() })
 }
 
 /// The probe tool granted `credentials`, and GET on api.test and other.test.

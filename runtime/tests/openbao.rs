@@ -210,7 +210,7 @@ async fn leases_are_revoked_after_a_trap_a_timeout_and_a_cancelled_call() {
 }
 
 #[tokio::test]
-async fn a_task_past_its_grant_cannot_lease_what_its_policies_forbid() {
+async fn the_task_token_carries_only_the_granted_scopes_as_policies() {
     let bao = setup();
     let mut manifest = manifest();
     // The child token's policies are the granted scopes: without `tool-pki`
@@ -223,4 +223,43 @@ async fn a_task_past_its_grant_cannot_lease_what_its_policies_forbid() {
         }
         other => panic!("expected OpenBao to refuse: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_failed_revocation_is_retried_in_the_background_and_reported() {
+    let bao = setup();
+    let token_file = bao.harness.dir.path().join("bao-token");
+    let tool = bao.harness.load(manifest());
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("frank", Duration::from_secs(90))).unwrap();
+    let call = task.invoke(acquire_then(serde_json::json!({ "action": "sleep", "seconds": 1 })));
+    let sabotage = async {
+        let lease = bao.minted_lease(1).await;
+        // The runtime's own token goes bad while the call runs: teardown cannot revoke.
+        std::fs::write(&token_file, "not-a-valid-token").unwrap();
+        lease
+    };
+    let (report, lease) = tokio::join!(call, sabotage);
+    assert!(report.unwrap().succeeded());
+    assert!(bao.lease_exists(&lease).await, "the lease cannot have been revoked with a bad token");
+    let retrying = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .any(|e| e["event"] == "credential_revoked" && e["id"] == lease.as_str() && e["outcome"] == "retrying")
+    };
+    let events = bao.harness.audit_events();
+    assert!(retrying(&events), "the failure is reported: {events:?}");
+    let reason = events.iter().find(|e| e["outcome"] == "retrying").unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("permission denied") && !reason.contains("not-a-valid-token"), "{reason}");
+
+    // The operator fixes the token; a background retry revokes the lease.
+    std::fs::write(&token_file, &bao.server.root_token).unwrap();
+    assert_eq!(bao.harness.runtime.settle_revocations(Duration::from_secs(20)).await, 0);
+    assert!(!bao.lease_exists(&lease).await, "the retried revocation did not happen");
+    let revoked = bao
+        .harness
+        .audit_events()
+        .iter()
+        .any(|e| e["event"] == "credential_revoked" && e["id"] == lease.as_str() && e["outcome"] == "revoked");
+    assert!(revoked);
+    task.close().await;
 }

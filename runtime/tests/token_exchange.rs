@@ -70,7 +70,7 @@ fn manifest(port: u16) -> Manifest {
         audience: API.into(),
         max_ttl: TimeSpan(Duration::from_secs(120)),
         exposure: Exposure::Inject(Injection {
-            egress: url,
+            egress: vec![url],
             header: "authorization".into(),
             format: "Bearer {token}".into(),
         }),

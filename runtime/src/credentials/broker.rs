@@ -353,7 +353,8 @@ impl Broker {
                 &held.name,
                 CredentialError::Denied(format!(
                     "credential `{}` is injected by the host into requests matching {}; it is never revealed",
-                    held.name, injection.egress
+                    held.name,
+                    injection.egress.join(", ")
                 )),
             )),
         }
@@ -366,7 +367,7 @@ impl Broker {
         let mut out = Vec::new();
         for spec in self.specs.iter() {
             let Exposure::Inject(injection) = &spec.exposure else { continue };
-            if injection.egress != rule {
+            if !injection.egress.iter().any(|bound| bound == rule) {
                 continue;
             }
             let mut held = self.held.lock().await;

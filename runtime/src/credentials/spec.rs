@@ -36,7 +36,7 @@ impl ProviderKind {
 /// How the tool gets the credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exposure {
-    /// The host adds it to requests matching `egress` (a rule's URL pattern);
+    /// The host adds it to requests matching `egress` (rules' URL patterns);
     /// the tool never sees the value.
     Inject(Injection),
     /// The tool may call `reveal` and hold the (short-lived) value.
@@ -46,8 +46,8 @@ pub enum Exposure {
 /// Where and how an injected credential is added.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Injection {
-    /// The egress rule (its URL pattern) whose requests carry it.
-    pub egress: String,
+    /// The egress rules (their URL patterns) whose requests carry it.
+    pub egress: Vec<String>,
     /// The header it goes in, lowercase.
     pub header: String,
     /// The header's value, with `{token}` where the credential goes.
@@ -83,7 +83,9 @@ impl fmt::Display for CredentialSpec {
             self.max_ttl
         )?;
         match &self.exposure {
-            Exposure::Inject(injection) => write!(f, ", injected as `{}` into {})", injection.header, injection.egress),
+            Exposure::Inject(injection) => {
+                write!(f, ", injected as `{}` into {})", injection.header, injection.egress.join(", "))
+            }
             Exposure::Reveal => write!(f, ", revealable)"),
         }
     }
