@@ -8,7 +8,7 @@
 //! an exchanged OAuth token is not journaled, because its id is its value; it
 //! dies at its expiry, which is never past the invocation's deadline.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -76,9 +76,16 @@ pub struct LeaseJournal {
 #[derive(Debug)]
 struct JournalFile {
     file: File,
-    /// Ids still open; the file is removed when a runtime ends with none.
-    open: HashSet<String>,
+    /// Entries still open, by id; the file is removed when a runtime ends
+    /// with none.
+    open: HashMap<String, (Leftover, String)>,
+    /// Lines written since the file was last compacted.
+    lines: usize,
 }
+
+/// After this many lines the file is rewritten with only the open entries,
+/// so a long-running runtime's journal stays small.
+const COMPACT_AFTER: usize = 4096;
 
 /// The journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +126,8 @@ impl LeaseJournal {
         let path = dir.join(format!("{}.jsonl", uuid::Uuid::new_v4()));
         let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(fail(&path))?;
         file.lock().map_err(fail(&path))?;
-        let journal = LeaseJournal { path: path.clone(), file: Mutex::new(JournalFile { file, open: HashSet::new() }) };
+        let journal =
+            LeaseJournal { path: path.clone(), file: Mutex::new(JournalFile { file, open: HashMap::new(), lines: 0 }) };
 
         let mut leftovers = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(fail(dir))? {
@@ -150,28 +158,67 @@ impl LeaseJournal {
         &self.path
     }
 
-    fn append(&self, entry: &Entry) -> Result<(), JournalError> {
+    fn append(&self, entry: &Entry, durable: bool) -> Result<(), JournalError> {
         let line = serde_json::to_string(entry).expect("entries serialize");
         let mut journal = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let fail = |source| JournalError { path: self.path.clone(), source };
+        // Written before the tool gets the credential, so a crashed process
+        // leaves it in the file.
         writeln!(journal.file, "{line}").map_err(fail)?;
-        // On disk before the tool gets the credential: that is the point.
-        journal.file.sync_data().map_err(fail)?;
+        if durable {
+            // And on disk, so a crashed machine does too.
+            journal.file.sync_data().map_err(fail)?;
+        }
         match entry {
-            Entry::Open { what, .. } => journal.open.insert(what.id()),
-            Entry::Closed { id } => journal.open.remove(id),
-        };
+            Entry::Open { what, task } => {
+                journal.open.insert(what.id(), (what.clone(), task.clone()));
+            }
+            Entry::Closed { id } => {
+                journal.open.remove(id);
+            }
+        }
+        journal.lines += 1;
+        if journal.lines >= COMPACT_AFTER {
+            self.compact(&mut journal).map_err(fail)?;
+        }
         Ok(())
     }
 
-    /// Records a credential that must be revoked.
+    /// Rewrites the file with only its open entries, dropping issuer tokens
+    /// that have expired (an expired token is refused anyway). The new file
+    /// is locked before it replaces the old, so no other runtime adopts it.
+    fn compact(&self, journal: &mut JournalFile) -> std::io::Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        journal.open.retain(|_, (what, _)| !matches!(what, Leftover::IssuerToken { exp, .. } if *exp <= now));
+        let temporary = self.path.with_extension("compacting");
+        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&temporary)?;
+        file.lock()?;
+        for (what, task) in journal.open.values() {
+            let line = serde_json::to_string(&Entry::Open { what: what.clone(), task: task.clone() })
+                .expect("entries serialize");
+            writeln!(file, "{line}")?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&temporary, &self.path)?;
+        // The new file is the journal from now on (its offset is at its end);
+        // the old handle, and its lock on the replaced file, go.
+        journal.file = file;
+        journal.lines = 0;
+        Ok(())
+    }
+
+    /// Records a credential that must be revoked. OpenBao entries are synced
+    /// to disk; issuer token ids only written (they expire within one call,
+    /// and a sync per mint would cost more than the mint).
     pub fn opened(&self, what: &Leftover, task: &str) -> Result<(), JournalError> {
-        self.append(&Entry::Open { what: what.clone(), task: task.to_owned() })
+        let durable = !matches!(what, Leftover::IssuerToken { .. });
+        self.append(&Entry::Open { what: what.clone(), task: task.to_owned() }, durable)
     }
 
     /// Records that `id` was revoked.
     pub fn closed(&self, id: &str) -> Result<(), JournalError> {
-        self.append(&Entry::Closed { id: id.to_owned() })
+        // Not synced: losing it only means revoking again, which is harmless.
+        self.append(&Entry::Closed { id: id.to_owned() }, false)
     }
 }
 
@@ -189,6 +236,36 @@ impl Drop for LeaseJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_keeps_open_entries_and_drops_expired_token_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = LeaseJournal::open(dir.path()).unwrap();
+        let far = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+        let live = Leftover::IssuerToken { jti: "live".into(), exp: far };
+        let lease = Leftover::OpenbaoLease { lease_id: "l1".into() };
+        journal.opened(&live, "t").unwrap();
+        journal.opened(&lease, "t").unwrap();
+        for n in 0..COMPACT_AFTER {
+            let expired = Leftover::IssuerToken { jti: format!("old{n}"), exp: 1 };
+            journal.opened(&expired, "t").unwrap();
+        }
+        let lines = std::fs::read_to_string(journal.path()).unwrap().lines().count();
+        assert!(lines < 10, "the journal was not compacted: {lines} lines");
+        // Still locked after compaction, and still what a crash would leave.
+        let (other, adopted) = LeaseJournal::open(dir.path()).unwrap();
+        assert!(adopted.is_empty(), "a live runtime's compacted journal was adopted");
+        drop(other);
+        journal.opened(&Leftover::OpenbaoLease { lease_id: "l2".into() }, "t").unwrap();
+        drop(journal);
+        let (_, adopted) = LeaseJournal::open(dir.path()).unwrap();
+        let ids: Vec<String> = adopted.iter().map(|(what, _)| what.id()).collect();
+        // Expired ids written after the compaction may remain; recovery skips them.
+        assert!(ids.len() < 10, "{ids:?}");
+        for id in ["jti:live", "l1", "l2"] {
+            assert!(ids.contains(&id.to_owned()), "{ids:?}");
+        }
+    }
 
     #[test]
     fn open_entries_outlive_their_runtime_and_are_adopted_once() {
