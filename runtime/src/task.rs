@@ -341,16 +341,8 @@ impl Runtime {
                 principal: "toolcell".into(),
             };
             let deadline = Instant::now() + grant.limits.timeout.0;
-            let workload = Workload {
-                id: String::new(),
-                principal: "toolcell".into(),
-                tool: ids.tool.clone(),
-                task: ids.task.clone(),
-            };
-            let task =
-                Arc::new(TaskCredentials::new(self.providers.clone(), workload, SystemTime::now(), audit.clone(), &[]));
             let broker =
-                Arc::new(Broker::new(self.providers.clone(), task, &[], ids.invocation.clone(), SystemTime::now()));
+                Arc::new(Broker::granting_nothing(self.providers.clone(), audit.clone(), ids.invocation.clone()));
             let egress =
                 EgressHooks::new(&grant, self.network.clone(), audit, ids.invocation.clone(), deadline, broker.clone());
             let mut store =

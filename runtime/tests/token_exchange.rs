@@ -161,7 +161,6 @@ async fn scopes_beyond_the_grant_never_reach_the_server_and_refusals_come_back_c
     let report = h.call(manifest(api.port), acquire(&["issues:write"])).await.unwrap();
     assert!(report.succeeded(), "{:?}", report.result);
     let events = h.audit_events();
-    let outcome =
-        events.iter().filter(|e| e["event"] == "credential_revoked" && e["credential"] == "github").last().unwrap();
+    let outcome = events.iter().rfind(|e| e["event"] == "credential_revoked" && e["credential"] == "github").unwrap();
     assert_eq!(outcome["outcome"], "expires");
 }

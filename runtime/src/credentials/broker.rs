@@ -276,6 +276,19 @@ impl Broker {
         }
     }
 
+    /// A broker that grants nothing (for `describe`): every acquire is denied.
+    pub(crate) fn granting_nothing(providers: Arc<Providers>, audit: AuditScope, invocation: String) -> Broker {
+        let workload = Workload {
+            id: String::new(),
+            principal: audit.principal.clone(),
+            tool: audit.tool.clone(),
+            task: audit.task.clone(),
+        };
+        let now = SystemTime::now();
+        let task = Arc::new(TaskCredentials::new(providers.clone(), workload, now, audit, &[]));
+        Broker::new(providers, task, &[], invocation, now)
+    }
+
     fn refuse(&self, name: &str, error: CredentialError) -> CredentialError {
         let (decision, reason) = match &error {
             CredentialError::Denied(reason) => ("denied", reason.clone()),
