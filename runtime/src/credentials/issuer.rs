@@ -127,13 +127,40 @@ struct Key {
     signing: SigningKey,
 }
 
+/// Revoked token ids, each until its expiry. Expired entries are useless
+/// (an expired token is refused anyway), so each insert drops those at the
+/// front of the expiry heap: O(log n) per revocation, however many are live.
+#[derive(Default)]
+struct DenyList {
+    until: HashMap<String, u64>,
+    by_expiry: std::collections::BinaryHeap<std::cmp::Reverse<(u64, String)>>,
+}
+
+impl DenyList {
+    fn insert(&mut self, jti: &str, exp: u64, now: u64) {
+        while let Some(std::cmp::Reverse((exp, _))) = self.by_expiry.peek()
+            && *exp <= now
+        {
+            let std::cmp::Reverse((at, expired)) = self.by_expiry.pop().expect("peeked");
+            // Only if it was not revoked again with a later expiry.
+            if self.until.get(&expired) == Some(&at) {
+                self.until.remove(&expired);
+            }
+        }
+        if exp > now {
+            self.until.insert(jti.to_owned(), exp);
+            self.by_expiry.push(std::cmp::Reverse((exp, jti.to_owned())));
+        }
+    }
+}
+
 /// The issuer: its keys (the newest signs), and the deny-list.
 pub struct Issuer {
     url: String,
     /// Where the signing keys are kept across restarts; `None` keeps them in memory only.
     key_file: Option<PathBuf>,
     keys: Mutex<Vec<Key>>,
-    denied: Mutex<HashMap<String, u64>>,
+    denied: Mutex<DenyList>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -194,7 +221,7 @@ impl Issuer {
             url: url.into(),
             key_file: None,
             keys: Mutex::new(vec![new_key()]),
-            denied: Mutex::new(HashMap::new()),
+            denied: Mutex::new(DenyList::default()),
         }
     }
 
@@ -227,7 +254,7 @@ impl Issuer {
             url: url.into(),
             key_file: Some(key_file.to_owned()),
             keys: Mutex::new(keys),
-            denied: Mutex::new(HashMap::new()),
+            denied: Mutex::new(DenyList::default()),
         };
         if !key_file.exists() {
             issuer.save()?;
@@ -334,16 +361,12 @@ impl Issuer {
 
     /// True while `jti` is deny-listed (from teardown until its expiry).
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.denied.lock().unwrap_or_else(|p| p.into_inner()).get(jti).is_some_and(|until| *until > now())
+        self.denied.lock().unwrap_or_else(|p| p.into_inner()).until.get(jti).is_some_and(|until| *until > now())
     }
 
     /// Deny-lists a token id until its expiry (teardown calls this).
     pub fn revoke(&self, jti: &str, exp: u64) {
-        let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now();
-        // Entries past their expiry are useless: an expired token is refused anyway.
-        denied.retain(|_, until| *until > now);
-        denied.insert(jti.to_owned(), exp);
+        self.denied.lock().unwrap_or_else(|p| p.into_inner()).insert(jti, exp, now());
     }
 
     /// The public keys as a JWKS (RFC 7517, OKP/Ed25519 per RFC 8037).
@@ -531,6 +554,25 @@ mod tests {
         std::fs::write(&path, "{\"keys\":[{\"kid\":\"x\",\"seed\":\"c2hvcnQ\"}]}").unwrap();
         let error = Issuer::open("https://toolcell.local", &path).unwrap_err();
         assert!(error.to_string().contains("not a 32-byte Ed25519 seed"), "{error}");
+    }
+
+    #[test]
+    fn the_deny_list_forgets_only_what_has_expired() {
+        let mut list = DenyList::default();
+        list.insert("old", 10, 5);
+        list.insert("live", 100, 5);
+        assert_eq!(list.until.len(), 2);
+        // At time 50 the next insert drops `old` and keeps `live`.
+        list.insert("new", 200, 50);
+        assert!(!list.until.contains_key("old"));
+        assert!(list.until.contains_key("live") && list.until.contains_key("new"));
+        // Already expired: nothing to remember.
+        list.insert("stale", 40, 50);
+        assert!(!list.until.contains_key("stale"));
+        // Revoked again with a later expiry: the earlier heap entry does not drop it.
+        list.insert("live", 300, 50);
+        list.insert("x", 400, 150);
+        assert_eq!(list.until.get("live"), Some(&300));
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! What credentials cost per call.
+//!
+//! - `issuer/mint+revoke`: the built-in issuer signs one RFC 9068 token and
+//!   deny-lists it — the work of the `issuer` provider alone.
+//! - `call/no-credential`: one `Task::invoke` of the probe tool that acquires nothing.
+//! - `call/issuer-credential`: the same tool acquiring an issuer credential:
+//!   mint, the guest's handle and methods, revocation at teardown, and four
+//!   more audit events. The difference to `call/no-credential` is the
+//!   per-call cost of a credential.
+//! - `call/issuer-credential+journal`: the same with the lease journal on.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use toolcell_runtime::credentials::issuer::MintRequest;
+use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use toolcell_runtime::{Call, EngineSettings, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan, ToolEngine};
+use toolcell_test_guests as guests;
+
+fn credentials(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let settings = EngineSettings { cache_dir: Some(cache.path().to_owned()), ..EngineSettings::default() };
+    let engine = ToolEngine::new(settings).unwrap();
+    let runtime = Runtime::with_engine(engine.clone(), RuntimeConfig::default()).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let journaled = Runtime::with_engine(
+        engine,
+        RuntimeConfig { lease_journal: Some(journal.path().to_owned()), ..RuntimeConfig::default() },
+    )
+    .unwrap();
+
+    let mut group = c.benchmark_group("credentials");
+    group.bench_function("issuer/mint+revoke", |b| {
+        let request = MintRequest {
+            subject: "spiffe://toolcell.local/tool/bench/task/t".into(),
+            principal: "bench".into(),
+            client_id: "bench".into(),
+            audience: "https://api.example.com".into(),
+            scopes: vec!["repo:read".into()],
+            max_ttl: Duration::from_secs(60),
+            not_after: SystemTime::now() + Duration::from_secs(86_400),
+        };
+        b.iter(|| {
+            let minted = runtime.issuer().mint(&request);
+            runtime.issuer().revoke(&minted.jti, minted.exp);
+        })
+    });
+
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    manifest.credentials = vec![CredentialSpec {
+        name: "api".into(),
+        provider: ProviderKind::Issuer,
+        scopes: vec!["repo:read".into()],
+        audience: "https://api.example.com".into(),
+        max_ttl: TimeSpan(Duration::from_secs(60)),
+        exposure: Exposure::Reveal,
+    }];
+    let day = Duration::from_secs(86_400);
+    let tool = runtime.load_tool(manifest.clone()).unwrap();
+    let task = runtime.open_task(&tool, TaskRequest::new("bench", day)).unwrap();
+    let journaled_tool = journaled.load_tool(manifest).unwrap();
+    let journaled_task = journaled.open_task(&journaled_tool, TaskRequest::new("bench", day)).unwrap();
+    const ECHO: &str = r#"{"action":"echo"}"#;
+    const ACQUIRE: &str = r#"{"action":"acquire","name":"api"}"#;
+    group.bench_function("call/no-credential", |b| {
+        b.to_async(&rt).iter(|| async { assert!(task.invoke(Call::tool(ECHO)).await.unwrap().succeeded()) })
+    });
+    group.bench_function("call/issuer-credential", |b| {
+        b.to_async(&rt).iter(|| async { assert!(task.invoke(Call::tool(ACQUIRE)).await.unwrap().succeeded()) })
+    });
+    group.bench_function("call/issuer-credential+journal", |b| {
+        b.to_async(&rt)
+            .iter(|| async { assert!(journaled_task.invoke(Call::tool(ACQUIRE)).await.unwrap().succeeded()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, credentials);
+criterion_main!(benches);
