@@ -80,7 +80,7 @@ fn a_tool_error_exits_1() {
     let cli = Cli::new();
     let out = cli.run(&["run", guests::WORD_COUNT, "--input", "{}"]);
     assert_code(&out, 1);
-    assert!(toolcell_line(&out).contains("invalid input: field `text` must be a string"));
+    assert!(toolcell_line(&out).contains("invalid input: missing field `text`"), "{}", toolcell_line(&out));
 }
 
 #[test]

@@ -1,7 +1,35 @@
 //! toolcell-sdk: what a tool author depends on to build a toolcell tool.
 //!
 //! A tool is a WebAssembly component built for `wasm32-wasip2` that exports
-//! the `toolcell:tool/tool` world. Implement [`Guest`] and export it:
+//! the `toolcell:tool/tool` world. Write a typed handler and mark it:
+//!
+//! ```ignore
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//! use toolcell_sdk::ToolError;
+//!
+//! #[derive(Deserialize, JsonSchema)]
+//! struct Input {
+//!     /// Who to greet.
+//!     name: String,
+//! }
+//!
+//! #[derive(Serialize, JsonSchema)]
+//! struct Output {
+//!     greeting: String,
+//! }
+//!
+//! /// Greets someone by name.
+//! #[toolcell_sdk::tool]
+//! fn greet(input: Input) -> Result<Output, ToolError> {
+//!     Ok(Output { greeting: format!("hello, {}", input.name) })
+//! }
+//! ```
+//!
+//! The attribute exports `describe` (the name `greet`, the doc comment as
+//! the description, both JSON Schemas) and `invoke` (input parsed with
+//! errors that name the field, output serialised, errors mapped to
+//! `tool-error`). For full control, implement [`Guest`] and export it:
 //!
 //! ```ignore
 //! use toolcell_sdk::{Guest, ToolError, ToolInfo};
@@ -54,6 +82,14 @@ pub mod bindings {
 }
 
 pub use bindings::toolcell::tool::types::{ToolError, ToolInfo};
+pub use toolcell_sdk_macros::tool;
+
+mod handler;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{describe, invoke};
+}
 pub use bindings::{Guest, export_tool};
 /// WASI 0.2 bindings (`wasip2::http` for outbound HTTP through the host's egress checks).
 pub use wasip2;
