@@ -8,6 +8,7 @@
 mod exit;
 mod grants;
 mod jwks;
+mod new;
 mod policy;
 mod run;
 
@@ -41,6 +42,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print a component's description and input schema.
     Describe(run::DescribeArgs),
+    /// Create a new tool crate: a typed handler and a manifest that grants nothing.
+    New(new::NewArgs),
     /// Print the built-in issuer's public keys (JWKS) for token verifiers; rotate them.
     Jwks(jwks::JwksArgs),
     /// Work with manifests.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
             Command::Describe(args) => run::describe(args, cli.config.as_deref()).await,
             Command::Jwks(args) => jwks::run(args, cli.config.as_deref()),
+            Command::New(args) => new::run(args),
             Command::Policy { command } => policy::run(command),
         }
     });

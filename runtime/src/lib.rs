@@ -47,7 +47,7 @@ pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskE
 pub use grant::{
     DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table,
 };
-pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError};
+pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError, validate_tool_name};
 pub use task::{
     Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError, ToolInfo,
 };

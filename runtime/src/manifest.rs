@@ -661,7 +661,8 @@ impl ManifestFile {
 // Field checks, shared by manifest files and command-line grants.
 
 /// Checks a tool name: lowercase ASCII letters, digits and single dashes.
-pub(crate) fn validate_tool_name(name: &str) -> Result<(), String> {
+/// Checks a tool name: lowercase letters, digits and single dashes, at most 64.
+pub fn validate_tool_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
