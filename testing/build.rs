@@ -10,7 +10,13 @@ const WORKSPACES: [(&str, &[(&str, &str)]); 2] = [
     ("testing/guests", &[("PROBE_COMMAND", "probe-command.wasm"), ("PROBE_TOOL", "probe_tool.wasm")]),
     (
         "examples",
-        &[("WORD_COUNT", "word_count.wasm"), ("FILE_STATS", "file-stats.wasm"), ("HTTP_GET", "http_get.wasm")],
+        &[
+            ("WORD_COUNT", "word_count.wasm"),
+            ("FILE_STATS", "file-stats.wasm"),
+            ("HTTP_GET", "http_get.wasm"),
+            ("FS_SEARCH", "fs_search.wasm"),
+            ("GITHUB_ISSUES", "github_issues.wasm"),
+        ],
     ),
 ];
 

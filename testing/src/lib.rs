@@ -12,6 +12,10 @@ pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
 pub const FILE_STATS: &str = env!("TOOLCELL_GUEST_FILE_STATS");
 /// The `http-get` example tool.
 pub const HTTP_GET: &str = env!("TOOLCELL_GUEST_HTTP_GET");
+/// The `fs-search` example tool.
+pub const FS_SEARCH: &str = env!("TOOLCELL_GUEST_FS_SEARCH");
+/// The `github-issues` example tool.
+pub const GITHUB_ISSUES: &str = env!("TOOLCELL_GUEST_GITHUB_ISSUES");
 
 pub mod oauth;
 pub mod openbao;

@@ -3,7 +3,8 @@
 //!
 //! Paths: `/ok`, `/echo-headers`, `/big?bytes=N`, `/chunked?bytes=N` (no
 //! length), `/stall` (never answers), `/redirect?to=URL`, `/post` (reports
-//! the body's size).
+//! the body's size), and a GitHub-shaped `/repos/OWNER/REPO/issues` (GET lists,
+//! POST creates; 401 without an `authorization` header).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ pub struct SeenRequest {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    pub body: Vec<u8>,
 }
 
 impl SeenRequest {
@@ -142,6 +144,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, seen: Arc<Mutex
         path: path.to_owned(),
         headers: headers.clone(),
         body_len: body.len(),
+        body: body.clone(),
     });
     let respond = |status: &str, extra: &str, body: &[u8]| {
         let mut out = Vec::new();
@@ -173,10 +176,47 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, seen: Arc<Mutex
             return;
         }
         "/redirect" => respond("302 Found", &format!("location: {}\r\n", param("to")), b""),
+        issues if issues.starts_with("/repos/") && issues.ends_with("/issues") => {
+            github_issues(&method, issues, header("authorization").is_some(), &body, respond)
+        }
         _ => respond("404 Not Found", "", b"no such path"),
     };
     let _ = stream.write_all(&response).await;
     let _ = stream.shutdown().await;
+}
+
+/// The shape of GitHub's issues API, enough for a client to be tested against.
+fn github_issues(
+    method: &str,
+    path: &str,
+    authorized: bool,
+    body: &[u8],
+    respond: impl Fn(&str, &str, &[u8]) -> Vec<u8>,
+) -> Vec<u8> {
+    let json = "content-type: application/json\r\n";
+    if !authorized {
+        return respond("401 Unauthorized", json, br#"{"message":"Requires authentication"}"#);
+    }
+    let page = format!("https://github.example{}", path.trim_end_matches("/issues").trim_start_matches("/repos"));
+    match method {
+        "GET" => {
+            let issues = serde_json::json!([
+                { "number": 1, "title": "First issue", "state": "open", "html_url": format!("{page}/issues/1") },
+                { "number": 2, "title": "Second issue", "state": "open", "html_url": format!("{page}/issues/2") },
+            ]);
+            respond("200 OK", json, issues.to_string().as_bytes())
+        }
+        "POST" => {
+            let Ok(created) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return respond("400 Bad Request", json, br#"{"message":"Problems parsing JSON"}"#);
+            };
+            let issue = serde_json::json!({
+                "number": 3, "title": created["title"], "state": "open", "html_url": format!("{page}/issues/3"),
+            });
+            respond("201 Created", json, issue.to_string().as_bytes())
+        }
+        _ => respond("404 Not Found", json, br#"{"message":"Not Found"}"#),
+    }
 }
 
 async fn read_line<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
