@@ -40,6 +40,20 @@ fn a_new_tool_builds_and_runs_as_generated() {
         .unwrap();
     assert!(build.status.success(), "the generated crate does not build:\n{}", text(&build.stderr));
 
+    // Its unit tests run natively, as its README says.
+    let host = Command::new("rustc").arg("-vV").output().unwrap();
+    let host = text(&host.stdout).lines().find_map(|l| l.strip_prefix("host: ").map(str::to_owned)).unwrap();
+    let test = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "--target", &host])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(test.status.success(), "the generated unit tests fail:\n{}{}", text(&test.stdout), text(&test.stderr));
+    assert!(text(&test.stdout).contains("2 passed"), "{}", text(&test.stdout));
+
     let out = toolcell(&crate_dir, &["run", "--manifest", "greeter.toml", "--input", r#"{"name":"world"}"#]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "{\"greeting\":\"hello, world\"}\n");

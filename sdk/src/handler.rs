@@ -70,3 +70,68 @@ impl From<std::io::Error> for ToolError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        /// A nested value.
+        inner: Inner,
+    }
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    struct Inner {
+        count: u32,
+    }
+
+    #[derive(Serialize, JsonSchema)]
+    struct Output {
+        doubled: u32,
+    }
+
+    fn double(input: Input) -> Result<Output, ToolError> {
+        match input.inner.count {
+            0 => Err(ToolError::InvalidInput("count must be positive".into())),
+            n => Ok(Output { doubled: n * 2 }),
+        }
+    }
+
+    #[test]
+    fn input_errors_name_the_field_and_handler_errors_pass_through() {
+        assert_eq!(invoke(r#"{"inner":{"count":21}}"#, double), Ok(r#"{"doubled":42}"#.to_owned()));
+        let Err(ToolError::InvalidInput(message)) = invoke(r#"{"inner":{"count":"x"}}"#, double) else {
+            panic!("a wrong type is invalid input")
+        };
+        assert!(message.starts_with("field `inner.count`: invalid type: string \"x\""), "{message}");
+        let Err(ToolError::InvalidInput(message)) = invoke(r#"{"inner":{}}"#, double) else { panic!() };
+        assert!(message.starts_with("field `inner`: missing field `count`"), "{message}");
+        let Err(ToolError::InvalidInput(message)) = invoke(r#"{"inner":{"count":1}} trailing"#, double) else {
+            panic!()
+        };
+        assert!(message.contains("trailing characters"), "{message}");
+        assert_eq!(invoke(r#"{"inner":{"count":0}}"#, double), Err(ToolError::InvalidInput("count must be positive".into())));
+    }
+
+    #[test]
+    fn describe_carries_both_schemas_and_their_doc_comments() {
+        let info = describe::<Input, Output>("double", "Doubles a count.");
+        let input: serde_json::Value = serde_json::from_str(&info.input_schema).unwrap();
+        assert_eq!(input["properties"]["inner"]["description"], "A nested value.");
+        assert_eq!(input["additionalProperties"], false);
+        let output: serde_json::Value = serde_json::from_str(info.output_schema.as_deref().unwrap()).unwrap();
+        assert_eq!(output["required"], serde_json::json!(["doubled"]));
+        assert_eq!((info.name.as_str(), info.description.as_str()), ("double", "Doubles a count."));
+    }
+
+    #[test]
+    fn io_and_http_errors_map_to_tool_errors() {
+        let denied = ToolError::from(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(matches!(denied, ToolError::Denied(_)));
+        let refused = ToolError::from(crate::http::Error::Denied("denied by toolcell egress policy: x".into()));
+        assert_eq!(refused, ToolError::Denied("denied by toolcell egress policy: x".into()));
+        assert!(matches!(ToolError::from(crate::http::Error::Failed("reset".into())), ToolError::Upstream(_)));
+    }
+}

@@ -68,6 +68,8 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_tool",
         default_bindings_module: "toolcell_sdk::bindings",
+        // So authors can compare tool errors and infos in their tests.
+        additional_derives: [PartialEq, Eq],
         // wasi:http and what it uses come from the `wasip2` crate, so tools
         // share one set of WASI types with the rest of the ecosystem.
         with: {
@@ -116,7 +118,16 @@ pub mod credentials {
 /// Log lines that land in the host's audit/tracing stream with the task id.
 /// They count against the call's output limit.
 pub mod log {
-    use crate::bindings::toolcell::tool::log::{Level, log};
+    use crate::bindings::toolcell::tool::log::Level;
+
+    /// Under toolcell the line goes to the host. In a native build (a tool's
+    /// unit tests) there is no host, so it goes to stderr.
+    fn log(level: Level, message: &str) {
+        #[cfg(target_family = "wasm")]
+        crate::bindings::toolcell::tool::log::log(level, message);
+        #[cfg(not(target_family = "wasm"))]
+        eprintln!("{level:?}: {message}");
+    }
 
     /// Logs at trace level.
     pub fn trace(message: &str) {
