@@ -243,3 +243,21 @@ async fn http_get_fetches_allowed_urls_only() {
     );
     assert_eq!(server.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn the_sdk_streams_a_response_body_as_it_arrives() {
+    use common::http_server::TestServer;
+    let server = TestServer::start(None).await;
+    let mut h = Harness::new();
+    runtime_for(&mut h, &["api.test"], None, &[]);
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    let mut rule = toolcell_runtime::EgressRule::parse(&format!("http://api.test:{}/*", server.port)).unwrap();
+    rule.addresses = vec!["127.0.0.1".parse().unwrap()];
+    manifest.egress = vec![rule];
+    let url = format!("http://api.test:{}/chunked?bytes=300000", server.port);
+    let input = serde_json::json!({ "action": "stream", "url": url }).to_string();
+    let report = h.call(manifest, Call::tool(input)).await.unwrap();
+    let streamed = output(&report.result);
+    assert_eq!((streamed["status"].as_u64(), streamed["bytes"].as_u64()), (Some(200), Some(300_000)));
+    assert!(streamed["chunks"].as_u64().unwrap() > 1, "{streamed}");
+}

@@ -112,7 +112,10 @@ mod tests {
             panic!()
         };
         assert!(message.contains("trailing characters"), "{message}");
-        assert_eq!(invoke(r#"{"inner":{"count":0}}"#, double), Err(ToolError::InvalidInput("count must be positive".into())));
+        assert_eq!(
+            invoke(r#"{"inner":{"count":0}}"#, double),
+            Err(ToolError::InvalidInput("count must be positive".into()))
+        );
     }
 
     #[test]

@@ -135,8 +135,28 @@ impl Request {
         self
     }
 
-    /// Sends the request and reads the response.
+    /// Sends the request and reads the response body, up to `max_body` bytes.
     pub fn send(self) -> Result<Response, Error> {
+        let max_body = self.max_body;
+        let mut streaming = self.send_streaming()?;
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = streaming.next_chunk()? {
+            let room = max_body - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend(chunk);
+        }
+        Ok(Response { status: streaming.status, headers: streaming.headers, body, truncated })
+    }
+
+    /// Sends the request and returns the response head at once; the body is
+    /// read as it arrives (`next_chunk`, or `std::io::Read`), so a large body
+    /// never has to fit in memory. `max_body` does not apply.
+    pub fn send_streaming(self) -> Result<StreamingResponse, Error> {
         let (scheme, rest) =
             self.url.split_once("://").ok_or_else(|| Error::Invalid(format!("`{}` has no scheme", self.url)))?;
         let scheme = match scheme {
@@ -197,27 +217,69 @@ impl Request {
             .into_iter()
             .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
             .collect();
-        let incoming = response.consume().map_err(|()| Error::Failed("the body was already taken".into()))?;
-        let stream = incoming.stream().map_err(|()| Error::Failed("the body stream was already taken".into()))?;
-        let mut body = Vec::new();
-        let mut truncated = false;
-        loop {
-            match stream.blocking_read(64 << 10) {
-                Ok(chunk) => {
-                    let room = self.max_body - body.len();
-                    if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
-                        truncated = true;
-                        break;
-                    }
-                    body.extend(chunk);
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(error)) => {
-                    return Err(Error::Failed(format!("reading the body: {}", error.to_debug_string())));
-                }
+        let body = response.consume().map_err(|()| Error::Failed("the body was already taken".into()))?;
+        let stream = body.stream().map_err(|()| Error::Failed("the body stream was already taken".into()))?;
+        Ok(StreamingResponse { status, headers, stream: Some(stream), _body: body, pending: Vec::new() })
+    }
+}
+
+/// A response whose body is read as it arrives.
+pub struct StreamingResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Header names (lowercase) and values, in order.
+    pub headers: Vec<(String, String)>,
+    // The stream is a child of the body resource and must be dropped first:
+    // fields drop in declaration order.
+    stream: Option<wasip2::io::streams::InputStream>,
+    _body: wasip2::http::types::IncomingBody,
+    pending: Vec<u8>,
+}
+
+impl fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("finished", &self.stream.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingResponse {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The next piece of the body, or `None` at its end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(stream) = &self.stream else { return Ok(None) };
+        match stream.blocking_read(64 << 10) {
+            Ok(chunk) => Ok(Some(chunk)),
+            Err(StreamError::Closed) => {
+                self.stream = None;
+                Ok(None)
+            }
+            Err(StreamError::LastOperationFailed(error)) => {
+                self.stream = None;
+                Err(Error::Failed(format!("reading the body: {}", error.to_debug_string())))
             }
         }
-        Ok(Response { status, headers, body, truncated })
+    }
+}
+
+impl std::io::Read for StreamingResponse {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            match self.next_chunk().map_err(std::io::Error::other)? {
+                Some(chunk) => self.pending = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.pending.len());
+        buffer[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
     }
 }

@@ -82,15 +82,15 @@ fn main() {
         // http METHOD URL [HEADER:VALUE | body=TEXT]...
         "http" => report(probe_http::request(&arg(2), &arg(3), &args[4.min(args.len())..]).map(|r| r.summary())),
         // Like `http`, then follows one redirect the way a guest would.
-        "http-follow" => report(probe_http::request(&arg(2), &arg(3), &[]).and_then(|first| {
-            match first.header("location") {
+        "http-follow" => {
+            report(probe_http::request(&arg(2), &arg(3), &[]).and_then(|first| match first.header("location") {
                 Some(location) if (300..400).contains(&first.status) => {
                     let second = probe_http::request("GET", &location, &[])?;
                     Ok(format!("{}\nfollowed to {location}\n{}", first.summary(), second.summary()))
                 }
                 _ => Ok(first.summary()),
-            }
-        })),
+            }))
+        }
         "stderr" => eprintln!("{}", arg(2)),
         "panic" => panic!("probe panicked on purpose"),
         "exit" => exit(arg(2).parse().unwrap()),

@@ -70,12 +70,8 @@ pub fn request(method: &str, url: &str, extra: &[String]) -> std::io::Result<Htt
     future.subscribe().block();
     let response = future.get().expect("ready").expect("once").map_err(|e| fail(format!("{e:?}")))?;
     let status = response.status();
-    let headers = response
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+    let headers =
+        response.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
     let incoming = response.consume().map_err(|()| fail("consume".into()))?;
     let stream = incoming.stream().map_err(|()| fail("stream".into()))?;
     let mut body = Vec::new();
@@ -90,4 +86,3 @@ pub fn request(method: &str, url: &str, extra: &[String]) -> std::io::Result<Htt
     }
     Ok(HttpResponse { status, headers, body })
 }
-

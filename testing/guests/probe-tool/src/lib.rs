@@ -83,6 +83,18 @@ impl Guest for Probe {
                 output
             }
             "acquire" => acquire(&input)?,
+            // The SDK's streaming response: the body as it arrives.
+            "stream" => {
+                let mut response = toolcell_sdk::http::Request::get(&field("url"))
+                    .send_streaming()
+                    .map_err(|e| ToolError::Upstream(e.to_string()))?;
+                let (mut bytes, mut chunks) = (0usize, 0usize);
+                while let Some(chunk) = response.next_chunk().map_err(|e| ToolError::Upstream(e.to_string()))? {
+                    bytes += chunk.len();
+                    chunks += 1;
+                }
+                json!({ "status": response.status, "bytes": bytes, "chunks": chunks })
+            }
             // Everything a tool can look at after the host injected a
             // credential into its request: the tests check none of it holds the value.
             "snoop" => {
