@@ -11,6 +11,7 @@ mod jwks;
 mod new;
 mod policy;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ enum Command {
     New(new::NewArgs),
     /// Print the built-in issuer's public keys (JWKS) for token verifiers; rotate them.
     Jwks(jwks::JwksArgs),
+    /// Serve the tools over MCP (stdio, or streamable HTTP with --http).
+    Serve(serve::ServeArgs),
     /// Work with manifests.
     Policy {
         #[command(subcommand)]
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             Command::Describe(args) => run::describe(args, cli.config.as_deref()).await,
             Command::Jwks(args) => jwks::run(args, cli.config.as_deref()),
             Command::New(args) => new::run(args),
+            Command::Serve(args) => serve::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
             Command::Policy { command } => policy::run(command),
         }
     });

@@ -231,7 +231,7 @@ async fn print_output(mut receiver: tokio::sync::mpsc::UnboundedReceiver<OutputC
     }
 }
 
-fn default_principal() -> String {
+pub fn default_principal() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("local:{user}")
 }

@@ -26,6 +26,9 @@ pub struct AuditEvent {
     pub tool: String,
     /// On whose behalf the task acts.
     pub principal: String,
+    /// The caller's id for the request that opened the task (an MCP request id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     /// What happened.
     #[serde(flatten)]
     pub kind: AuditKind,
@@ -265,6 +268,7 @@ pub(crate) struct AuditScope {
     pub(crate) task: String,
     pub(crate) tool: String,
     pub(crate) principal: String,
+    pub(crate) request: Option<String>,
 }
 
 impl AuditScope {
@@ -274,6 +278,7 @@ impl AuditScope {
             task: self.task.clone(),
             tool: self.tool.clone(),
             principal: self.principal.clone(),
+            request: self.request.clone(),
             kind,
         }
     }

@@ -78,6 +78,9 @@ struct ConfigFile {
     statics: Vec<StaticSecret>,
     openbao: Option<OpenBaoConfig>,
     oauth_token_exchange: Option<TokenExchangeConfig>,
+    /// `toolcell serve`'s own settings; the CLI reads and checks them.
+    #[serde(default, rename = "serve")]
+    _serve: Option<toml::Table>,
 }
 
 impl RuntimeConfig {

@@ -45,7 +45,8 @@ pub use config::RuntimeConfig;
 pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use grant::{
-    DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError, limits_table,
+    CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,
+    limits_table,
 };
 pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError, validate_tool_name};
 pub use task::{

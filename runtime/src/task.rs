@@ -79,12 +79,15 @@ pub struct TaskRequest {
     pub deadline: Duration,
     /// What to keep of the manifest's grants.
     pub narrowing: Narrowing,
+    /// The caller's id for the request behind the task (an MCP request id);
+    /// every audit event of the task carries it.
+    pub request_id: Option<String>,
 }
 
 impl TaskRequest {
     /// A request that keeps the manifest's grants.
     pub fn new(principal: impl Into<String>, deadline: Duration) -> TaskRequest {
-        TaskRequest { principal: principal.into(), deadline, narrowing: Narrowing::default() }
+        TaskRequest { principal: principal.into(), deadline, narrowing: Narrowing::default(), request_id: None }
     }
 }
 
@@ -339,6 +342,7 @@ impl Runtime {
                 task: ids.task.clone(),
                 tool: ids.tool.clone(),
                 principal: "toolcell".into(),
+                request: None,
             };
             let deadline = Instant::now() + grant.limits.timeout.0;
             let broker =
@@ -384,6 +388,7 @@ impl Runtime {
                     task: id,
                     tool: tool.manifest.name.clone(),
                     principal: request.principal,
+                    request: request.request_id,
                     kind: AuditKind::TaskRefused { reason: error.what.clone() },
                 })?;
                 return Err(error.into());
@@ -405,6 +410,7 @@ impl Runtime {
                 task: id.clone(),
                 tool: tool.manifest.name.clone(),
                 principal: request.principal.clone(),
+                request: request.request_id.clone(),
             },
             &grant.credentials,
         ));
@@ -414,6 +420,7 @@ impl Runtime {
             id,
             workload,
             principal: request.principal,
+            request_id: request.request_id,
             opened,
             deadline: opened + request.deadline,
             grant: Arc::new(grant),
@@ -444,6 +451,7 @@ pub struct Task {
     id: String,
     workload: String,
     principal: String,
+    request_id: Option<String>,
     opened: Instant,
     deadline: Instant,
     grant: Arc<Grant>,
@@ -663,6 +671,7 @@ impl Task {
             task: self.id.clone(),
             tool: self.tool.manifest.name.clone(),
             principal: self.principal.clone(),
+            request: self.request_id.clone(),
         }
     }
 

@@ -76,7 +76,13 @@ impl Providers {
                 Leftover::OpenbaoLease { lease_id } => (Undo::OpenbaoLease { lease_id }, "lease"),
                 Leftover::OpenbaoToken { accessor } => (Undo::OpenbaoToken { accessor }, "task token"),
             };
-            let scope = AuditScope { audit: audit.clone(), task, tool: String::new(), principal: "toolcell".into() };
+            let scope = AuditScope {
+                audit: audit.clone(),
+                task,
+                tool: String::new(),
+                principal: "toolcell".into(),
+                request: None,
+            };
             self.revoker.revoke_later(Revocation {
                 id: match &undo {
                     Undo::OpenbaoToken { accessor } => accessor.clone(),

@@ -1,0 +1,122 @@
+//! The `[serve]` section of the runtime config file: who may call over HTTP
+//! (bearer tokens mapped to principals) and the transport's limits.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use toolcell_runtime::ByteSize;
+use toolcell_runtime::credentials::config::SecretSource;
+
+/// What `toolcell serve` reads from `[serve]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Bearer tokens accepted over HTTP, each the identity of one client.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// Calls running at once; more are refused with an overload error.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_calls: usize,
+    /// The largest HTTP request body accepted.
+    #[serde(default = "default_body")]
+    pub max_request_body: ByteSize,
+    /// `Host` values accepted over HTTP (DNS-rebinding defence); loopback names by default.
+    #[serde(default = "default_hosts")]
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted over HTTP; loopback origins by default. A
+    /// request without `Origin` (not from a browser) is not affected.
+    #[serde(default = "default_origins")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// One accepted bearer token and the principal it stands for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// On whose behalf calls with this token act.
+    pub principal: String,
+    /// Where the token is: `{ env = "NAME" }` or `{ file = "PATH" }`.
+    pub token: SecretSource,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+fn default_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn default_hosts() -> Vec<String> {
+    ["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from).to_vec()
+}
+
+fn default_origins() -> Vec<String> {
+    ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec()
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            tokens: Vec::new(),
+            max_concurrent_calls: default_concurrency(),
+            max_request_body: default_body(),
+            allowed_hosts: default_hosts(),
+            allowed_origins: default_origins(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct File {
+    serve: Option<ServeConfig>,
+}
+
+/// A token resolved to its value, for comparison only.
+pub struct Token {
+    pub principal: String,
+    pub value: SecretString,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("principal", &self.principal).finish_non_exhaustive()
+    }
+}
+
+impl ServeConfig {
+    /// The `[serve]` section of `path`, or the defaults. Relative token files
+    /// are resolved against the file's directory.
+    pub fn load(path: Option<&Path>) -> Result<ServeConfig> {
+        let Some(path) = path else { return Ok(ServeConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
+        // The runtime has validated the rest of the file already.
+        let file: File = toml::from_str(&text).with_context(|| format!("`{}` [serve]", path.display()))?;
+        let mut config = file.serve.unwrap_or_default();
+        let base = path.parent().unwrap_or(Path::new("."));
+        for entry in &mut config.tokens {
+            if let SecretSource::File(file) = &mut entry.token {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads every token now, so a missing one stops the server at start.
+    pub fn tokens(&self) -> Result<Vec<Token>> {
+        self.tokens
+            .iter()
+            .map(|entry| {
+                let value = entry.token.read().map_err(anyhow::Error::msg).with_context(|| {
+                    format!("[serve] token for principal `{}`", entry.principal)
+                })?;
+                if value.expose_secret().len() < 16 {
+                    anyhow::bail!("[serve] token for `{}` is shorter than 16 characters", entry.principal);
+                }
+                Ok(Token { principal: entry.principal.clone(), value })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,302 @@
+//! The MCP side: `tools/list` from the catalog and `tools/call` as one task
+//! per call — the caller's principal, the manifest's deadline, an optional
+//! narrowing from `_meta`, cancellation and progress — all through the
+//! runtime's public API.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
+use serde::Deserialize;
+use toolcell_runtime::{
+    ByteSize, Call, CallResult, CredentialNarrowing, DirMode, DirNarrowing, EgressNarrowing, LimitsNarrowing,
+    Narrowing, Runtime, Shape, TaskRequest, TimeSpan,
+};
+
+use super::catalog::{Catalog, Sources};
+
+/// Who is calling, set by the HTTP transport from the bearer token.
+#[derive(Clone, Debug)]
+pub struct Principal(pub String);
+
+/// What every connection shares.
+pub struct State {
+    pub runtime: Runtime,
+    pub sources: Sources,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Clients to tell when the tool list changes.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+    calls: Arc<tokio::sync::Semaphore>,
+    max_calls: usize,
+    /// The principal of calls that arrive without one (stdio: the local user).
+    pub default_principal: String,
+}
+
+impl State {
+    pub fn new(runtime: Runtime, sources: Sources, catalog: Catalog, max_calls: usize, default_principal: String) -> State {
+        State {
+            runtime,
+            sources,
+            catalog: RwLock::new(Arc::new(catalog)),
+            peers: Mutex::new(Vec::new()),
+            calls: Arc::new(tokio::sync::Semaphore::new(max_calls)),
+            max_calls,
+            default_principal,
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in a rebuilt catalog and tells every client the list changed.
+    pub async fn replace_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        let peers: Vec<Peer<RoleServer>> = self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut alive = Vec::new();
+        for peer in peers {
+            if peer.notify_tool_list_changed().await.is_ok() {
+                alive.push(peer);
+            }
+        }
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = alive;
+    }
+}
+
+/// One MCP connection's handler.
+#[derive(Clone)]
+pub struct Server {
+    pub state: Arc<State>,
+}
+
+/// The narrowing a client may pass in `_meta["toolcell/narrowing"]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NarrowingWire {
+    timeout: Option<TimeSpan>,
+    memory: Option<ByteSize>,
+    cpu: Option<TimeSpan>,
+    max_output: Option<ByteSize>,
+    /// Directories to keep: guest path, and `read-only` to drop writes.
+    filesystem: Option<Vec<DirWire>>,
+    env: Option<Vec<String>>,
+    /// Egress rules to keep, by URL pattern.
+    egress: Option<Vec<String>>,
+    credentials: Option<Vec<CredentialWire>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialWire {
+    name: String,
+    scopes: Option<Vec<String>>,
+    max_ttl: Option<TimeSpan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirWire {
+    guest: String,
+    #[serde(default)]
+    read_only: bool,
+}
+
+const NARROWING_KEY: &str = "toolcell/narrowing";
+
+fn narrowing(meta: Option<&serde_json::Value>) -> Result<Narrowing, String> {
+    let Some(value) = meta else { return Ok(Narrowing::default()) };
+    let wire: NarrowingWire =
+        serde_json::from_value(value.clone()).map_err(|e| format!("_meta[\"{NARROWING_KEY}\"]: {e}"))?;
+    Ok(Narrowing {
+        filesystem: wire.filesystem.map(|dirs| {
+            dirs.into_iter()
+                .map(|d| DirNarrowing {
+                    guest: d.guest,
+                    mode: if d.read_only { DirMode::ReadOnly } else { DirMode::ReadWrite },
+                })
+                .collect()
+        }),
+        env: wire.env,
+        egress: wire
+            .egress
+            .map(|urls| urls.into_iter().map(|url| EgressNarrowing { url, methods: None, max_requests: None }).collect()),
+        credentials: wire.credentials.map(|c| {
+            c.into_iter()
+                .map(|c| CredentialNarrowing { name: c.name, scopes: c.scopes, max_ttl: c.max_ttl })
+                .collect()
+        }),
+        limits: LimitsNarrowing {
+            timeout: wire.timeout,
+            memory: wire.memory,
+            cpu: wire.cpu,
+            max_output: wire.max_output,
+            ..LimitsNarrowing::default()
+        },
+        ..Narrowing::default()
+    })
+}
+
+fn failed(message: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(message.into())]).into()
+}
+
+impl Server {
+    fn principal(&self, context: &RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| self.state.default_principal.clone())
+    }
+}
+
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
+            .with_server_info(Implementation::new("toolcell", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Each tool runs sandboxed: every call is a fresh task with only what the tool's manifest grants. \
+                 Errors name the limit or rule that refused.",
+            )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.state.peers.lock().unwrap_or_else(|p| p.into_inner()).push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.state.catalog().tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let catalog = self.state.catalog();
+        let Some(entry) = catalog.find(&request.name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{}`; tools/list names the {} tools served", request.name, catalog.len()),
+                None,
+            ));
+        };
+        // A full server answers at once rather than queueing without bound.
+        let Ok(_slot) = self.state.calls.clone().try_acquire_owned() else {
+            return Err(McpError::new(
+                ErrorCode(-32000),
+                format!(
+                    "toolcell is running its limit of {} calls at once (serve.max_concurrent_calls); retry later",
+                    self.state.max_calls
+                ),
+                None,
+            ));
+        };
+        let meta = context.meta.get(NARROWING_KEY).or_else(|| request.meta.as_ref().and_then(|m| m.get(NARROWING_KEY)));
+        let narrowing = match narrowing(meta) {
+            Ok(narrowing) => narrowing,
+            Err(reason) => return Ok(failed(format!("invalid narrowing: {reason}"))),
+        };
+        let tool = entry.tool.clone();
+        let timeout = narrowing.limits.timeout.unwrap_or(tool.manifest.limits.timeout).0;
+        let task_request = TaskRequest {
+            narrowing,
+            request_id: Some(context.id.to_string()),
+            ..TaskRequest::new(self.principal(&context), timeout + Duration::from_secs(5))
+        };
+        let task = match self.state.runtime.open_task(&tool, task_request) {
+            Ok(task) => task,
+            Err(error) => return Ok(failed(format!("refused: {error}"))),
+        };
+        let arguments = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
+        let call = match tool.component.shape {
+            Shape::Tool => Call::tool(arguments.to_string()),
+            Shape::Command => match command_input(&arguments) {
+                Ok((args, stdin)) => Call::command(args, stdin),
+                Err(reason) => return Ok(failed(format!("invalid input: {reason}"))),
+            },
+        };
+
+        let progress = context.meta.get_progress_token().map(|token| {
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                // Calls longer than a second report once a second while they run.
+                let started = Instant::now();
+                let mut ticks = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_secs(1),
+                    Duration::from_secs(1),
+                );
+                loop {
+                    ticks.tick().await;
+                    let seconds = started.elapsed().as_secs();
+                    let param = ProgressNotificationParam::new(token.clone(), seconds as f64)
+                        .with_message(format!("running for {seconds}s"));
+                    if peer.notify_progress(param).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        });
+        let outcome = tokio::select! {
+            outcome = task.invoke(call) => Some(outcome),
+            // The client cancelled: dropping the call tears it down (audited as cancelled).
+            () = context.ct.cancelled() => None,
+        };
+        if let Some(progress) = progress {
+            progress.abort();
+        }
+        task.close().await;
+        let Some(outcome) = outcome else {
+            return Err(McpError::new(ErrorCode(-32800), "the client cancelled the call", None));
+        };
+        Ok(match outcome {
+            Err(error) => failed(error.to_string()),
+            Ok(report) => match report.result {
+                CallResult::Output(json) => {
+                    let value: Option<serde_json::Value> = serde_json::from_str(&json).ok();
+                    let mut result = CallToolResult::success(vec![ContentBlock::text(json)]);
+                    if entry.structured {
+                        result.structured_content = value.filter(serde_json::Value::is_object);
+                    }
+                    result.into()
+                }
+                CallResult::ToolError(error) => failed(error.to_string()),
+                CallResult::Exit(code) => {
+                    let stdout = String::from_utf8_lossy(&report.stdout).into_owned();
+                    let stderr = String::from_utf8_lossy(&report.stderr).into_owned();
+                    let value = serde_json::json!({ "exit_code": code, "stdout": stdout, "stderr": stderr });
+                    let mut result = if code == 0 {
+                        CallToolResult::success(vec![ContentBlock::text(stdout)])
+                    } else {
+                        CallToolResult::error(vec![ContentBlock::text(format!("exit code {code}\n{stderr}"))])
+                    };
+                    result.structured_content = Some(value);
+                    result.into()
+                }
+            },
+        })
+    }
+}
+
+/// `{"args": [...], "stdin": "..."}` for a WASI command.
+fn command_input(arguments: &serde_json::Value) -> Result<(Vec<String>, Vec<u8>), String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CommandInput {
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        stdin: String,
+    }
+    let input: CommandInput = serde_json::from_value(arguments.clone()).map_err(|e| e.to_string())?;
+    Ok((input.args, input.stdin.into_bytes()))
+}

@@ -1,0 +1,98 @@
+//! `toolcell serve`: every managed tool as an MCP tool, over stdio (the
+//! default) or streamable HTTP. Each `tools/call` is one task with its own
+//! grant, deadline and teardown; the MCP layer only calls the runtime's
+//! public API.
+
+mod catalog;
+mod config;
+mod handler;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use rmcp::ServiceExt;
+use toolcell_runtime::{Runtime, TimeSpan};
+
+use crate::run::{default_principal, runtime_config};
+use catalog::{Catalog, Sources};
+use config::ServeConfig;
+use handler::{Server, State};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Tools: one per manifest in --policies DIR (re-read when files change; an invalid
+manifest is reported and skipped) and each --manifest FILE.
+Transport: stdio by default (the principal is the local user); --http ADDR serves
+streamable HTTP at http://ADDR/mcp (loopback only unless [serve] tokens are
+configured; see the README).
+A call may narrow its grant with _meta[\"toolcell/narrowing\"], e.g.
+  {\"timeout\":\"2s\",\"memory\":\"32MiB\",\"egress\":[\"https://api.example.com/v1/*\"]}
+
+Register it with an MCP client, e.g.:
+  {\"mcpServers\":{\"toolcell\":{\"command\":\"toolcell\",\"args\":[\"serve\",\"--policies\",\"/path/to/policies\"]}}}")]
+pub struct ServeArgs {
+    /// A directory of manifests (*.toml), watched for changes.
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// A manifest to serve (repeatable).
+    #[arg(long = "manifest", value_name = "FILE")]
+    manifests: Vec<PathBuf>,
+    /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8750) instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// How often the policies directory is checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    watch_interval: TimeSpan,
+}
+
+pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path>) -> Result<ExitCode> {
+    if args.policies.is_none() && args.manifests.is_empty() {
+        bail!("name the tools to serve: --policies DIR and/or --manifest FILE");
+    }
+    let serve_config = ServeConfig::load(config)?;
+    let runtime = Runtime::new(runtime_config(config, audit_log)?)?;
+    let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
+    let catalog = Catalog::load(&runtime, &sources).await;
+    report(&catalog);
+    let principal = match args.http {
+        None => default_principal(),
+        Some(_) => format!("{}@http", default_principal()),
+    };
+    let state = Arc::new(State::new(runtime, sources, catalog, serve_config.max_concurrent_calls, principal));
+    tokio::spawn(watch(state.clone(), args.watch_interval));
+
+    match args.http {
+        Some(address) => http::serve(state.clone(), address, serve_config).await?,
+        None => {
+            let service = Server { state: state.clone() }.serve(rmcp::transport::stdio()).await?;
+            service.waiting().await?;
+        }
+    }
+    // Revocations still being retried get a moment before the process ends.
+    state.runtime.settle_revocations(std::time::Duration::from_secs(10)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(catalog: &Catalog) {
+    eprintln!("toolcell: serving {} tool(s)", catalog.len());
+    for problem in &catalog.problems {
+        eprintln!("toolcell: skipped {problem}");
+    }
+}
+
+/// Rebuilds the catalog when a manifest or component changes.
+async fn watch(state: Arc<State>, every: TimeSpan) {
+    let mut ticks = tokio::time::interval(every.0);
+    loop {
+        ticks.tick().await;
+        if state.sources.changed(&state.catalog()) {
+            let catalog = Catalog::load(&state.runtime, &state.sources).await;
+            report(&catalog);
+            state.replace_catalog(catalog).await;
+        }
+    }
+}

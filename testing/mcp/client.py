@@ -1,0 +1,131 @@
+"""Drives `toolcell serve` with the official Python MCP client SDK, for the tests.
+
+Usage: client.py SCENARIO_JSON
+  Transport from the environment:
+    MCP_TRANSPORT=stdio  TOOLCELL=<binary>  TOOLCELL_ARGS=<JSON list of args>
+    MCP_TRANSPORT=http   MCP_URL=<http://host:port/mcp>  [MCP_TOKEN=<bearer>]  [MCP_ORIGIN=<origin>]
+  Scenarios (JSON objects with "do"):
+    {"do": "list"}
+    {"do": "call", "tool": ..., "arguments": {...}, "meta": {...}?}
+    {"do": "progress", "tool": ..., "arguments": {...}}
+    {"do": "cancel", "tool": ..., "arguments": {...}, "after": seconds}
+    {"do": "concurrent", "tool": ..., "arguments": {...}, "calls": n}
+    {"do": "watch", "tool": ..., "rename_from": path, "rename_to": path}
+Prints one JSON object with what happened; exits 0 unless the client itself broke.
+"""
+
+import json
+import os
+import sys
+
+import anyio
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+
+def result_of(result):
+    return {
+        "isError": bool(result.is_error),
+        "text": [block.text for block in result.content if getattr(block, "type", "") == "text"],
+        "structured": result.structured_content,
+    }
+
+
+async def call(session, scenario, **extra):
+    try:
+        result = await session.call_tool(
+            scenario["tool"], scenario.get("arguments", {}), meta=scenario.get("meta"), **extra
+        )
+        return result_of(result)
+    except MCPError as error:
+        return {"error": {"code": error.error.code, "message": error.error.message}}
+
+
+async def run(session, scenario):
+    await session.initialize()
+    kind = scenario["do"]
+    if kind == "list":
+        tools = (await session.list_tools()).tools
+        return {
+            "tools": {
+                tool.name: {
+                    "description": tool.description,
+                    "inputSchema": tool.input_schema,
+                    "outputSchema": tool.output_schema,
+                }
+                for tool in tools
+            }
+        }
+    if kind == "call":
+        return await call(session, scenario)
+    if kind == "progress":
+        seen = []
+
+        async def progress(value, total, message):
+            seen.append({"progress": value, "message": message})
+
+        outcome = await call(session, scenario, progress_callback=progress)
+        return {"result": outcome, "progress": seen}
+    if kind == "cancel":
+        with anyio.move_on_after(scenario.get("after", 1.0)):
+            await call(session, scenario)
+            return {"cancelled": False}
+        # Abandoning the request sends notifications/cancelled; give it time to land.
+        await anyio.sleep(1.0)
+        return {"cancelled": True}
+    if kind == "concurrent":
+        outcomes = []
+
+        async def one():
+            outcomes.append(await call(session, scenario))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(scenario["calls"]):
+                group.start_soon(one)
+        return {"outcomes": outcomes}
+    if kind == "watch":
+        changed = anyio.Event()
+
+        async def on_message(message):
+            if getattr(getattr(message, "root", message), "method", "") == "notifications/tools/list_changed":
+                changed.set()
+
+        session._message_handler = on_message
+        before = sorted(tool.name for tool in (await session.list_tools()).tools)
+        os.rename(scenario["rename_from"], scenario["rename_to"])
+        with anyio.move_on_after(10):
+            await changed.wait()
+        after = sorted(tool.name for tool in (await session.list_tools()).tools)
+        return {"before": before, "after": after, "notified": changed.is_set()}
+    raise SystemExit(f"unknown scenario {kind!r}")
+
+
+async def main():
+    scenario = json.loads(sys.argv[1])
+    if os.environ["MCP_TRANSPORT"] == "stdio":
+        params = StdioServerParameters(
+            command=os.environ["TOOLCELL"], args=json.loads(os.environ["TOOLCELL_ARGS"]), env=dict(os.environ)
+        )
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write, message_handler=None) as session:
+                outcome = await run(session, scenario)
+    else:
+        headers = {}
+        if os.environ.get("MCP_TOKEN"):
+            headers["Authorization"] = "Bearer " + os.environ["MCP_TOKEN"]
+        if os.environ.get("MCP_ORIGIN"):
+            headers["Origin"] = os.environ["MCP_ORIGIN"]
+        try:
+            async with create_mcp_http_client(headers=headers) as http:
+                async with streamable_http_client(os.environ["MCP_URL"], http_client=http) as streams:
+                    read, write = streams[0], streams[1]
+                    async with ClientSession(read, write) as session:
+                        outcome = await run(session, scenario)
+        except BaseException as error:  # the refusal tests expect the connection to fail
+            outcome = {"failed": f"{type(error).__name__}: {error}"}
+    print(json.dumps(outcome))
+
+
+anyio.run(main)
