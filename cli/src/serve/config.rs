@@ -109,9 +109,11 @@ impl ServeConfig {
         self.tokens
             .iter()
             .map(|entry| {
-                let value = entry.token.read().map_err(anyhow::Error::msg).with_context(|| {
-                    format!("[serve] token for principal `{}`", entry.principal)
-                })?;
+                let value = entry
+                    .token
+                    .read()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("[serve] token for principal `{}`", entry.principal))?;
                 if value.expose_secret().len() < 16 {
                     anyhow::bail!("[serve] token for `{}` is shorter than 16 characters", entry.principal);
                 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
@@ -38,7 +38,13 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(runtime: Runtime, sources: Sources, catalog: Catalog, max_calls: usize, default_principal: String) -> State {
+    pub fn new(
+        runtime: Runtime,
+        sources: Sources,
+        catalog: Catalog,
+        max_calls: usize,
+        default_principal: String,
+    ) -> State {
         State {
             runtime,
             sources,
@@ -122,13 +128,11 @@ fn narrowing(meta: Option<&serde_json::Value>) -> Result<Narrowing, String> {
                 .collect()
         }),
         env: wire.env,
-        egress: wire
-            .egress
-            .map(|urls| urls.into_iter().map(|url| EgressNarrowing { url, methods: None, max_requests: None }).collect()),
+        egress: wire.egress.map(|urls| {
+            urls.into_iter().map(|url| EgressNarrowing { url, methods: None, max_requests: None }).collect()
+        }),
         credentials: wire.credentials.map(|c| {
-            c.into_iter()
-                .map(|c| CredentialNarrowing { name: c.name, scopes: c.scopes, max_ttl: c.max_ttl })
-                .collect()
+            c.into_iter().map(|c| CredentialNarrowing { name: c.name, scopes: c.scopes, max_ttl: c.max_ttl }).collect()
         }),
         limits: LimitsNarrowing {
             timeout: wire.timeout,

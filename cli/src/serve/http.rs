@@ -28,7 +28,10 @@ use super::handler::{Principal, Server, State};
 /// The one path the MCP endpoint answers on.
 pub const ENDPOINT: &str = "/mcp";
 
-fn reply(status: http::StatusCode, message: &str) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
+fn reply(
+    status: http::StatusCode,
+    message: &str,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut response = http::Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;

@@ -1,0 +1,341 @@
+//! `toolcell serve` driven by the official Python MCP client SDK (`mcp` from
+//! PyPI, installed by `scripts/test`), over stdio and streamable HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use toolcell_test_guests as guests;
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("TOOLCELL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "TOOLCELL_PYTHON is not set: the MCP tests need a Python with the `mcp` client SDK. \
+             Run `scripts/test`, which installs it and sets the variable."
+        )
+    });
+    assert!(python.is_file(), "TOOLCELL_PYTHON={} does not exist", python.display());
+    python
+}
+
+fn client() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/mcp/client.py")
+}
+
+/// A policies directory with the probe tool, word-count and one broken manifest.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        let manifest = |name: &str, component: &str, extra: &str| {
+            format!(
+                "[tool]\nname = \"{name}\"\nowner = \"tests\"\npurpose = \"{name} for the MCP tests\"\n\
+                 review_by = 2099-01-01\ncomponent = \"{component}\"\n{extra}"
+            )
+        };
+        std::fs::write(
+            policies.join("probe.toml"),
+            manifest("probe", guests::PROBE_TOOL, "[limits]\nmemory = \"32MiB\"\ntimeout = \"20s\"\n"),
+        )
+        .unwrap();
+        std::fs::write(policies.join("word-count.toml"), manifest("word-count", guests::WORD_COUNT, "")).unwrap();
+        std::fs::write(policies.join("file-stats.toml"), manifest("file-stats", guests::FILE_STATS, "")).unwrap();
+        std::fs::write(policies.join("broken.toml"), "[tool]\nname = \"broken\"\nnetwork = true\n").unwrap();
+        Setup { dir }
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn env(&self, command: &mut Command) {
+        command
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+            .env_remove("RUST_LOG");
+    }
+
+    /// Runs one scenario over stdio: the client spawns `toolcell serve`.
+    fn stdio(&self, scenario: serde_json::Value) -> serde_json::Value {
+        let args = serde_json::json!([
+            "--audit-log",
+            self.dir.path().join("audit.jsonl"),
+            "serve",
+            "--policies",
+            self.policies(),
+            "--watch-interval",
+            "200ms"
+        ]);
+        let mut command = Command::new(python());
+        command
+            .arg(client())
+            .arg(scenario.to_string())
+            .env("MCP_TRANSPORT", "stdio")
+            .env("TOOLCELL", env!("CARGO_BIN_EXE_toolcell"))
+            .env("TOOLCELL_ARGS", args.to_string());
+        self.env(&mut command);
+        run_client(command)
+    }
+
+    /// Starts `toolcell serve --http` on a free loopback port.
+    fn http_server(&self, config: &str) -> Server {
+        let config_path = self.dir.path().join("toolcell.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--audit-log")
+            .arg(self.dir.path().join("audit.jsonl"))
+            .args(["serve", "--http", "127.0.0.1:0", "--policies"])
+            .arg(self.policies())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        self.env(&mut command);
+        let mut child = command.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let url = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "toolcell serve --http exited before serving");
+            if let Some(url) = line.trim().strip_prefix("toolcell: serving MCP on ") {
+                break url.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server { child, url }
+    }
+
+    fn http(
+        &self,
+        server: &Server,
+        scenario: serde_json::Value,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> serde_json::Value {
+        let mut command = Command::new(python());
+        command.arg(client()).arg(scenario.to_string()).env("MCP_TRANSPORT", "http").env("MCP_URL", &server.url);
+        if let Some(token) = token {
+            command.env("MCP_TOKEN", token);
+        }
+        if let Some(origin) = origin {
+            command.env("MCP_ORIGIN", origin);
+        }
+        self.env(&mut command);
+        run_client(command)
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_client(mut command: Command) -> serde_json::Value {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the MCP client failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("client printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+fn call(tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "do": "call", "tool": tool, "arguments": arguments })
+}
+
+#[test]
+fn stdio_lists_tools_with_schemas_and_skips_a_broken_manifest() {
+    let setup = Setup::new();
+    let listed = setup.stdio(serde_json::json!({ "do": "list" }));
+    let tools = listed["tools"].as_object().unwrap();
+    let mut names: Vec<&String> = tools.keys().collect();
+    names.sort();
+    assert_eq!(names, ["file-stats", "probe", "word-count"], "the broken manifest is skipped, the rest served");
+    let word_count = &tools["word-count"];
+    assert_eq!(word_count["description"], "Counts the words, lines and bytes of a text.");
+    assert_eq!(word_count["inputSchema"]["required"], serde_json::json!(["text"]));
+    assert_eq!(word_count["outputSchema"]["required"], serde_json::json!(["bytes", "lines", "words"]));
+    assert_eq!(tools["file-stats"]["inputSchema"]["properties"]["args"]["type"], "array");
+}
+
+#[test]
+fn stdio_calls_answer_with_structured_content_errors_and_limits() {
+    let setup = Setup::new();
+    let ok = setup.stdio(call("word-count", serde_json::json!({ "text": "one two three" })));
+    assert_eq!(ok["isError"], false);
+    assert_eq!(ok["structured"], serde_json::json!({ "bytes": 13, "lines": 1, "words": 3 }));
+    assert_eq!(ok["text"][0], r#"{"bytes":13,"lines":1,"words":3}"#);
+
+    let invalid = setup.stdio(call("word-count", serde_json::json!({ "txt": "x" })));
+    assert_eq!(invalid["isError"], true);
+    assert!(invalid["text"][0].as_str().unwrap().contains("invalid input: field `txt`"), "{invalid}");
+
+    let tool_error = setup.stdio(call("probe", serde_json::json!({ "action": "fail" })));
+    assert_eq!(
+        (tool_error["isError"].as_bool(), tool_error["text"][0].as_str()),
+        (Some(true), Some("failed: asked to fail"))
+    );
+
+    let limit = setup.stdio(call("probe", serde_json::json!({ "action": "alloc" })));
+    assert!(limit["text"][0].as_str().unwrap().starts_with("memory limit of 32MiB exceeded"), "{limit}");
+
+    let unknown = setup.stdio(call("nope", serde_json::json!({})));
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    assert!(unknown["error"]["message"].as_str().unwrap().contains("unknown tool `nope`"));
+
+    let command = setup.stdio(call("file-stats", serde_json::json!({ "args": ["/"] })));
+    assert_eq!(command["structured"]["exit_code"], 1, "nothing granted: {command}");
+
+    // A narrowing in _meta lowers the grant; a widening is refused.
+    let mut narrowed = call("probe", serde_json::json!({ "action": "sleep", "seconds": 2 }));
+    narrowed["meta"] = serde_json::json!({ "toolcell/narrowing": { "timeout": "300ms" } });
+    let narrowed = setup.stdio(narrowed);
+    assert_eq!(narrowed["text"][0], "timeout limit of 300ms exceeded");
+    let mut widened = call("probe", serde_json::json!({ "action": "echo" }));
+    widened["meta"] = serde_json::json!({ "toolcell/narrowing": { "memory": "1GiB" } });
+    let widened = setup.stdio(widened);
+    assert!(widened["text"][0].as_str().unwrap().contains("would widen the grant"), "{widened}");
+
+    // Every call is a task for the local user, its events tagged with the MCP request id.
+    let events = setup.audit();
+    let opened: Vec<_> = events.iter().filter(|e| e["event"] == "task_opened").collect();
+    assert!(opened.iter().all(|e| e["principal"].as_str().unwrap().starts_with("local:")), "{opened:?}");
+    assert!(events.iter().filter(|e| e["event"] != "task_refused").all(|e| e["request"].is_string()), "{events:?}");
+}
+
+#[test]
+fn progress_is_reported_and_a_cancelled_call_is_torn_down() {
+    let setup = Setup::new();
+    let progress = setup.stdio(serde_json::json!({
+        "do": "progress", "tool": "probe", "arguments": { "action": "sleep", "seconds": 3 }
+    }));
+    assert_eq!(progress["result"]["structured"], serde_json::json!({ "slept": 3 }));
+    assert!(progress["progress"].as_array().unwrap().len() >= 2, "{progress}");
+
+    let cancelled = setup.stdio(serde_json::json!({
+        "do": "cancel", "tool": "probe", "arguments": { "action": "sleep", "seconds": 15 }, "after": 1.0
+    }));
+    assert_eq!(cancelled["cancelled"], true);
+    let events = setup.audit();
+    let ended: Vec<_> = events.iter().filter(|e| e["event"] == "invocation_ended").collect();
+    let last = ended.last().unwrap();
+    assert_eq!(last["outcome"], "cancelled", "{ended:?}");
+    assert!(last["duration_ms"].as_u64().unwrap() < 10_000, "the call ran on after the cancel: {last}");
+    assert!(events.iter().any(|e| e["event"] == "task_closed" && e["request"] == last["request"]));
+}
+
+#[test]
+fn a_changed_policies_dir_is_announced_and_served() {
+    let setup = Setup::new();
+    let policies = setup.policies();
+    let watched = setup.stdio(serde_json::json!({
+        "do": "watch",
+        "rename_from": policies.join("word-count.toml"),
+        "rename_to": policies.join("word-count.disabled"),
+    }));
+    assert_eq!(watched["notified"], true, "{watched}");
+    assert_eq!(watched["before"], serde_json::json!(["file-stats", "probe", "word-count"]));
+    assert_eq!(watched["after"], serde_json::json!(["file-stats", "probe"]));
+}
+
+#[test]
+fn http_serves_with_tokens_and_refuses_bad_tokens_origins_and_overload() {
+    let setup = Setup::new();
+    let token = "test-token-0123456789abcdef";
+    std::fs::write(setup.dir.path().join("token"), token).unwrap();
+    let server = setup.http_server(
+        "[serve]\nmax_concurrent_calls = 2\nmax_request_body = \"64KiB\"\n\
+         [[serve.tokens]]\nprincipal = \"agent:ci\"\ntoken = { file = \"token\" }\n",
+    );
+    let ok = setup.http(&server, call("word-count", serde_json::json!({ "text": "a b" })), Some(token), None);
+    assert_eq!(ok["structured"]["words"], 2, "{ok}");
+    let opened = setup.audit().into_iter().find(|e| e["event"] == "task_opened").unwrap();
+    assert_eq!(opened["principal"], "agent:ci");
+
+    let bad = setup.http(&server, serde_json::json!({ "do": "list" }), Some("wrong-token-0123456789"), None);
+    assert!(bad["failed"].is_string(), "a bad token must be refused: {bad}");
+    let none = setup.http(&server, serde_json::json!({ "do": "list" }), None, None);
+    assert!(none["failed"].is_string(), "no token must be refused: {none}");
+    let origin = setup.http(&server, serde_json::json!({ "do": "list" }), Some(token), Some("http://evil.example"));
+    assert!(origin["failed"].is_string(), "a foreign Origin must be refused: {origin}");
+
+    // Two calls at once are the cap: the others are told so, not queued.
+    let busy = setup.http(
+        &server,
+        serde_json::json!({ "do": "concurrent", "tool": "probe", "arguments": { "action": "sleep", "seconds": 2 }, "calls": 4 }),
+        Some(token),
+        None,
+    );
+    let outcomes = busy["outcomes"].as_array().unwrap();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o["error"]["message"].as_str().is_some_and(|m| m.contains("max_concurrent_calls")))
+        .count();
+    let served = outcomes.iter().filter(|o| o["structured"]["slept"] == 2).count();
+    assert_eq!((served, refused), (2, 2), "{busy}");
+}
+
+#[test]
+fn http_refuses_a_body_over_the_cap_and_a_foreign_host() {
+    let setup = Setup::new();
+    let server = setup.http_server("[serve]\nmax_request_body = \"1KiB\"\n");
+    let big = call("word-count", serde_json::json!({ "text": "x".repeat(4096) }));
+    let refused = setup.http(
+        &server,
+        serde_json::json!({ "do": "call", "tool": big["tool"], "arguments": big["arguments"] }),
+        None,
+        None,
+    );
+    assert!(refused["failed"].is_string() || refused["error"].is_object(), "{refused}");
+    // Raw HTTP: the status says which rule refused.
+    let address = server.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    let send = |host: &str, body: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(send(&address, &"x".repeat(2048)).starts_with("HTTP/1.1 413"));
+    assert!(send("evil.example", "{}").starts_with("HTTP/1.1 403"));
+}
+
+#[test]
+fn http_on_a_non_loopback_address_needs_tokens() {
+    let setup = Setup::new();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
+    command.args(["serve", "--http", "0.0.0.0:0", "--policies"]).arg(setup.policies());
+    setup.env(&mut command);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without authentication") && stderr.contains("[serve] tokens"), "{stderr}");
+}
