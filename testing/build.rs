@@ -7,7 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const WORKSPACES: [(&str, &[(&str, &str)]); 2] = [
-    ("testing/guests", &[("PROBE_COMMAND", "probe-command.wasm"), ("PROBE_TOOL", "probe_tool.wasm")]),
+    (
+        "testing/guests",
+        &[
+            ("PROBE_COMMAND", "probe-command.wasm"),
+            ("PROBE_TOOL", "probe_tool.wasm"),
+            ("PLAIN_CALC", "plain_calc.wasm"),
+        ],
+    ),
     (
         "examples",
         &[

@@ -49,9 +49,13 @@ pub struct RunArgs {
     principal: Option<String>,
     /// The component (a toolcell tool or a WASI command); optional with --manifest.
     component: Option<PathBuf>,
-    /// JSON input of a tool component; `-` reads it from stdin.
+    /// JSON input of a tool component (for a plain component: the function's
+    /// arguments as an object); `-` reads it from stdin.
     #[arg(long, value_name = "JSON")]
     input: Option<String>,
+    /// The function of a plain component to call (`name`, or `interface.name`).
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
     /// Arguments of a command component.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -139,7 +143,30 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
     let task = runtime.open_task(&tool, request)?;
     let max_input = task.grant().limits.max_input;
 
+    if args.function.is_some() && tool.component.shape != Shape::Plain {
+        bail!(
+            "--function is for plain components; `{}` is a {} component",
+            tool.manifest.name,
+            tool.component.shape.name()
+        );
+    }
     let call = match tool.component.shape {
+        Shape::Plain => {
+            let names: Vec<&str> = tool.component.functions.iter().map(|f| f.name.as_str()).collect();
+            let Some(function) = args.function.clone() else {
+                bail!(
+                    "`{}` is a plain component: name a function with --function ({})",
+                    tool.manifest.name,
+                    names.join(", ")
+                );
+            };
+            let input = match args.input.as_deref() {
+                Some("-") => String::from_utf8(read_stdin(max_input)?).context("stdin is not UTF-8")?,
+                Some(json) => json.to_owned(),
+                None => "{}".to_owned(),
+            };
+            Call::function(function, input)
+        }
         Shape::Tool => {
             if !args.args.is_empty() {
                 bail!("`{}` is a tool component: give it --input JSON, not arguments", tool.manifest.name);
@@ -259,6 +286,16 @@ pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitC
     println!("{} ({})", info.name, info.shape);
     println!("  {}", info.description);
     println!("component: {}", tool.component.path.display());
+    if !info.functions.is_empty() {
+        for function in &info.functions {
+            println!("function {}", function.signature);
+            println!("  arguments schema: {}", function.input_schema);
+        }
+        for skipped in &tool.component.skipped_functions {
+            println!("not offered: {skipped}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("input schema:\n{}", serde_json::to_string_pretty(&info.input_schema)?);
     if let Some(schema) = &info.output_schema {
         println!("output schema:\n{}", serde_json::to_string_pretty(schema)?);

@@ -339,3 +339,28 @@ fn http_on_a_non_loopback_address_needs_tokens() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without authentication") && stderr.contains("[serve] tokens"), "{stderr}");
 }
+
+#[test]
+fn a_plain_component_is_one_tool_per_function() {
+    let setup = Setup::new();
+    std::fs::write(
+        setup.policies().join("calc.toml"),
+        format!(
+            "[tool]\nname = \"calc\"\nowner = \"tests\"\npurpose = \"Arithmetic and geometry\"\n\
+             review_by = 2099-01-01\ncomponent = \"{}\"\n",
+            guests::PLAIN_CALC
+        ),
+    )
+    .unwrap();
+    let listed = setup.stdio(serde_json::json!({ "do": "list" }));
+    let tools = listed["tools"].as_object().unwrap();
+    assert!(tools.contains_key("calc.add") && tools.contains_key("calc.geometry.midpoint"), "{listed}");
+    assert_eq!(tools["calc.add"]["inputSchema"]["properties"]["a"]["maximum"], 255);
+    assert!(tools["calc.add"]["description"].as_str().unwrap().contains("add: func(a: u8, b: u8) -> u16"));
+    let midpoint = setup
+        .stdio(call("calc.geometry.midpoint", serde_json::json!({ "a": { "x": 0, "y": 0 }, "b": { "x": 2, "y": 4 } })));
+    assert_eq!(midpoint["structured"], serde_json::json!({ "result": { "x": 1, "y": 2 } }), "{midpoint}");
+    let bad = setup.stdio(call("calc.add", serde_json::json!({ "a": 1000, "b": 1 })));
+    assert_eq!(bad["isError"], true);
+    assert!(bad["text"][0].as_str().unwrap().contains("`a`: 1000 is outside 0..=255"), "{bad}");
+}

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -86,16 +87,42 @@ pub enum Shape {
     Tool,
     /// Exports `wasi:cli/run`: args and stdin in, stdout, stderr and exit code out.
     Command,
+    /// Exports ordinary functions: each is a tool of its own, its schemas
+    /// derived from its WIT types.
+    Plain,
 }
 
 impl Shape {
-    /// `tool` or `command`.
+    /// `tool`, `command` or `plain`.
     pub fn name(self) -> &'static str {
         match self {
             Shape::Tool => "tool",
             Shape::Command => "command",
+            Shape::Plain => "plain",
         }
     }
+}
+
+/// One exported function of a plain component, as callers see it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FunctionInfo {
+    /// `name`, or `interface.name` for a function of an exported interface.
+    pub name: String,
+    /// Its WIT signature, for the description.
+    pub signature: String,
+    /// JSON Schema of its arguments: an object with one property per parameter.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of its result: an object whose `result` is the return value.
+    pub output_schema: serde_json::Value,
+}
+
+/// A plain component's function, ready to call.
+#[derive(Clone)]
+pub(crate) struct PlainFunction {
+    pub(crate) info: FunctionInfo,
+    pub(crate) export: ComponentExportIndex,
+    pub(crate) params: Vec<(String, Type)>,
+    pub(crate) results: Vec<Type>,
 }
 
 /// A compiled, linked component, ready to be instantiated many times.
@@ -105,8 +132,12 @@ pub struct LoadedComponent {
     pub path: PathBuf,
     /// Its sha256.
     pub sha256: [u8; 32],
-    /// Tool or command.
+    /// Tool, command or plain.
     pub shape: Shape,
+    /// A plain component's functions (empty for the other shapes).
+    pub functions: Vec<FunctionInfo>,
+    /// A plain component's functions that cannot be offered, each with why.
+    pub skipped_functions: Vec<String>,
     pub(crate) pre: Pre,
 }
 
@@ -122,6 +153,7 @@ impl std::fmt::Debug for LoadedComponent {
 
 #[derive(Clone)]
 pub(crate) enum Pre {
+    Plain(InstancePre<InvocationState>, Arc<[PlainFunction]>),
     Tool(ToolPre<InvocationState>),
     Command(CommandPre<InvocationState>),
 }
@@ -209,7 +241,21 @@ impl ToolEngine {
         let link_error =
             |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let mut functions = Vec::new();
+        let mut skipped_functions = Vec::new();
         let pre = match shape {
+            Shape::Plain => {
+                let (plain, skipped) = self.plain_functions(&component);
+                if plain.is_empty() {
+                    return Err(LoadError::UnsupportedShape {
+                        path: path.to_owned(),
+                        exports: format!("functions none of which can be called with JSON ({})", skipped.join("; ")),
+                    });
+                }
+                functions = plain.iter().map(|f| f.info.clone()).collect();
+                skipped_functions = skipped;
+                Pre::Plain(instance_pre, plain.into())
+            }
             Shape::Tool => Pre::Tool(ToolPre::new(instance_pre).map_err(|error| LoadError::UnsupportedShape {
                 path: path.to_owned(),
                 exports: format!("`describe`/`invoke` with the wrong types ({error:#})"),
@@ -221,7 +267,7 @@ impl ToolEngine {
                 })?)
             }
         };
-        Ok(LoadedComponent { path: path.to_owned(), sha256, shape, pre })
+        Ok(LoadedComponent { path: path.to_owned(), sha256, shape, functions, skipped_functions, pre })
     }
 
     fn compile_cached(&self, path: &Path, bytes: &[u8], sha256: &[u8; 32]) -> Result<Component, LoadError> {
@@ -256,10 +302,127 @@ impl ToolEngine {
             Ok(Shape::Tool)
         } else if exports.iter().any(|export| export.starts_with("wasi:cli/run@0.2.")) {
             Ok(Shape::Command)
+        } else if ty
+            .exports(&self.engine)
+            .any(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_) | ComponentItem::ComponentInstance(_)))
+        {
+            Ok(Shape::Plain)
         } else {
             let exports = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
             Err(LoadError::UnsupportedShape { path: path.to_owned(), exports })
         }
+    }
+}
+
+impl ToolEngine {
+    /// A plain component's exported functions (top level, and one level into
+    /// exported interfaces), with those whose types have no JSON form skipped.
+    fn plain_functions(&self, component: &Component) -> (Vec<PlainFunction>, Vec<String>) {
+        let mut functions = Vec::new();
+        let mut skipped = Vec::new();
+        let ty = component.component_type();
+        for (export, item) in ty.exports(&self.engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(func) => {
+                    let index = component.get_export_index(None, export);
+                    push_function(&mut functions, &mut skipped, export.to_owned(), &func, index);
+                }
+                ComponentItem::ComponentInstance(instance) => {
+                    let Some(instance_index) = component.get_export_index(None, export) else { continue };
+                    // `pkg:name/iface@1.0.0` is offered as `iface`.
+                    let short = export.rsplit('/').next().unwrap_or(export);
+                    let short = short.split('@').next().unwrap_or(short);
+                    for (name, item) in instance.exports(&self.engine) {
+                        if let ComponentItem::ComponentFunc(func) = item.ty {
+                            let index = component.get_export_index(Some(&instance_index), name);
+                            push_function(&mut functions, &mut skipped, format!("{short}.{name}"), &func, index);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (functions, skipped)
+    }
+}
+
+fn push_function(
+    functions: &mut Vec<PlainFunction>,
+    skipped: &mut Vec<String>,
+    name: String,
+    func: &ComponentFunc,
+    index: Option<ComponentExportIndex>,
+) {
+    let Some(export) = index else { return };
+    let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_owned(), t)).collect();
+    let results: Vec<Type> = func.results().collect();
+    let schemas = || -> Result<(serde_json::Value, serde_json::Value), String> {
+        let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
+        for (param, ty) in &params {
+            properties
+                .insert(param.clone(), crate::schema::schema_of(ty).map_err(|e| format!("parameter `{param}`: {e}"))?);
+            if !matches!(ty, Type::Option(_)) {
+                required.push(param.clone());
+            }
+        }
+        let input = serde_json::json!({
+            "type": "object", "properties": properties, "required": required, "additionalProperties": false
+        });
+        let output = match results.as_slice() {
+            [] => serde_json::json!({ "type": "object", "properties": {} }),
+            [one] => serde_json::json!({
+                "type": "object",
+                "properties": { "result": crate::schema::schema_of(one).map_err(|e| format!("result: {e}"))? },
+                "required": ["result"]
+            }),
+            _ => return Err("more than one result".into()),
+        };
+        Ok((input, output))
+    };
+    match schemas() {
+        Ok((input_schema, output_schema)) => {
+            let signature = format!(
+                "{name}: func({}){}",
+                params.iter().map(|(n, t)| format!("{n}: {}", wit_name(t))).collect::<Vec<_>>().join(", "),
+                results.first().map(|t| format!(" -> {}", wit_name(t))).unwrap_or_default()
+            );
+            let info = FunctionInfo { name, signature, input_schema, output_schema };
+            functions.push(PlainFunction { info, export, params, results });
+        }
+        Err(reason) => skipped.push(format!("`{name}`: {reason}")),
+    }
+}
+
+/// A type as WIT writes it, for signatures in descriptions.
+fn wit_name(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::List(list) => format!("list<{}>", wit_name(&list.ty())),
+        Type::Tuple(tuple) => format!("tuple<{}>", tuple.types().map(|t| wit_name(&t)).collect::<Vec<_>>().join(", ")),
+        Type::Option(option) => format!("option<{}>", wit_name(&option.ty())),
+        Type::Result(result) => format!(
+            "result<{}, {}>",
+            result.ok().map_or("_".into(), |t| wit_name(&t)),
+            result.err().map_or("_".into(), |t| wit_name(&t))
+        ),
+        Type::Record(_) => "record".into(),
+        Type::Variant(_) => "variant".into(),
+        Type::Enum(_) => "enum".into(),
+        Type::Flags(_) => "flags".into(),
+        _ => "resource".into(),
     }
 }
 

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod grant;
 mod manifest;
+mod schema;
 mod store;
 mod task;
 mod units;
@@ -42,7 +43,7 @@ pub use caps::http::{Resolver, StaticResolver, SystemResolver};
 pub use caps::net::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;
-pub use engine::{EngineSettings, LoadedComponent, Shape, ToolEngine, component_digest};
+pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use grant::{
     CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,

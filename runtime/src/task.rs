@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, Val};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -27,7 +27,7 @@ use crate::config::RuntimeConfig;
 use crate::credentials::broker::{Broker, Providers, TaskCredentials, Workload};
 use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
 use crate::credentials::journal::LeaseJournal;
-use crate::engine::{EngineSettings, LoadedComponent, Pre, Shape, ToolEngine};
+use crate::engine::{EngineSettings, FunctionInfo, LoadedComponent, PlainFunction, Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
 use crate::manifest::{Limits, Manifest};
@@ -65,8 +65,11 @@ pub struct ToolInfo {
     pub input_schema: serde_json::Value,
     /// JSON Schema of its output, if stated.
     pub output_schema: Option<serde_json::Value>,
-    /// `tool` or `command`.
+    /// `tool`, `command` or `plain`.
     pub shape: &'static str,
+    /// A plain component's functions, each a tool of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FunctionInfo>,
 }
 
 /// What a caller asks for when opening a task.
@@ -105,6 +108,13 @@ pub struct Call {
 pub enum CallInput {
     /// JSON for a tool's `invoke`.
     Tool(String),
+    /// A plain component's function, by name, with a JSON object of its arguments.
+    Function {
+        /// `name` or `interface.name`, as in [`FunctionInfo`].
+        name: String,
+        /// JSON object: parameter name to value.
+        arguments: String,
+    },
     /// Arguments and stdin for a command's `run`.
     Command {
         /// Arguments after the program name.
@@ -118,6 +128,11 @@ impl Call {
     /// A call of a tool component with JSON input.
     pub fn tool(input: impl Into<String>) -> Call {
         Call { input: CallInput::Tool(input.into()), output: None }
+    }
+
+    /// A call of one function of a plain component.
+    pub fn function(name: impl Into<String>, arguments: impl Into<String>) -> Call {
+        Call { input: CallInput::Function { name: name.into(), arguments: arguments.into() }, output: None }
     }
 
     /// A call of a command component.
@@ -302,6 +317,24 @@ impl Runtime {
     /// granted nothing. Commands are described from their manifest.
     pub async fn describe(&self, tool: &Tool) -> Result<ToolInfo, InvokeError> {
         let manifest = &tool.manifest;
+        if tool.component.shape == Shape::Plain {
+            let names: Vec<&str> = tool.component.functions.iter().map(|f| f.name.as_str()).collect();
+            return Ok(ToolInfo {
+                name: manifest.name.clone(),
+                description: format!("{} (exports {})", manifest.purpose, names.join(", ")),
+                input_schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "function": { "type": "string", "enum": names },
+                        "arguments": { "type": "object" }
+                    },
+                    "required": ["function"]
+                }),
+                output_schema: None,
+                shape: Shape::Plain.name(),
+                functions: tool.component.functions.clone(),
+            });
+        }
         let Pre::Tool(pre) = &tool.component.pre else {
             return Ok(ToolInfo {
                 name: manifest.name.clone(),
@@ -316,6 +349,7 @@ impl Runtime {
                 }),
                 output_schema: None,
                 shape: Shape::Command.name(),
+                functions: Vec::new(),
             });
         };
         let grant = Grant::new(
@@ -369,6 +403,7 @@ impl Runtime {
             name: info.name,
             description: info.description,
             shape: Shape::Tool.name(),
+            functions: Vec::new(),
         })
     }
 
@@ -532,9 +567,36 @@ impl Task {
         let component = &self.tool.component;
         // A tool gets JSON; a command gets args and stdin. Checked before
         // anything is spent on the call.
-        let (json, args, stdin) = match (component.shape, call.input) {
-            (Shape::Tool, CallInput::Tool(json)) => (Some(json), Vec::new(), Vec::new()),
-            (Shape::Command, CallInput::Command { args, stdin }) => (None, args, stdin),
+        let (json, args, stdin, function) = match (component.shape, call.input) {
+            (Shape::Tool, CallInput::Tool(json)) => (Some(json), Vec::new(), Vec::new(), None),
+            (Shape::Command, CallInput::Command { args, stdin }) => (None, args, stdin, None),
+            (Shape::Plain, CallInput::Function { name, arguments }) => {
+                let Pre::Plain(_, functions) = &component.pre else { unreachable!("a plain shape has a plain pre") };
+                let Some(function) = functions.iter().find(|f| f.info.name == name) else {
+                    let names: Vec<&str> = functions.iter().map(|f| f.info.name.as_str()).collect();
+                    return Err(InvokeError::WrongShape(format!(
+                        "`{}` has no function `{name}`; it exports: {}",
+                        ids.tool,
+                        names.join(", ")
+                    )));
+                };
+                (Some(arguments), Vec::new(), Vec::new(), Some(function.clone()))
+            }
+            (Shape::Plain, _) => {
+                let names: Vec<&str> = component.functions.iter().map(|f| f.name.as_str()).collect();
+                return Err(InvokeError::WrongShape(format!(
+                    "`{}` is a plain component: call one of its functions ({}) with JSON arguments",
+                    ids.tool,
+                    names.join(", ")
+                )));
+            }
+            (shape, CallInput::Function { .. }) => {
+                return Err(InvokeError::WrongShape(format!(
+                    "`{}` is a {} component: it has no functions to call by name",
+                    ids.tool,
+                    shape.name()
+                )));
+            }
             (Shape::Tool, CallInput::Command { .. }) => {
                 return Err(InvokeError::WrongShape(format!(
                     "`{}` is a tool component: call it with JSON input, not arguments",
@@ -587,6 +649,35 @@ impl Task {
                 build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress, broker)?;
             let classify = |error| classify(error, &meter, &self.engine.settings);
             let result = match (&component.pre, json) {
+                (Pre::Plain(pre, _), Some(arguments)) => {
+                    let function = function.expect("a plain call found its function above");
+                    match plain_arguments(&function, &arguments) {
+                        Err(reason) => {
+                            let error = ToolError::InvalidInput(reason);
+                            meter.take_output(error.to_string().len()).map_err(InvokeError::Limit)?;
+                            CallResult::ToolError(error)
+                        }
+                        Ok(params) => {
+                            let mut results = vec![Val::Bool(false); function.results.len()];
+                            async {
+                                let instance = pre.instantiate_async(&mut store).await?;
+                                let func = instance
+                                    .get_func(&mut store, function.export)
+                                    .ok_or_else(|| wasmtime::Error::msg("the function's export is gone"))?;
+                                func.call_async(&mut store, &params, &mut results).await
+                            }
+                            .await
+                            .map_err(classify)?;
+                            let output = match results.first() {
+                                Some(value) => serde_json::json!({ "result": crate::schema::from_val(value) }),
+                                None => serde_json::json!({}),
+                            }
+                            .to_string();
+                            meter.take_output(output.len()).map_err(InvokeError::Limit)?;
+                            CallResult::Output(output)
+                        }
+                    }
+                }
                 (Pre::Tool(pre), Some(json)) => {
                     let returned = async {
                         let instance = pre.instantiate_async(&mut store).await?;
@@ -744,6 +835,25 @@ impl Drop for Teardown<'_> {
             self.end("cancelled", None, Some("the caller cancelled the call".to_owned()));
         }
     }
+}
+
+/// A plain function's arguments from a JSON object; errors name the parameter.
+fn plain_arguments(function: &PlainFunction, arguments: &str) -> Result<Vec<Val>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(arguments).map_err(|e| format!("arguments are not JSON: {e}"))?;
+    let object = value.as_object().ok_or("arguments must be a JSON object (parameter name to value)")?;
+    if let Some(unknown) = object.keys().find(|k| function.params.iter().all(|(name, _)| name != *k)) {
+        return Err(format!("`{}` has no parameter `{unknown}`", function.info.name));
+    }
+    function
+        .params
+        .iter()
+        .map(|(name, ty)| match object.get(name) {
+            Some(value) => crate::schema::to_val(ty, value, name),
+            None if matches!(ty, wasmtime::component::types::Type::Option(_)) => Ok(Val::Option(None)),
+            None => Err(format!("`{name}` is missing")),
+        })
+        .collect()
 }
 
 /// Runs `work` under the wall-clock limit.

@@ -6,6 +6,8 @@
 pub const PROBE_COMMAND: &str = env!("TOOLCELL_GUEST_PROBE_COMMAND");
 /// toolcell tool that performs one hostile or ordinary action per call.
 pub const PROBE_TOOL: &str = env!("TOOLCELL_GUEST_PROBE_TOOL");
+/// A plain component (no toolcell world) exporting functions over every kind of WIT type.
+pub const PLAIN_CALC: &str = env!("TOOLCELL_GUEST_PLAIN_CALC");
 /// The `word-count` example tool.
 pub const WORD_COUNT: &str = env!("TOOLCELL_GUEST_WORD_COUNT");
 /// The `file-stats` example command.

@@ -21,6 +21,8 @@ pub struct Sources {
 /// One served tool.
 pub struct Entry {
     pub tool: Arc<Tool>,
+    /// For a plain component: which of its functions this tool calls.
+    pub function: Option<String>,
     pub mcp: McpTool,
     /// Whether `structuredContent` goes with results (the output schema is an object).
     pub structured: bool,
@@ -91,19 +93,24 @@ impl Catalog {
         let (files, mut problems) = sources.manifests();
         let mut catalog = Catalog::default();
         for file in files {
-            match Catalog::entry(runtime, &file).await {
-                Ok(entry) => {
-                    let name = entry.mcp.name.to_string();
-                    if let Some(&first) = catalog.by_name.get(&name) {
-                        let other = catalog.entries[first].tool.manifest.component.display().to_string();
-                        problems.push(format!(
-                            "{}: tool name `{name}` is already served (component {other}); skipped",
-                            file.display()
-                        ));
-                        continue;
+            match Catalog::entries(runtime, &file).await {
+                Ok((entries, skipped)) => {
+                    for reason in skipped {
+                        problems.push(format!("{}: function {reason}; not offered", file.display()));
                     }
-                    catalog.by_name.insert(name, catalog.entries.len());
-                    catalog.entries.push(entry);
+                    for entry in entries {
+                        let name = entry.mcp.name.to_string();
+                        if let Some(&first) = catalog.by_name.get(&name) {
+                            let other = catalog.entries[first].tool.manifest.component.display().to_string();
+                            problems.push(format!(
+                                "{}: tool name `{name}` is already served (component {other}); skipped",
+                                file.display()
+                            ));
+                            continue;
+                        }
+                        catalog.by_name.insert(name, catalog.entries.len());
+                        catalog.entries.push(entry);
+                    }
                 }
                 Err(error) => problems.push(format!("{}: {error}", file.display())),
             }
@@ -114,9 +121,31 @@ impl Catalog {
         catalog
     }
 
-    async fn entry(runtime: &Runtime, file: &Path) -> Result<Entry, String> {
+    /// The tools of one manifest: one, or one per function of a plain
+    /// component (named `<tool>.<function>`), and the functions left out.
+    async fn entries(runtime: &Runtime, file: &Path) -> Result<(Vec<Entry>, Vec<String>), String> {
         let manifest = Manifest::load(file).map_err(|e| e.to_string())?;
         let tool = runtime.load_tool(manifest).map_err(|e| e.to_string())?;
+        if tool.component.shape != Shape::Plain {
+            return Ok((vec![Catalog::entry(runtime, tool).await?], Vec::new()));
+        }
+        let entries = tool
+            .component
+            .functions
+            .iter()
+            .map(|function| {
+                let name = format!("{}.{}", tool.manifest.name, function.name);
+                let description = format!("{} — `{}`", tool.manifest.purpose, function.signature);
+                let input = object(&function.input_schema).expect("plain input schemas are objects");
+                let mut mcp = McpTool::new(name, description, Arc::new(input));
+                mcp.output_schema = object(&function.output_schema).map(Arc::new);
+                Entry { tool: tool.clone(), function: Some(function.name.clone()), mcp, structured: true }
+            })
+            .collect();
+        Ok((entries, tool.component.skipped_functions.clone()))
+    }
+
+    async fn entry(runtime: &Runtime, tool: Arc<Tool>) -> Result<Entry, String> {
         let info = runtime.describe(&tool).await.map_err(|e| format!("describe: {e}"))?;
         let mut input = object(&info.input_schema)
             .ok_or("the tool's input schema is not a JSON object; MCP needs one".to_owned())?;
@@ -134,12 +163,14 @@ impl Catalog {
         let name = tool.manifest.name.clone();
         let description = match tool.component.shape {
             Shape::Command => format!("{} (a WASI command: give `args` and optional `stdin`)", tool.manifest.purpose),
-            Shape::Tool => info.description.clone(),
+            Shape::Tool | Shape::Plain => info.description.clone(),
         };
         let mut mcp = McpTool::new(name, description, Arc::new(input));
         // MCP's structured output must be an object; anything else goes as text only.
         let output = match tool.component.shape {
-            Shape::Tool => info.output_schema.as_ref().filter(|s| s["type"] == "object").and_then(object),
+            Shape::Tool | Shape::Plain => {
+                info.output_schema.as_ref().filter(|s| s["type"] == "object").and_then(object)
+            }
             Shape::Command => object(&serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -152,7 +183,7 @@ impl Catalog {
         };
         let structured = output.is_some();
         mcp.output_schema = output.map(Arc::new);
-        Ok(Entry { tool, mcp, structured })
+        Ok(Entry { tool, function: None, mcp, structured })
     }
 
     pub fn tools(&self) -> Vec<McpTool> {

@@ -223,6 +223,7 @@ impl ServerHandler for Server {
         };
         let arguments = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
         let call = match tool.component.shape {
+            Shape::Plain => Call::function(entry.function.clone().unwrap_or_default(), arguments.to_string()),
             Shape::Tool => Call::tool(arguments.to_string()),
             Shape::Command => match command_input(&arguments) {
                 Ok((args, stdin)) => Call::command(args, stdin),
