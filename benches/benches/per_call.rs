@@ -40,31 +40,7 @@ struct Floor {
     wasi: WasiCtx,
     table: ResourceTable,
     http: wasmtime_wasi_http::WasiHttpCtx,
-    hooks: NoEgress,
-}
-
-/// The floor links wasi:http like toolcell does, and sends nothing.
-struct NoEgress;
-
-impl wasmtime_wasi_http::WasiHttpHooks for NoEgress {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _errors: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)))
-    }
+    hooks: toolcell_runtime::NoEgress,
 }
 
 impl wasmtime_wasi_http::WasiHttpView for Floor {
@@ -84,7 +60,7 @@ fn floor_store(engine: &wasmtime::Engine) -> Store<Floor> {
         wasi: WasiCtxBuilder::new().build(),
         table: ResourceTable::new(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        hooks: NoEgress,
+        hooks: toolcell_runtime::NoEgress,
     };
     let mut store = Store::new(engine, floor);
     // The engine interrupts on epochs; the floor never wants to be interrupted.

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod exit;
 mod grants;
 mod jwks;
@@ -49,6 +50,8 @@ enum Command {
     Jwks(jwks::JwksArgs),
     /// Serve the tools over MCP (stdio, or streamable HTTP with --http).
     Serve(serve::ServeArgs),
+    /// Measure a tool's calls against the bare engine floor (p50, p99, ratio, throughput, RSS).
+    Bench(bench::BenchArgs),
     /// Work with manifests.
     Policy {
         #[command(subcommand)]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
             Command::Describe(args) => run::describe(args, cli.config.as_deref()).await,
+            Command::Bench(args) => bench::run(args, cli.config.as_deref()).await,
             Command::Jwks(args) => jwks::run(args, cli.config.as_deref()),
             Command::New(args) => new::run(args),
             Command::Serve(args) => serve::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,

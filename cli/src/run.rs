@@ -106,7 +106,7 @@ fn state_dir() -> Option<PathBuf> {
     Some(state.join("toolcell"))
 }
 
-fn manifest_or_component(manifest: Option<&Path>, component: Option<&Path>) -> Result<(Manifest, bool)> {
+pub fn manifest_or_component(manifest: Option<&Path>, component: Option<&Path>) -> Result<(Manifest, bool)> {
     match (manifest, component) {
         (Some(_), Some(component)) => bail!(
             "give a component or a manifest, not both (the manifest names its component; got `{}` too)",

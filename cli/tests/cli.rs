@@ -350,3 +350,53 @@ fn allow_http_grants_egress_ad_hoc() {
     let out = cli.run(&["run", "--allow-http", "ftp://x/", guests::PROBE_COMMAND]);
     assert_code(&out, 2);
 }
+
+#[test]
+fn bench_reports_the_floor_toolcell_and_their_ratio_as_json() {
+    let cli = Cli::new();
+    let out = cli.run(&[
+        "bench",
+        guests::WORD_COUNT,
+        "--input",
+        r#"{"text":"a b"}"#,
+        "--calls",
+        "20",
+        "--concurrency",
+        "2",
+        "--json",
+    ]);
+    assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "floor_p50_us",
+        "floor_p99_us",
+        "toolcell_p50_us",
+        "toolcell_p99_us",
+        "ratio_p50",
+        "ratio_p99",
+        "calls_per_s",
+        "peak_rss_bytes",
+    ] {
+        assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {report}");
+    }
+    // A call that fails leaves nothing to measure, and says so.
+    let out = cli.run(&["bench", guests::WORD_COUNT, "--input", "{}", "--calls", "5"]);
+    assert_code(&out, 125);
+    assert!(text(&out.stderr).contains("does not succeed on this input"), "{}", text(&out.stderr));
+    // A command with a granted directory: its floor gets the same directory.
+    let manifest = cli.state.path().join("file-stats.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[tool]\nname = \"file-stats\"\nowner = \"t\"\npurpose = \"p\"\nreview_by = 2099-01-01\n\
+             component = \"{}\"\n[[filesystem]]\nhost = \"{}\"\nguest = \"/docs\"\n",
+            guests::FILE_STATS,
+            repo().join("examples/sample-docs").display()
+        ),
+    )
+    .unwrap();
+    let out = cli.run(&["bench", "--manifest", manifest.to_str().unwrap(), "--calls", "5", "--json", "--", "/docs"]);
+    assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tool"], "file-stats");
+}

@@ -139,6 +139,8 @@ pub struct LoadedComponent {
     /// A plain component's functions that cannot be offered, each with why.
     pub skipped_functions: Vec<String>,
     pub(crate) pre: Pre,
+    /// The compiled component, for the bare-engine floor of `toolcell bench`.
+    pub(crate) component: Component,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -241,6 +243,7 @@ impl ToolEngine {
         let link_error =
             |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let compiled = component.clone();
         let mut functions = Vec::new();
         let mut skipped_functions = Vec::new();
         let pre = match shape {
@@ -267,7 +270,15 @@ impl ToolEngine {
                 })?)
             }
         };
-        Ok(LoadedComponent { path: path.to_owned(), sha256, shape, functions, skipped_functions, pre })
+        Ok(LoadedComponent {
+            path: path.to_owned(),
+            sha256,
+            shape,
+            functions,
+            skipped_functions,
+            pre,
+            component: compiled,
+        })
     }
 
     fn compile_cached(&self, path: &Path, bytes: &[u8], sha256: &[u8; 32]) -> Result<Component, LoadError> {

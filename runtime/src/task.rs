@@ -838,7 +838,7 @@ impl Drop for Teardown<'_> {
 }
 
 /// A plain function's arguments from a JSON object; errors name the parameter.
-fn plain_arguments(function: &PlainFunction, arguments: &str) -> Result<Vec<Val>, String> {
+pub(crate) fn plain_arguments(function: &PlainFunction, arguments: &str) -> Result<Vec<Val>, String> {
     let value: serde_json::Value =
         serde_json::from_str(arguments).map_err(|e| format!("arguments are not JSON: {e}"))?;
     let object = value.as_object().ok_or("arguments must be a JSON object (parameter name to value)")?;
