@@ -2,6 +2,8 @@
 //!
 //! - `issuer/mint+revoke`: the built-in issuer signs one RFC 9068 token and
 //!   deny-lists it — the work of the `issuer` provider alone.
+//! - `call/floor`: the probe tool on the bare engine floor (fresh store,
+//!   empty WASI context, `invoke`, drop), echoing its input.
 //! - `call/no-credential`: one `Task::invoke` of the probe tool that acquires nothing.
 //! - `call/issuer-credential`: the same tool acquiring an issuer credential:
 //!   mint, the guest's handle and methods, revocation at teardown, and four
@@ -15,7 +17,9 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolcell_runtime::credentials::issuer::MintRequest;
 use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
-use toolcell_runtime::{Call, EngineSettings, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan, ToolEngine};
+use toolcell_runtime::{
+    Call, EngineSettings, FloorState, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan, ToolEngine,
+};
 use toolcell_test_guests as guests;
 
 fn credentials(c: &mut Criterion) {
@@ -64,6 +68,22 @@ fn credentials(c: &mut Criterion) {
     let journaled_task = journaled.open_task(&journaled_tool, TaskRequest::new("bench", day)).unwrap();
     const ECHO: &str = r#"{"action":"echo"}"#;
     const ACQUIRE: &str = r#"{"action":"acquire","name":"api"}"#;
+    // The floor: the same component and engine, nothing of toolcell around it.
+    let linker = toolcell_runtime::floor_linker::<FloorState>(runtime.engine()).unwrap();
+    let component = wasmtime::component::Component::from_file(runtime.engine().wasmtime(), guests::PROBE_TOOL).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let invoke = component.get_export_index(None, "invoke").unwrap();
+    group.bench_function("call/floor", |b| {
+        b.to_async(&rt).iter(|| async {
+            let state = FloorState::new(wasmtime_wasi::WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress);
+            let mut store = wasmtime::Store::new(runtime.engine().wasmtime(), state);
+            store.set_epoch_deadline(u64::MAX / 2);
+            let instance = pre.instantiate_async(&mut store).await.unwrap();
+            let func = instance.get_func(&mut store, invoke).unwrap();
+            let mut results = vec![wasmtime::component::Val::Bool(false)];
+            func.call_async(&mut store, &[wasmtime::component::Val::String(ECHO.into())], &mut results).await.unwrap();
+        })
+    });
     group.bench_function("call/no-credential", |b| {
         b.to_async(&rt).iter(|| async { assert!(task.invoke(Call::tool(ECHO)).await.unwrap().succeeded()) })
     });

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolcell_runtime::{
-    Call, DirGrant, DirMode, EngineSettings, Manifest, Runtime, RuntimeConfig, TaskRequest, ToolEngine,
+    Call, DirGrant, DirMode, EngineSettings, FloorState, Manifest, Runtime, RuntimeConfig, TaskRequest, ToolEngine,
 };
 use toolcell_test_guests as guests;
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::Component;
+use wasmtime_wasi::WasiCtxBuilder;
 
 // The same typed bindings toolcell uses, so the floor makes the same call.
 wasmtime::component::bindgen!({
@@ -36,33 +36,8 @@ wasmtime::component::bindgen!({
 
 const INPUT: &str = r#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
 
-struct Floor {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    http: wasmtime_wasi_http::WasiHttpCtx,
-    hooks: toolcell_runtime::NoEgress,
-}
-
-impl wasmtime_wasi_http::WasiHttpView for Floor {
-    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        wasmtime_wasi_http::WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
-    }
-}
-
-impl WasiView for Floor {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-fn floor_store(engine: &wasmtime::Engine) -> Store<Floor> {
-    let floor = Floor {
-        wasi: WasiCtxBuilder::new().build(),
-        table: ResourceTable::new(),
-        http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        hooks: toolcell_runtime::NoEgress,
-    };
-    let mut store = Store::new(engine, floor);
+fn floor_store(engine: &wasmtime::Engine) -> Store<FloorState> {
+    let mut store = Store::new(engine, FloorState::new(WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress));
     // The engine interrupts on epochs; the floor never wants to be interrupted.
     store.set_epoch_deadline(u64::MAX / 2);
     store
@@ -78,11 +53,7 @@ fn per_call(c: &mut Criterion) {
     // The floor: the same engine, a linker with WASI and wasi:http.
     let wasm = engine.wasmtime();
     let component = Component::from_file(wasm, guests::WORD_COUNT).unwrap();
-    let mut linker: Linker<Floor> = Linker::new(wasm);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-    // word-count never logs; the import still has to be there.
-    linker.instance("toolcell:tool/log@0.1.0").unwrap().func_new("log", |_, _, _, _| Ok(())).unwrap();
+    let linker = toolcell_runtime::floor_linker::<FloorState>(&engine).unwrap();
     let pre = ToolPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
 
     let empty = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();

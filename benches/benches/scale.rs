@@ -44,7 +44,9 @@ fn scale(c: &mut Criterion) {
         let before = resident_bytes();
         let mut tasks = Vec::new();
         for _ in 0..1000 {
-            tasks.push(Arc::new(runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(3600))).unwrap()));
+            tasks.push(Arc::new(
+                runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(3600))).unwrap(),
+            ));
         }
         let calls: Vec<_> = tasks
             .iter()
@@ -80,7 +82,8 @@ fn scale(c: &mut Criterion) {
                 async move {
                     let calls: Vec<_> = (0..n)
                         .map(|_| {
-                            let task = runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(60))).unwrap();
+                            let task =
+                                runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(60))).unwrap();
                             tokio::spawn(async move {
                                 let ok = task.invoke(Call::tool(INPUT)).await.unwrap().succeeded();
                                 task.close().await;

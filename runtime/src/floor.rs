@@ -20,11 +20,26 @@ use crate::error::LoadError;
 use crate::grant::Grant;
 use crate::task::{CallInput, Tool};
 
-struct FloorState {
+/// The data of a floor's store: an empty (or given) WASI context and
+/// `wasi:http` with hooks `H` — [`NoEgress`] unless a bench sends requests.
+pub struct FloorState<H = NoEgress> {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
-    hooks: NoEgress,
+    hooks: H,
+}
+
+impl<H> std::fmt::Debug for FloorState<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloorState").finish_non_exhaustive()
+    }
+}
+
+impl<H> FloorState<H> {
+    /// A floor store's data with `wasi` and `hooks`.
+    pub fn new(wasi: WasiCtx, hooks: H) -> FloorState<H> {
+        FloorState { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks }
+    }
 }
 
 /// `wasi:http` hooks that send nothing: the floor links wasi:http as toolcell
@@ -55,13 +70,13 @@ impl WasiHttpHooks for NoEgress {
     }
 }
 
-impl WasiHttpView for FloorState {
+impl<H: WasiHttpHooks + Send + 'static> WasiHttpView for FloorState<H> {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
     }
 }
 
-impl WasiView for FloorState {
+impl<H: Send + 'static> WasiView for FloorState<H> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
@@ -70,7 +85,20 @@ impl WasiView for FloorState {
 /// The host type behind the floor's `credential` handles (never created).
 struct NoCredential;
 
-fn stub_toolcell_imports(linker: &mut Linker<FloorState>) -> wasmtime::Result<()> {
+/// A linker for a floor: WASI 0.2 and `wasi:http` as toolcell links them,
+/// with toolcell's own imports stubbed (logging does nothing, credentials
+/// trap). Benches with their own floor state use it too.
+pub fn floor_linker<T: WasiView + WasiHttpView + 'static>(engine: &ToolEngine) -> wasmtime::Result<Linker<T>> {
+    let mut linker: Linker<T> = Linker::new(&engine.engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // (`define_unknown_imports_as_traps` would also redefine the WASI
+    // interfaces a component imports at another 0.2.x version, and fail.)
+    stub_toolcell_imports(&mut linker)?;
+    Ok(linker)
+}
+
+fn stub_toolcell_imports<T: 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.instance("toolcell:tool/log@0.1.0")?.func_new("log", |_, _, _, _| Ok(()))?;
     let mut credentials = linker.instance("toolcell:tool/credentials@0.1.0")?;
     credentials.resource("credential", wasmtime::component::ResourceType::host::<NoCredential>(), |_, _| Ok(()))?;
@@ -121,13 +149,7 @@ impl Floor {
         let component = &tool.component.component;
         let path = tool.component.path.clone();
         let link = |error: wasmtime::Error| LoadError::Imports { path: path.clone(), reason: format!("{error:#}") };
-        let mut linker: Linker<FloorState> = Linker::new(&engine.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        // toolcell's own imports: logging does nothing, credentials trap.
-        // (`define_unknown_imports_as_traps` would also redefine the WASI
-        // interfaces a component imports at another 0.2.x version, and fail.)
-        stub_toolcell_imports(&mut linker).map_err(link)?;
+        let linker = floor_linker::<FloorState>(engine).map_err(link)?;
         let pre = linker.instantiate_pre(component).map_err(link)?;
         let missing = |what: String| LoadError::UnsupportedShape { path: path.clone(), exports: what };
         let mut plain = None;

@@ -46,7 +46,7 @@ pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;
 pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
-pub use floor::{Floor, NoEgress};
+pub use floor::{Floor, FloorState, NoEgress, floor_linker};
 pub use grant::{
     CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,
     limits_table,
