@@ -62,7 +62,7 @@ fn mcp(c: &mut Criterion) {
             assert!(line.contains(r#"\"words\":2"#), "{line}");
         })
     });
-    drop(exchange);
+    // Closing stdin ends the server.
     drop(stdin);
     let _ = server.wait();
 }
