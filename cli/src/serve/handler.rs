@@ -171,7 +171,10 @@ impl ServerHandler for Server {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.state.peers.lock().unwrap_or_else(|p| p.into_inner()).push(context.peer);
+        let mut peers = self.state.peers.lock().unwrap_or_else(|p| p.into_inner());
+        // Clients that went away are forgotten here, so the list stays as long as the live ones.
+        peers.retain(|peer| !peer.is_transport_closed());
+        peers.push(context.peer);
     }
 
     async fn list_tools(
