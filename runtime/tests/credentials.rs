@@ -64,10 +64,25 @@ fn inject_into(rule_url: &str, header: &str, format: &str) -> Exposure {
     Exposure::Inject(Injection { egress: vec![rule_url.into()], header: header.into(), format: format.into() })
 }
 
+/// The egress rule credentials are bound to: everything on api.test.
+fn api_rule(port: u16) -> String {
+    format!("http://api.test:{port}/*")
+}
+
+/// A credential injected as `Authorization: Bearer` into requests to api.test.
+fn bearer(port: u16, name: &str, provider: ProviderKind, scopes: &[&str]) -> CredentialSpec {
+    spec(name, provider, scopes, inject_into(&api_rule(port), "authorization", "Bearer {token}"))
+}
+
+/// The probe tool's GET of `url`.
+fn get(url: &str) -> Call {
+    Call::tool(serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string())
+}
+
 /// The probe tool granted `credentials`, and GET on api.test and other.test.
 fn probe(port: u16, credentials: Vec<CredentialSpec>) -> Manifest {
     let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
-    manifest.egress = vec![rule(&format!("http://api.test:{port}/*")), rule(&format!("http://other.test:{port}/*"))];
+    manifest.egress = vec![rule(&api_rule(port)), rule(&format!("http://other.test:{port}/*"))];
     manifest.credentials = credentials;
     manifest.limits.timeout = secs(20);
     manifest
@@ -93,22 +108,11 @@ async fn an_injected_issuer_token_reaches_the_bound_host_only_and_dies_at_teardo
     let server = TestServer::start(None).await;
     let port = server.port;
     let h = harness(ProviderConfig::default());
-    let bound = format!("http://api.test:{port}/*");
-    let manifest = probe(
-        port,
-        vec![spec(
-            "api",
-            ProviderKind::Issuer,
-            &["repo:read", "issues:write"],
-            inject_into(&bound, "authorization", "Bearer {token}"),
-        )],
-    );
-    let call =
-        |url: String| Call::tool(serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string());
+    let manifest = probe(port, vec![bearer(port, "api", ProviderKind::Issuer, &["repo:read", "issues:write"])]);
     let tool = h.load(manifest);
     let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
 
-    let report = task.invoke(call(format!("http://api.test:{port}/ok"))).await.unwrap();
+    let report = task.invoke(get(&format!("http://api.test:{port}/ok"))).await.unwrap();
     assert_eq!(output(&report)["status"], 200);
     let seen = server.seen();
     let header = seen[0].header("authorization").expect("the bound host gets the credential").to_owned();
@@ -124,7 +128,7 @@ async fn an_injected_issuer_token_reaches_the_bound_host_only_and_dies_at_teardo
     assert_eq!(h.runtime.verify_token(&token, AUDIENCE), Err(VerifyError::Revoked(claims.jti.clone())));
 
     // Another granted origin never gets it; neither does the same host on a second call without a new mint.
-    let report = task.invoke(call(format!("http://other.test:{port}/ok"))).await.unwrap();
+    let report = task.invoke(get(&format!("http://other.test:{port}/ok"))).await.unwrap();
     assert_eq!(output(&report)["status"], 200);
     assert_eq!(server.seen()[1].header("authorization"), None);
     task.close().await;
@@ -148,11 +152,7 @@ async fn nothing_is_minted_until_a_credential_is_used() {
     let server = TestServer::start(None).await;
     let port = server.port;
     let h = harness(ProviderConfig::default());
-    let bound = format!("http://api.test:{port}/*");
-    let manifest = probe(
-        port,
-        vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))],
-    );
+    let manifest = probe(port, vec![bearer(port, "api", ProviderKind::Issuer, &["a"])]);
     let report = h.call(manifest, Call::tool(r#"{"action":"echo"}"#)).await.unwrap();
     assert!(report.succeeded());
     assert!(events_of(&h.audit_events(), "credential_minted").is_empty());
@@ -163,10 +163,9 @@ async fn the_guest_cannot_set_or_see_an_injected_credential() {
     let server = TestServer::start(None).await;
     let port = server.port;
     let h = harness(ProviderConfig::default());
-    let bound = format!("http://api.test:{port}/*");
     // A custom header: the guest's own attempt to set it is stripped too.
-    let manifest =
-        probe(port, vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "X-Api-Key", "key={token}"))]);
+    let api = spec("api", ProviderKind::Issuer, &["a"], inject_into(&api_rule(port), "X-Api-Key", "key={token}"));
+    let manifest = probe(port, vec![api]);
     let forge = serde_json::json!({
         "action": "http", "method": "GET", "url": format!("http://api.test:{port}/echo-headers"),
         "headers": ["x-api-key: forged", "authorization: Bearer forged"],
@@ -202,23 +201,13 @@ async fn a_redirect_to_another_origin_does_not_carry_the_credential() {
     let server = TestServer::start(None).await;
     let port = server.port;
     let h = harness(ProviderConfig::default());
-    let bound = format!("http://api.test:{port}/*");
-    let manifest = probe(
-        port,
-        vec![spec("api", ProviderKind::Issuer, &["a"], inject_into(&bound, "authorization", "Bearer {token}"))],
-    );
+    let manifest = probe(port, vec![bearer(port, "api", ProviderKind::Issuer, &["a"])]);
     let elsewhere = format!("http://other.test:{port}/ok");
     let url = format!("http://api.test:{port}/redirect?to={elsewhere}");
-    let report = h
-        .call(manifest.clone(), Call::tool(serde_json::json!({"action":"http","method":"GET","url":url}).to_string()))
-        .await
-        .unwrap();
+    let report = h.call(manifest.clone(), get(&url)).await.unwrap();
     // Not followed by the host; the guest's follow-up is a new request to another origin.
     assert_eq!(output(&report)["status"], 302);
-    let report = h
-        .call(manifest, Call::tool(serde_json::json!({"action":"http","method":"GET","url":elsewhere}).to_string()))
-        .await
-        .unwrap();
+    let report = h.call(manifest, get(&elsewhere)).await.unwrap();
     assert_eq!(output(&report)["status"], 200);
     let seen = server.seen();
     assert_eq!(seen.len(), 2);
@@ -319,11 +308,8 @@ async fn a_static_secret_is_injected_never_revealed_and_never_logged() {
         statics: vec![StaticSecret { audience: AUDIENCE.into(), secret: SecretSource::File(secret_file) }],
         ..ProviderConfig::default()
     });
-    let bound = format!("http://api.test:{port}/*");
-    let manifest = probe(
-        port,
-        vec![spec("root", ProviderKind::Static, &[], inject_into(&bound, "authorization", "token {token}"))],
-    );
+    let root = spec("root", ProviderKind::Static, &[], inject_into(&api_rule(port), "authorization", "token {token}"));
+    let manifest = probe(port, vec![root]);
     let snoop = serde_json::json!({ "action": "snoop", "name": "root", "url": format!("http://api.test:{port}/ok") });
     let report = h.call(manifest, Call::tool(snoop.to_string())).await.unwrap();
     assert_eq!(server.seen()[0].header("authorization"), Some(format!("token {secret}").as_str()));
@@ -368,13 +354,8 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
         }),
         ..ProviderConfig::default()
     });
-    let bound = format!("http://api.test:{port}/*");
-    let mut cert = spec("cert", ProviderKind::Openbao, &["tool-pki"], Exposure::Reveal);
-    cert.audience = AUDIENCE.into();
-    let mut injected =
-        spec("api", ProviderKind::Openbao, &["tool-pki"], inject_into(&bound, "authorization", "Bearer {token}"));
-    injected.audience = AUDIENCE.into();
-    let manifest = probe(port, vec![cert, injected]);
+    let cert = spec("cert", ProviderKind::Openbao, &["tool-pki"], Exposure::Reveal);
+    let manifest = probe(port, vec![cert, bearer(port, "api", ProviderKind::Openbao, &["tool-pki"])]);
 
     let report = h.call(manifest.clone(), Call::tool(r#"{"action":"acquire","name":"cert"}"#)).await.unwrap();
     match &report.result {
@@ -385,11 +366,7 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
         other => panic!("expected the tool to get an error value: {other:?}"),
     }
     // A request through a bound rule is stopped before it leaves.
-    let url = format!("http://api.test:{port}/ok");
-    let report = h
-        .call(manifest, Call::tool(serde_json::json!({"action":"http","method":"GET","url":url}).to_string()))
-        .await
-        .unwrap();
+    let report = h.call(manifest, get(&format!("http://api.test:{port}/ok"))).await.unwrap();
     assert!(
         matches!(&report.result, CallResult::ToolError(ToolError::Upstream(m)) if m.contains("credential `api`")),
         "{:?}",
