@@ -173,22 +173,31 @@ impl OpenBao {
     /// Revokes one lease now. A lease OpenBao no longer knows is already gone.
     pub(crate) async fn revoke_lease(&self, lease_id: &str) -> Result<(), String> {
         let body = serde_json::json!({ "lease_id": lease_id });
-        let answer = self.call(http::Method::PUT, "sys/leases/revoke", &self.runtime_token()?, body).await?;
-        match answer.status {
-            200 | 204 => Ok(()),
-            400 if answer.error_text().contains("invalid lease") => Ok(()),
-            _ => Err(format!("revoking lease {lease_id}: {}", answer.error_text())),
-        }
+        self.revoke(http::Method::PUT, "sys/leases/revoke", body, "invalid lease", &format!("lease {lease_id}")).await
     }
 
     /// Revokes a child token by its accessor, and with it every lease under it.
     pub(crate) async fn revoke_token(&self, accessor: &str) -> Result<(), String> {
         let body = serde_json::json!({ "accessor": accessor });
-        let answer = self.call(http::Method::POST, "auth/token/revoke-accessor", &self.runtime_token()?, body).await?;
+        let what = format!("the task token (accessor {accessor})");
+        self.revoke(http::Method::POST, "auth/token/revoke-accessor", body, "invalid accessor", &what).await
+    }
+
+    /// One revocation with the runtime's token. OpenBao answers 400 with
+    /// `gone` for something it no longer knows: that is revoked already.
+    async fn revoke(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: serde_json::Value,
+        gone: &str,
+        what: &str,
+    ) -> Result<(), String> {
+        let answer = self.call(method, path, &self.runtime_token()?, body).await?;
         match answer.status {
             200 | 204 => Ok(()),
-            400 if answer.error_text().contains("invalid accessor") => Ok(()),
-            _ => Err(format!("revoking the task token (accessor {accessor}): {}", answer.error_text())),
+            400 if answer.error_text().contains(gone) => Ok(()),
+            _ => Err(format!("revoking {what}: {}", answer.error_text())),
         }
     }
 }
