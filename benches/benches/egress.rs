@@ -47,25 +47,13 @@ async fn server() -> u16 {
 /// The floor's wasi:http: straight to the request's authority, unchecked.
 struct Unchecked;
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                ),
-                wasmtime_wasi_http::Error,
-            >,
-        > + Send,
->;
-
 impl WasiHttpHooks for Unchecked {
     fn send_request(
         &mut self,
         mut request: http::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _errors: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> ResponseFuture {
+    ) -> toolcell_runtime::SendRequestFuture {
         Box::new(async move {
             fn failed(e: &dyn std::fmt::Display) -> wasmtime_wasi_http::Error {
                 wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use toolcell_runtime::{Call, CallInput, CallResult, Floor, Runtime, Shape, TaskRequest};
+use toolcell_runtime::{Call, CallInput, CallResult, Floor, Shape, TaskRequest};
 
-use crate::run::{manifest_or_component, runtime_config};
+use crate::run::{manifest_or_component, traceless_runtime};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -66,10 +66,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
         bail!("--calls and --concurrency must be at least 1");
     }
     let (manifest, _) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
-    let mut config = runtime_config(config, None)?;
-    config.audit_log = None;
-    config.lease_journal = None;
-    let runtime = Runtime::new(config)?;
+    let runtime = traceless_runtime(config)?;
     let tool = runtime.load_tool(manifest)?;
     let input = match tool.component.shape {
         Shape::Tool => CallInput::Tool(args.input.clone()),

@@ -98,6 +98,16 @@ pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result
     Ok(config)
 }
 
+/// A runtime that leaves no trail: audit events go to tracing only and no
+/// lease journal is kept (or adopted). For commands that inspect or measure
+/// a tool rather than serve an agent: `describe` and `bench`.
+pub fn traceless_runtime(config: Option<&Path>) -> Result<Runtime> {
+    let mut config = runtime_config(config, None)?;
+    config.audit_log = None;
+    config.lease_journal = None;
+    Ok(Runtime::new(config)?)
+}
+
 /// `$XDG_STATE_HOME/toolcell`, or `~/.local/state/toolcell`.
 fn state_dir() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
@@ -267,10 +277,7 @@ pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitC
     let (manifest, _) = manifest_or_component(args.manifest.as_deref(), args.component.as_deref())?;
     // Describing runs the tool's `describe` with nothing granted: nothing to
     // audit and no credentials, so no journal to adopt.
-    let mut config = runtime_config(config, None)?;
-    config.audit_log = None;
-    config.lease_journal = None;
-    let runtime = Runtime::new(config)?;
+    let runtime = traceless_runtime(config)?;
     let tool = runtime.load_tool(manifest)?;
     let info = match runtime.describe(&tool).await {
         Ok(info) => info,

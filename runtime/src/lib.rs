@@ -40,7 +40,7 @@ mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
 pub use caps::egress_rules::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
-pub use caps::http::{Resolver, StaticResolver, SystemResolver};
+pub use caps::http::{Resolver, SendRequestFuture, StaticResolver, SystemResolver};
 pub use caps::net::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::RuntimeConfig;

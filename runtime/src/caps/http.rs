@@ -172,7 +172,9 @@ impl EgressHooks {
     }
 }
 
-type ResponseFuture = Box<
+/// What `WasiHttpHooks::send_request` returns: the response head, and the
+/// future that drives the rest of the connection.
+pub type SendRequestFuture = Box<
     dyn Future<
             Output = Result<
                 (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
@@ -196,7 +198,7 @@ impl WasiHttpHooks for EgressHooks {
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ) -> ResponseFuture {
+    ) -> SendRequestFuture {
         let started = Instant::now();
         let method = request.method().as_str().to_owned();
         let uri = request.uri().clone();
