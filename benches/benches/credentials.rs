@@ -75,9 +75,8 @@ fn credentials(c: &mut Criterion) {
     let invoke = component.get_export_index(None, "invoke").unwrap();
     group.bench_function("call/floor", |b| {
         b.to_async(&rt).iter(|| async {
-            let state = FloorState::new(wasmtime_wasi::WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress);
-            let mut store = wasmtime::Store::new(runtime.engine().wasmtime(), state);
-            store.set_epoch_deadline(u64::MAX / 2);
+            let mut store = FloorState::new(wasmtime_wasi::WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress)
+                .into_store(runtime.engine());
             let instance = pre.instantiate_async(&mut store).await.unwrap();
             let func = instance.get_func(&mut store, invoke).unwrap();
             let mut results = vec![wasmtime::component::Val::Bool(false)];

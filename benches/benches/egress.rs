@@ -19,7 +19,6 @@ use toolcell_runtime::{
     ToolEngine, floor_linker,
 };
 use toolcell_test_guests as guests;
-use wasmtime::Store;
 use wasmtime::component::Val;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpHooks;
@@ -102,9 +101,7 @@ fn egress(c: &mut Criterion) {
     let mut group = c.benchmark_group("one loopback GET");
     group.bench_function("floor (unchecked)", |b| {
         b.to_async(&rt).iter(|| async {
-            let state = FloorState::new(WasiCtxBuilder::new().build(), Unchecked);
-            let mut store = Store::new(engine.wasmtime(), state);
-            store.set_epoch_deadline(u64::MAX / 2);
+            let mut store = FloorState::new(WasiCtxBuilder::new().build(), Unchecked).into_store(&engine);
             let instance = pre.instantiate_async(&mut store).await.unwrap();
             let func = instance.get_func(&mut store, invoke).unwrap();
             let mut results = vec![Val::Bool(false)];

@@ -36,11 +36,8 @@ wasmtime::component::bindgen!({
 
 const INPUT: &str = r#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
 
-fn floor_store(engine: &wasmtime::Engine) -> Store<FloorState> {
-    let mut store = Store::new(engine, FloorState::new(WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress));
-    // The engine interrupts on epochs; the floor never wants to be interrupted.
-    store.set_epoch_deadline(u64::MAX / 2);
-    store
+fn floor_store(engine: &ToolEngine) -> Store<FloorState> {
+    FloorState::new(WasiCtxBuilder::new().build(), toolcell_runtime::NoEgress).into_store(engine)
 }
 
 fn per_call(c: &mut Criterion) {
@@ -68,7 +65,7 @@ fn per_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("word-count call");
     group.bench_function("floor", |b| {
         b.to_async(&rt).iter(|| async {
-            let mut store = floor_store(wasm);
+            let mut store = floor_store(&engine);
             let tool = pre.instantiate_async(&mut store).await.unwrap();
             tool.call_invoke(&mut store, INPUT).await.unwrap().unwrap();
         })
@@ -80,7 +77,7 @@ fn per_call(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async { assert!(task_dir.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
     });
     group.bench_function("warm-instance", |b| {
-        let mut store = floor_store(wasm);
+        let mut store = floor_store(&engine);
         let tool = Arc::new(rt.block_on(pre.instantiate_async(&mut store)).unwrap());
         let store = Arc::new(tokio::sync::Mutex::new(store));
         b.to_async(&rt).iter(|| {

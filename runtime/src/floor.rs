@@ -41,6 +41,14 @@ impl<H> FloorState<H> {
     pub fn new(wasi: WasiCtx, hooks: H) -> FloorState<H> {
         FloorState { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks }
     }
+
+    /// A fresh store on `engine` holding this state, never interrupted: the
+    /// engine interrupts on epochs, and the floor has no CPU limit.
+    pub fn into_store(self, engine: &ToolEngine) -> Store<FloorState<H>> {
+        let mut store = Store::new(&engine.engine, self);
+        store.set_epoch_deadline(u64::MAX / 2);
+        store
+    }
 }
 
 /// `wasi:http` hooks that send nothing: the floor links wasi:http as toolcell
@@ -198,11 +206,7 @@ impl Floor {
                 crate::task::plain_arguments(function, arguments)?
             }
         };
-        let state =
-            FloorState { wasi: wasi.build(), table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: NoEgress };
-        let mut store = Store::new(&self.engine.engine, state);
-        // The engine interrupts on epochs; the floor never wants to be interrupted.
-        store.set_epoch_deadline(u64::MAX / 2);
+        let mut store = FloorState::new(wasi.build(), NoEgress).into_store(&self.engine);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| format!("{e:#}"))?;
         let func = instance.get_func(&mut store, self.target).ok_or("the export is gone")?;
         let mut results = vec![Val::Bool(false); self.results];
