@@ -364,6 +364,7 @@ impl Runtime {
             },
             &Narrowing::default(),
         )
+        .map(Arc::new)
         .map_err(|error| InvokeError::Host(error.to_string()))?;
         let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
         let meter = Arc::new(Meter::new(grant.limits.max_output));
@@ -379,10 +380,20 @@ impl Runtime {
                 request: None,
             };
             let deadline = Instant::now() + grant.limits.timeout.0;
-            let broker =
-                Arc::new(Broker::granting_nothing(self.providers.clone(), audit.clone(), ids.invocation.clone()));
-            let egress =
-                EgressHooks::new(&grant, self.network.clone(), audit, ids.invocation.clone(), deadline, broker.clone());
+            let broker = Arc::new(Broker::granting_nothing(
+                self.providers.clone(),
+                grant.clone(),
+                audit.clone(),
+                ids.invocation.clone(),
+            ));
+            let egress = EgressHooks::new(
+                grant.clone(),
+                self.network.clone(),
+                audit,
+                ids.invocation.clone(),
+                deadline,
+                broker.clone(),
+            );
             let mut store =
                 build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress, broker)?;
             let info: WitToolInfo = async {
@@ -538,7 +549,7 @@ impl Task {
         let broker = Arc::new(Broker::new(
             self.providers.clone(),
             self.credentials.clone(),
-            &self.grant.credentials,
+            self.grant.clone(),
             ids.invocation.clone(),
             SystemTime::now() + timeout,
         ));
@@ -638,7 +649,7 @@ impl Task {
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
             let egress = EgressHooks::new(
-                &self.grant,
+                self.grant.clone(),
                 self.network.clone(),
                 self.scope(),
                 ids.invocation.clone(),

@@ -127,7 +127,8 @@ const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "
 
 /// The egress state of one invocation.
 pub(crate) struct EgressHooks {
-    pub(crate) rules: Arc<[EgressRule]>,
+    /// The task's grant: its egress rules are what this hook enforces.
+    pub(crate) grant: Arc<Grant>,
     pub(crate) sent: Vec<u32>,
     pub(crate) network: Network,
     pub(crate) audit: AuditScope,
@@ -141,9 +142,9 @@ pub(crate) struct EgressHooks {
 }
 
 impl EgressHooks {
-    /// The egress state of one invocation: `rules` with no requests sent yet.
+    /// The egress state of one invocation: the grant's rules with no requests sent yet.
     pub(crate) fn new(
-        grant: &Grant,
+        grant: Arc<Grant>,
         network: Network,
         audit: AuditScope,
         invocation: String,
@@ -160,8 +161,8 @@ impl EgressHooks {
             }
         }
         EgressHooks {
-            rules: grant.egress.as_slice().into(),
             sent: vec![0; grant.egress.len()],
+            grant,
             network,
             audit,
             invocation,
@@ -219,15 +220,16 @@ impl WasiHttpHooks for EgressHooks {
         let decision = if has_dot_segments(&path) {
             Err(format!("{method} {path}: dot segments (`..`) are refused"))
         } else {
-            match self.rules.iter().position(|rule| rule.allows(&line)) {
-                None => Err(refusal(&self.rules, &line)),
-                Some(index) if self.sent[index] >= self.rules[index].max_requests => Err(format!(
+            let rules = &self.grant.egress;
+            match rules.iter().position(|rule| rule.allows(&line)) {
+                None => Err(refusal(rules, &line)),
+                Some(index) if self.sent[index] >= rules[index].max_requests => Err(format!(
                     "{method} {host}{path}: rule {} allows {} requests per call and they are used",
-                    self.rules[index].url, self.rules[index].max_requests
+                    rules[index].url, rules[index].max_requests
                 )),
                 Some(index) => {
                     self.sent[index] += 1;
-                    Ok(self.rules[index].clone())
+                    Ok(rules[index].clone())
                 }
             }
         };

@@ -20,6 +20,7 @@ use crate::credentials::journal::{LeaseJournal, Leftover};
 use crate::credentials::openbao::{ChildToken, LeaseVars, OpenBao};
 use crate::credentials::revoke::{Revocation, Revoker, Undo};
 use crate::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use crate::grant::Grant;
 
 /// Why the guest did not get a credential. The text names the rule or the
 /// provider; it never holds a secret.
@@ -63,7 +64,8 @@ impl Providers {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for (leftover, task) in leftovers {
             let id = leftover.id();
-            let (undo, credential) = match leftover {
+            // Audited by lease id or accessor, as when they were minted.
+            let (undo, credential, audit_id) = match leftover {
                 Leftover::IssuerToken { jti, exp } => {
                     if exp > now {
                         // Deny-listed again until it expires; it stays journaled until then.
@@ -73,8 +75,12 @@ impl Providers {
                     }
                     continue;
                 }
-                Leftover::OpenbaoLease { lease_id } => (Undo::OpenbaoLease { lease_id }, "lease"),
-                Leftover::OpenbaoToken { accessor } => (Undo::OpenbaoToken { accessor }, "task token"),
+                Leftover::OpenbaoLease { lease_id } => {
+                    (Undo::OpenbaoLease { lease_id: lease_id.clone() }, "lease", lease_id)
+                }
+                Leftover::OpenbaoToken { accessor } => {
+                    (Undo::OpenbaoToken { accessor: accessor.clone() }, "task token", accessor)
+                }
             };
             let scope = AuditScope {
                 audit: audit.clone(),
@@ -84,10 +90,7 @@ impl Providers {
                 request: None,
             };
             self.revoker.revoke_later(Revocation {
-                id: match &undo {
-                    Undo::OpenbaoToken { accessor } => accessor.clone(),
-                    _ => id,
-                },
+                id: audit_id,
                 undo,
                 credential: credential.to_owned(),
                 provider: ProviderKind::Openbao,
@@ -251,7 +254,8 @@ pub(crate) struct Injected {
 pub(crate) struct Broker {
     providers: Arc<Providers>,
     task: Arc<TaskCredentials>,
-    specs: Arc<[CredentialSpec]>,
+    /// The task's grant: its credentials are what this broker may mint.
+    grant: Arc<Grant>,
     invocation: String,
     /// `exp` of everything minted is capped here.
     not_after: SystemTime,
@@ -268,22 +272,20 @@ impl Broker {
     pub(crate) fn new(
         providers: Arc<Providers>,
         task: Arc<TaskCredentials>,
-        specs: &[CredentialSpec],
+        grant: Arc<Grant>,
         invocation: String,
         not_after: SystemTime,
     ) -> Broker {
-        Broker {
-            providers,
-            task,
-            specs: specs.into(),
-            invocation,
-            not_after,
-            held: tokio::sync::Mutex::new(Vec::new()),
-        }
+        Broker { providers, task, grant, invocation, not_after, held: tokio::sync::Mutex::new(Vec::new()) }
     }
 
-    /// A broker that grants nothing (for `describe`): every acquire is denied.
-    pub(crate) fn granting_nothing(providers: Arc<Providers>, audit: AuditScope, invocation: String) -> Broker {
+    /// A broker for `describe`, whose grant holds no credentials: every acquire is denied.
+    pub(crate) fn granting_nothing(
+        providers: Arc<Providers>,
+        grant: Arc<Grant>,
+        audit: AuditScope,
+        invocation: String,
+    ) -> Broker {
         let workload = Workload {
             id: String::new(),
             principal: audit.principal.clone(),
@@ -292,7 +294,7 @@ impl Broker {
         };
         let now = SystemTime::now();
         let task = Arc::new(TaskCredentials::new(providers.clone(), workload, now, audit, &[]));
-        Broker::new(providers, task, &[], invocation, now)
+        Broker::new(providers, task, grant, invocation, now)
     }
 
     fn refuse(&self, name: &str, error: CredentialError) -> CredentialError {
@@ -313,8 +315,8 @@ impl Broker {
     /// all the grant allows), minted now unless this call already holds it.
     /// Returns the handle's index.
     pub(crate) async fn acquire(&self, name: &str, scopes: &[String]) -> Result<usize, CredentialError> {
-        let spec = self.specs.iter().find(|s| s.name == name).ok_or_else(|| {
-            let granted: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+        let spec = self.grant.credentials.iter().find(|s| s.name == name).ok_or_else(|| {
+            let granted: Vec<&str> = self.grant.credentials.iter().map(|s| s.name.as_str()).collect();
             self.refuse(
                 name,
                 CredentialError::Denied(format!(
@@ -358,7 +360,7 @@ impl Broker {
     pub(crate) async fn reveal(&self, index: usize) -> Result<String, CredentialError> {
         let held = self.held.lock().await;
         let held = held.get(index).ok_or_else(|| CredentialError::Denied("no such credential handle".into()))?;
-        let spec = self.specs.iter().find(|s| s.name == held.name).expect("held credentials are granted");
+        let spec = self.grant.credentials.iter().find(|s| s.name == held.name).expect("held credentials are granted");
         match &spec.exposure {
             Exposure::Reveal => {
                 self.task.audit.record_or_log(AuditKind::CredentialRevealed {
@@ -384,7 +386,7 @@ impl Broker {
     /// acquired, the others with all the grant's scopes.
     pub(crate) async fn injections(&self, rule: &str, host: &str) -> Result<Vec<Injected>, CredentialError> {
         let mut out = Vec::new();
-        for spec in self.specs.iter() {
+        for spec in self.grant.credentials.iter() {
             let Exposure::Inject(injection) = &spec.exposure else { continue };
             if !injection.egress.iter().any(|bound| bound == rule) {
                 continue;
