@@ -120,12 +120,11 @@ impl Revoker {
 
     /// One attempt; `Ok` carries the audit outcome.
     async fn attempt(&self, revocation: &Revocation) -> Result<&'static str, String> {
+        if let Some(outcome) = self.undo_locally(&revocation.undo) {
+            return Ok(outcome);
+        }
         let outcome = match &revocation.undo {
-            Undo::DenyList { jti, exp } => {
-                self.issuer.revoke(jti, *exp);
-                "deny_listed"
-            }
-            Undo::Release => "released",
+            Undo::DenyList { .. } | Undo::Release => unreachable!("undone locally above"),
             Undo::OpenbaoLease { lease_id } => {
                 self.openbao.as_ref().ok_or("no OpenBao server is configured")?.revoke_lease(lease_id).await?;
                 "revoked"
@@ -159,17 +158,23 @@ impl Revoker {
     /// Revokes without waiting (teardown of a call whose caller went away):
     /// local revocations happen now, remote ones in the background.
     pub(crate) fn revoke_later(self: &Arc<Self>, revocation: Revocation) {
-        if matches!(revocation.undo, Undo::DenyList { .. } | Undo::Release) {
-            let outcome = if let Undo::DenyList { jti, exp } = &revocation.undo {
-                self.issuer.revoke(jti, *exp);
-                "deny_listed"
-            } else {
-                "released"
-            };
-            revocation.audit(outcome, None);
-            return;
+        match self.undo_locally(&revocation.undo) {
+            Some(outcome) => revocation.audit(outcome, None),
+            None => self.spawn(revocation, false),
         }
-        self.spawn(revocation, false);
+    }
+
+    /// Undoes what needs no server (deny-listing, dropping a host-held
+    /// secret) and returns its audit outcome; `None` for remote revocations.
+    fn undo_locally(&self, undo: &Undo) -> Option<&'static str> {
+        match undo {
+            Undo::DenyList { jti, exp } => {
+                self.issuer.revoke(jti, *exp);
+                Some("deny_listed")
+            }
+            Undo::Release => Some("released"),
+            Undo::OpenbaoLease { .. } | Undo::OpenbaoToken { .. } | Undo::Exchanged { .. } => None,
+        }
     }
 
     fn retry_in_background(self: &Arc<Self>, revocation: Revocation) {
