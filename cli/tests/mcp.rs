@@ -272,6 +272,8 @@ fn http_serves_with_tokens_and_refuses_bad_tokens_origins_and_overload() {
     assert_eq!(ok["structured"]["words"], 2, "{ok}");
     let opened = setup.audit().into_iter().find(|e| e["event"] == "task_opened").unwrap();
     assert_eq!(opened["principal"], "agent:ci");
+    let audit = std::fs::read_to_string(setup.dir.path().join("audit.jsonl")).unwrap();
+    assert!(!audit.contains(token), "the bearer token is in the audit log");
 
     let bad = setup.http(&server, serde_json::json!({ "do": "list" }), Some("wrong-token-0123456789"), None);
     assert!(bad["failed"].is_string(), "a bad token must be refused: {bad}");
