@@ -131,7 +131,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     let (toolcell_p50, toolcell_p99) = (us(percentile(&toolcell_times, 0.5)), us(percentile(&toolcell_times, 0.99)));
     let peak = peak_rss().unwrap_or(0);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "tool": tool.manifest.name,
@@ -148,12 +148,12 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
             })
         );
     } else {
-        println!("{} ({} calls each, interleaved)", tool.manifest.name, args.calls);
-        println!("  floor     p50 {floor_p50:>9.1} µs   p99 {floor_p99:>9.1} µs");
-        println!("  toolcell  p50 {toolcell_p50:>9.1} µs   p99 {toolcell_p99:>9.1} µs");
-        println!("  ratio     p50 {:>9.2}      p99 {:>9.2}", toolcell_p50 / floor_p50, toolcell_p99 / floor_p99);
-        println!("  throughput {calls_per_s:.0} calls/s at concurrency {}", args.concurrency);
-        println!("  peak RSS   {:.1} MiB", peak as f64 / (1 << 20) as f64);
+        outln!("{} ({} calls each, interleaved)", tool.manifest.name, args.calls);
+        outln!("  floor     p50 {floor_p50:>9.1} µs   p99 {floor_p99:>9.1} µs");
+        outln!("  toolcell  p50 {toolcell_p50:>9.1} µs   p99 {toolcell_p99:>9.1} µs");
+        outln!("  ratio     p50 {:>9.2}      p99 {:>9.2}", toolcell_p50 / floor_p50, toolcell_p99 / floor_p99);
+        outln!("  throughput {calls_per_s:.0} calls/s at concurrency {}", args.concurrency);
+        outln!("  peak RSS   {:.1} MiB", peak as f64 / (1 << 20) as f64);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,10 @@ pub const TIMEOUT: u8 = 124;
 pub const REFUSED: u8 = 125;
 /// The tool crashed: a panic, an unreachable instruction, a bad memory access.
 pub const CRASHED: u8 = 126;
+/// Stopped by SIGINT after cancelling the running call and revoking its credentials.
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM after cancelling the running call and revoking its credentials.
+pub const TERMINATED: u8 = 143;
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -23,7 +27,9 @@ Exit codes:
   121  a limit stopped the call (memory, cpu, max_input, max_output, stack)
   124  the wall-clock timeout stopped the call
   125  toolcell refused: invalid manifest or flags, component refused, grant widened, host error
-  126  the tool crashed (panic, trap)";
+  126  the tool crashed (panic, trap)
+  130  stopped by SIGINT: running calls cancelled, their credentials revoked (a second signal exits at once)
+  143  stopped by SIGTERM: the same";
 
 /// The exit code for a call that produced no result.
 pub fn for_error(error: &InvokeError) -> u8 {

@@ -40,6 +40,6 @@ pub fn run(args: JwksArgs, config: Option<&Path>) -> Result<ExitCode> {
         issuer.retire_old_keys()?;
         eprintln!("toolcell: kept only the newest signing key in {}", keys.display());
     }
-    println!("{}", serde_json::to_string_pretty(&issuer.jwks()).context("JWKS")?);
+    outln!("{}", serde_json::to_string_pretty(&issuer.jwks()).context("JWKS")?);
     Ok(ExitCode::SUCCESS)
 }

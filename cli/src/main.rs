@@ -5,6 +5,28 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` for a command's output. A reader that went away (`toolcell
+/// policy check ... | head`) ends the process quietly with the status a
+/// SIGPIPE gives Unix tools (141), instead of a panic; any other write error
+/// is reported once.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(error) = writeln!(out, $($arg)*).and_then(|()| out.flush()) {
+            crate::stdout_failed(error);
+        }
+    }};
+}
+
+/// Ends the process after stdout failed (see `outln!`).
+fn stdout_failed(error: std::io::Error) -> ! {
+    if error.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("toolcell: writing to stdout: {error}");
+    }
+    std::process::exit(if error.kind() == std::io::ErrorKind::BrokenPipe { 141 } else { 1 })
+}
+
 mod bench;
 mod exit;
 mod grants;
@@ -13,6 +35,7 @@ mod new;
 mod policy;
 mod run;
 mod serve;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

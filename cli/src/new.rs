@@ -75,8 +75,8 @@ pub fn run(args: NewArgs) -> Result<ExitCode> {
             .with_context(|| format!("creating `{}`", path.display()))?;
         std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
     }
-    println!("created {}/ (a toolcell tool; its manifest grants nothing)", root.display());
-    println!("  cd {} && cargo build --release", root.display());
-    println!("  toolcell run --manifest {name}.toml --input '{{\"name\":\"world\"}}'");
+    outln!("created {}/ (a toolcell tool; its manifest grants nothing)", root.display());
+    outln!("  cd {} && cargo build --release", root.display());
+    outln!("  toolcell run --manifest {name}.toml --input '{{\"name\":\"world\"}}'");
     Ok(ExitCode::SUCCESS)
 }

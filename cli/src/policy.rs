@@ -24,11 +24,11 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
             Ok((manifest, component)) => print_grants(file, &manifest, &component),
             Err(error) => {
                 invalid += 1;
-                println!("{}: INVALID\n  {error}", file.display());
+                outln!("{}: INVALID\n  {error}", file.display());
             }
         }
     }
-    println!("{} checked, {} valid, {invalid} invalid", files.len(), files.len() - invalid);
+    outln!("{} checked, {} valid, {invalid} invalid", files.len(), files.len() - invalid);
     Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -45,26 +45,26 @@ fn check_component(manifest: &Manifest) -> Result<String, String> {
 
 fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
     let today = time::OffsetDateTime::now_utc().date();
-    println!("{}: ok", file.display());
-    println!("  tool        {} — {}", manifest.name, manifest.purpose);
+    outln!("{}: ok", file.display());
+    outln!("  tool        {} — {}", manifest.name, manifest.purpose);
     let review = match manifest.review_by {
         Some(date) if date < today => format!("{date} (OVERDUE)"),
         Some(date) => date.to_string(),
         None => "none".into(),
     };
-    println!("  owner       {} (review by {review})", manifest.owner);
-    println!("  component   {component}");
+    outln!("  owner       {} (review by {review})", manifest.owner);
+    outln!("  component   {component}");
     if manifest.filesystem.is_empty() {
-        println!("  filesystem  nothing");
+        outln!("  filesystem  nothing");
     }
     for dir in &manifest.filesystem {
-        println!("  filesystem  {} -> {} ({})", dir.host.display(), dir.guest, dir.mode);
+        outln!("  filesystem  {} -> {} ({})", dir.host.display(), dir.guest, dir.mode);
     }
     let env: Vec<&str> = manifest.env.iter().map(|e| e.name.as_str()).collect();
-    println!("  env         {}", if env.is_empty() { "nothing".into() } else { env.join(", ") });
-    println!("  scratch     {}", manifest.scratch.as_deref().unwrap_or("none"));
+    outln!("  env         {}", if env.is_empty() { "nothing".into() } else { env.join(", ") });
+    outln!("  scratch     {}", manifest.scratch.as_deref().unwrap_or("none"));
     if manifest.egress.is_empty() {
-        println!("  egress      nothing");
+        outln!("  egress      nothing");
     }
     for rule in &manifest.egress {
         let mut caps = format!(
@@ -75,20 +75,20 @@ fn print_grants(file: &std::path::Path, manifest: &Manifest, component: &str) {
             let addresses: Vec<String> = rule.addresses.iter().map(|a| a.to_string()).collect();
             caps.push_str(&format!(", may reach {}", addresses.join(", ")));
         }
-        println!("  egress      {} {} ({caps})", rule.methods.join(","), rule.url);
+        outln!("  egress      {} {} ({caps})", rule.methods.join(","), rule.url);
     }
     if manifest.sockets.is_empty() {
-        println!("  sockets     nothing (raw TCP, UDP and name lookup refused)");
+        outln!("  sockets     nothing (raw TCP, UDP and name lookup refused)");
     }
     for socket in &manifest.sockets {
-        println!("  sockets     {:?} {}", socket.protocol, socket.address);
+        outln!("  sockets     {:?} {}", socket.protocol, socket.address);
     }
     if manifest.credentials.is_empty() {
-        println!("  credentials nothing");
+        outln!("  credentials nothing");
     }
     for credential in &manifest.credentials {
-        println!("  credentials {credential}");
+        outln!("  credentials {credential}");
     }
     let limits: Vec<String> = limits_table(&manifest.limits).into_iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("  limits      {}", limits.join(", "));
+    outln!("  limits      {}", limits.join(", "));
 }

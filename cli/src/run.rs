@@ -11,6 +11,7 @@ use toolcell_runtime::{
 };
 
 use crate::exit;
+use crate::signals::Signals;
 use crate::grants::{DirFlag, EnvFlag, GrantFlags, HttpFlag, parse_dir, parse_env, parse_http};
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +57,10 @@ pub struct RunArgs {
     /// The function of a plain component to call (`name`, or `interface.name`).
     #[arg(long, value_name = "NAME")]
     function: Option<String>,
+    /// On SIGTERM or SIGINT the call is cancelled and its credentials
+    /// revoked; how long to wait for revocations before exiting.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    grace: TimeSpan,
     /// Arguments of a command component.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -197,28 +202,47 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
         }
     };
 
+    let mut signals = Signals::listen()?;
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(print_output(receiver, tool.manifest.name.clone()));
-    let result = task.invoke(call.streaming(sender)).await;
+    let (result, stopped) = tokio::select! {
+        result = task.invoke(call.streaming(sender)) => (Some(result), None),
+        // Dropping the call cancels it; its teardown runs on the runtime's
+        // side and revokes what it minted.
+        stop = signals.next() => (None, Some(stop)),
+    };
+    if let Some(stop) = stopped {
+        eprintln!("toolcell: {}: cancelling the call and revoking its credentials", stop.name());
+    }
     // The call's output senders are gone with its store; the printer drains and ends.
     printer.await.context("output printer")?;
-    task.close().await;
-    // Revocations that failed once are retried in the background; give them
-    // a moment before the process exits. Any still pending stay in the lease
-    // journal, and the next start revokes them.
-    let pending = runtime.settle_revocations(REVOCATION_GRACE).await;
+    let grace = args.grace.0;
+    let pending = signals
+        .or_exit_on_second(async {
+            task.close().await;
+            // Teardowns and revocations that failed once go on in the
+            // background; give them a moment before the process exits. Any
+            // still pending stay in the lease journal, and the next start
+            // revokes them.
+            runtime.settle_revocations(grace).await
+        })
+        .await;
     if pending > 0 {
         eprintln!(
             "toolcell: {pending} credential revocation(s) still failing after {}; the lease journal keeps them \
              and the next toolcell start retries",
-            TimeSpan(REVOCATION_GRACE)
+            TimeSpan(grace)
         );
     }
+    let Some(result) = result else {
+        let stop = stopped.expect("no result means a signal stopped the call");
+        return Ok(ExitCode::from(stop.code()));
+    };
 
     match result {
         Ok(report) => match report.result {
             CallResult::Output(json) => {
-                println!("{json}");
+                outln!("{json}");
                 Ok(ExitCode::SUCCESS)
             }
             CallResult::ToolError(error) => {
@@ -236,9 +260,6 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
         }
     }
 }
-
-/// How long `run` waits for retried revocations before it exits.
-const REVOCATION_GRACE: Duration = Duration::from_secs(10);
 
 /// Reads stdin up to one byte past the input limit, so an endless stream
 /// cannot exhaust memory and the runtime still sees it is too large.
@@ -268,9 +289,26 @@ async fn print_output(mut receiver: tokio::sync::mpsc::UnboundedReceiver<OutputC
     }
 }
 
+/// The principal of local calls: `local:<user>`, the name of the user the
+/// process runs as (from the password database, not `$USER`, which the
+/// caller sets), or `local:uid:<n>` when that user has no name.
 pub fn default_principal() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    format!("local:{user}")
+    let uid = rustix::process::getuid().as_raw();
+    match user_name(uid) {
+        Some(name) => format!("local:{name}"),
+        None => format!("local:uid:{uid}"),
+    }
+}
+
+/// The name of `uid` in `/etc/passwd` (ambient authority: a host file).
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitCode> {
@@ -287,25 +325,25 @@ pub async fn describe(args: DescribeArgs, config: Option<&Path>) -> Result<ExitC
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({})", info.name, info.shape);
-    println!("  {}", info.description);
-    println!("component: {}", tool.component.path.display());
+    outln!("{} ({})", info.name, info.shape);
+    outln!("  {}", info.description);
+    outln!("component: {}", tool.component.path.display());
     if !info.functions.is_empty() {
         for function in &info.functions {
-            println!("function {}", function.signature);
-            println!("  arguments schema: {}", function.input_schema);
+            outln!("function {}", function.signature);
+            outln!("  arguments schema: {}", function.input_schema);
         }
         for skipped in &tool.component.skipped_functions {
-            println!("not offered: {skipped}");
+            outln!("not offered: {skipped}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("input schema:\n{}", serde_json::to_string_pretty(&info.input_schema)?);
+    outln!("input schema:\n{}", serde_json::to_string_pretty(&info.input_schema)?);
     if let Some(schema) = &info.output_schema {
-        println!("output schema:\n{}", serde_json::to_string_pretty(schema)?);
+        outln!("output schema:\n{}", serde_json::to_string_pretty(schema)?);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -201,13 +201,12 @@ pub enum AuditKind {
 
 /// The audit file could not be written. Tasks refuse to start rather than run unaudited.
 #[derive(Debug, thiserror::Error)]
-#[error("audit log `{path}` cannot be written: {source}")]
+#[error("audit log `{path}` cannot be written: {cause}")]
 pub struct AuditError {
     /// The audit file.
     pub path: PathBuf,
     /// The I/O error.
-    #[source]
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 /// Where audit events go: always `tracing`, and a JSON-lines file if configured.
@@ -225,7 +224,7 @@ impl Audit {
     /// Events also go to `path`, appended one JSON object per line; parent
     /// directories are created.
     pub fn to_file(path: &Path) -> Result<Audit, AuditError> {
-        let error = |source| AuditError { path: path.to_owned(), source };
+        let error = |cause| AuditError { path: path.to_owned(), cause };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(error)?;
         }
@@ -248,7 +247,7 @@ impl Audit {
         let Some((path, file)) = &self.file else { return Ok(()) };
         line.push('\n');
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(line.as_bytes()).map_err(|source| AuditError { path: path.clone(), source })
+        file.write_all(line.as_bytes()).map_err(|cause| AuditError { path: path.clone(), cause })
     }
 
     /// Records an event where there is no caller to return an error to

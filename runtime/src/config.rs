@@ -12,7 +12,7 @@ use crate::caps::http::{Resolver, StaticResolver, SystemResolver};
 use crate::credentials::config::{IssuerConfig, OpenBaoConfig, ProviderConfig, StaticSecret, TokenExchangeConfig};
 use crate::engine::EngineSettings;
 use crate::manifest::{Locator, ManifestError};
-use crate::units::ByteSize;
+use crate::units::{ByteSize, TimeSpan};
 
 /// How a runtime is set up. The operator's settings, never a tool's.
 #[derive(Clone, Debug)]
@@ -38,7 +38,27 @@ pub struct RuntimeConfig {
     /// revoke what it left (OpenBao leases still end with the task token's
     /// TTL, issuer tokens at their `exp`).
     pub lease_journal: Option<PathBuf>,
+    /// The longest life any credential may have: a manifest whose
+    /// credential's `max_ttl` is above it is refused at load. 5 minutes by default.
+    pub max_credential_ttl: TimeSpan,
+    /// Hosts (as egress rules write them, like `127.0.0.1` or
+    /// `api.internal.test`) to which a credential may be injected over
+    /// plain `http://`. Empty by default: credentials travel over TLS only.
+    pub plaintext_credential_hosts: Vec<String>,
+    /// Environment variables no manifest may pass through, besides every
+    /// `TOOLCELL_*` variable and every variable this config reads a secret
+    /// from. An embedder adds those its own settings read (`toolcell serve`
+    /// adds its bearer tokens').
+    pub reserved_env: Vec<String>,
+    /// Files and directories of the operator's own (besides the audit log,
+    /// lease journal, issuer keys, precompile cache, scratch root and secret
+    /// files this config names) that no manifest may grant a directory over;
+    /// [`RuntimeConfig::load`] adds the config file itself.
+    pub reserved_paths: Vec<PathBuf>,
 }
+
+/// The default of [`RuntimeConfig::max_credential_ttl`].
+pub const DEFAULT_MAX_CREDENTIAL_TTL: TimeSpan = TimeSpan(std::time::Duration::from_secs(300));
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -51,6 +71,10 @@ impl Default for RuntimeConfig {
             tls_roots: Vec::new(),
             credentials: ProviderConfig::default(),
             lease_journal: None,
+            max_credential_ttl: DEFAULT_MAX_CREDENTIAL_TTL,
+            plaintext_credential_hosts: Vec::new(),
+            reserved_env: Vec::new(),
+            reserved_paths: Vec::new(),
         }
     }
 }
@@ -72,6 +96,9 @@ struct ConfigFile {
     #[serde(default)]
     hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
     lease_journal: Option<PathBuf>,
+    max_credential_ttl: Option<TimeSpan>,
+    #[serde(default)]
+    plaintext_credential_hosts: Vec<String>,
     #[serde(default)]
     issuer: IssuerConfig,
     #[serde(default, rename = "static")]
@@ -123,6 +150,14 @@ impl RuntimeConfig {
             scratch_root: file.scratch_root.map(|p| base.join(p)),
             resolver,
             tls_roots: file.tls_roots.into_iter().map(|p| base.join(p)).collect(),
+            max_credential_ttl: file.max_credential_ttl.unwrap_or(defaults.max_credential_ttl),
+            plaintext_credential_hosts: file
+                .plaintext_credential_hosts
+                .into_iter()
+                .map(|host| host.to_ascii_lowercase())
+                .collect(),
+            reserved_env: Vec::new(),
+            reserved_paths: vec![path.to_owned()],
         })
     }
 }
@@ -161,6 +196,7 @@ keys = "issuer-keys.json"
 [[static]]
 audience = "https://api.github.com"
 secret = { env = "GITHUB_TOKEN" }
+origins = ["https://api.github.com"]
 
 [openbao]
 address = "http://127.0.0.1:8200"
@@ -182,7 +218,7 @@ field = "certificate"
         let openbao = config.credentials.openbao.unwrap();
         assert_eq!(openbao.token, SecretSource::File(dir.path().join("bao-token")));
         assert_eq!(openbao.secrets[0].field.as_deref(), Some("certificate"));
-        std::fs::write(&path, "[[static]]\naudience = \"a\"\nsecret = { value = \"hunter2\" }\n").unwrap();
+        std::fs::write(&path, "[[static]]\naudience = \"a\"\nsecret = { value = \"hunter2\" }\norigins = []\n").unwrap();
         let error = RuntimeConfig::load(&path).unwrap_err();
         assert!(error.message.contains("unknown variant `value`"), "{error}");
     }

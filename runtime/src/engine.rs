@@ -200,7 +200,13 @@ impl ToolEngine {
         crate::caps::credentials::add_to_linker(&mut linker).map_err(engine_error)?;
 
         if let Some(dir) = &settings.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Cache { path: dir.clone(), source })?;
+            use std::os::unix::fs::DirBuilderExt;
+            // Only this user may write there: see `trusted_artifact`.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|cause| RuntimeError::Cache { path: dir.clone(), cause })?;
         }
         let compatibility = {
             let mut hasher = ShaHasher(Sha256::new());
@@ -288,10 +294,16 @@ impl ToolEngine {
             .as_ref()
             .map(|dir| dir.join(format!("{}-{}.cwasm", Hex(sha256), self.compatibility)));
         if let Some(cached) = cached.as_deref().filter(|p| p.exists()) {
-            match load_precompiled(&self.engine, cached) {
-                Ok(component) => return Ok(component),
-                // A stale or damaged artifact is rebuilt, never trusted.
-                Err(error) => tracing::warn!(path = %cached.display(), "ignoring precompiled artifact: {error:#}"),
+            if let Err(reason) = trusted_artifact(cached) {
+                // Whoever else can write it could make the engine run their
+                // native code and bypass the manifest's pin: recompile.
+                tracing::warn!(path = %cached.display(), "not loading precompiled artifact: {reason}");
+            } else {
+                match load_precompiled(&self.engine, cached) {
+                    Ok(component) => return Ok(component),
+                    // A stale or damaged artifact is rebuilt, never trusted.
+                    Err(error) => tracing::warn!(path = %cached.display(), "ignoring precompiled artifact: {error:#}"),
+                }
             }
         }
         let component = Component::new(&self.engine, bytes)
@@ -444,7 +456,7 @@ pub fn component_digest(path: &Path, pin: Option<&[u8; 32]>) -> Result<[u8; 32],
 }
 
 fn read_pinned(path: &Path, pin: Option<&[u8; 32]>) -> Result<(Vec<u8>, [u8; 32]), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| LoadError::Read { path: path.to_owned(), cause })?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(pin) = pin.filter(|pin| **pin != sha256) {
         return Err(LoadError::HashMismatch {
@@ -475,6 +487,29 @@ fn load_precompiled(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<
     // SAFETY: see the function's documentation: the artifact is ours and
     // was written by `Component::serialize` with this engine's settings.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// A precompiled artifact is loaded only when it, and the directory that
+/// holds it, belong to the user the runtime runs as and nobody else may
+/// write them: then only that user (who could change toolcell itself) can
+/// have put native code there.
+fn trusted_artifact(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (what, checked) in [("artifact", path), ("cache directory", dir)] {
+        let meta = std::fs::symlink_metadata(checked).map_err(|e| format!("{what}: {e}"))?;
+        if meta.uid() != me {
+            return Err(format!("the {what} belongs to uid {}, not to toolcell's uid {me}", meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!("the {what} is writable by its group or others (mode {:o})", meta.mode() & 0o777));
+        }
+        if what == "artifact" && !meta.file_type().is_file() {
+            return Err("the artifact is not a regular file".into());
+        }
+    }
+    Ok(())
 }
 
 /// Writes the artifact to a temporary file and renames it into place, so a

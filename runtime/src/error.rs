@@ -11,13 +11,14 @@ use crate::grant::WideningError;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read component `{path}`: {source}")]
+    // The cause is part of the message, and not also a `source`, so a
+    // printed chain names it once.
+    #[error("cannot read component `{path}`: {cause}")]
     Read {
         /// The component file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file's sha256 is not the one the manifest pins.
     #[error("component `{path}` has sha256 {actual}, but the manifest pins {expected}; refusing to load it")]
@@ -73,6 +74,16 @@ pub enum LoadError {
         /// The runtime's `max_memory`.
         ceiling: String,
     },
+    /// The manifest asks for something only the operator may grant.
+    #[error("manifest of tool `{tool}`, {field}: {reason}")]
+    Boundary {
+        /// The tool.
+        tool: String,
+        /// The manifest field, dotted.
+        field: String,
+        /// What it would cross, naming both sides.
+        reason: String,
+    },
     /// The component imports something toolcell does not provide.
     #[error("component `{path}` cannot be linked: {reason}")]
     Imports {
@@ -98,6 +109,8 @@ pub enum LimitKind {
     Output,
     /// Wasm call stack.
     Stack,
+    /// Requests the host refused (egress and credentials).
+    Refusals,
 }
 
 impl LimitKind {
@@ -110,6 +123,7 @@ impl LimitKind {
             LimitKind::Input => "max_input",
             LimitKind::Output => "max_output",
             LimitKind::Stack => "stack",
+            LimitKind::Refusals => "max_refusals",
         }
     }
 }
@@ -199,13 +213,20 @@ pub enum RuntimeError {
     #[error(transparent)]
     Journal(#[from] crate::credentials::journal::JournalError),
     /// The precompile cache directory could not be created.
-    #[error("cache directory `{path}` cannot be used: {source}")]
+    #[error("cache directory `{path}` cannot be used: {cause}")]
     Cache {
         /// The directory.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+    /// The scratch root could not be used.
+    #[error("scratch root `{path}` cannot be used: {cause}")]
+    Scratch {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        cause: std::io::Error,
     },
 }
 

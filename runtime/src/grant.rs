@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::caps::egress_rules::EgressRule;
 use crate::caps::net::SocketGrant;
-use crate::credentials::spec::CredentialSpec;
+use crate::credentials::spec::{CredentialSpec, ProviderKind};
 use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
 use crate::units::{ByteSize, TimeSpan};
 
@@ -81,6 +81,10 @@ pub struct LimitsNarrowing {
     pub max_input: Option<ByteSize>,
     /// Output bytes.
     pub max_output: Option<ByteSize>,
+    /// Refusals before the call is stopped.
+    pub max_refusals: Option<u32>,
+    /// Distinct credentials minted per call.
+    pub max_credentials: Option<u32>,
 }
 
 /// A narrowing that asked for more than the manifest grants.
@@ -268,6 +272,8 @@ pub fn limits_table(limits: &Limits) -> BTreeMap<&'static str, String> {
         ("timeout", limits.timeout.to_string()),
         ("max_input", limits.max_input.to_string()),
         ("max_output", limits.max_output.to_string()),
+        ("max_refusals", limits.max_refusals.to_string()),
+        ("max_credentials", limits.max_credentials.to_string()),
     ])
 }
 
@@ -299,6 +305,15 @@ fn narrow_credential(specs: &[CredentialSpec], want: &CredentialNarrowing) -> Re
         if let Some(extra) = scopes.iter().find(|s| !granted.scopes.contains(s)) {
             return Err(format!("credential `{}` does not allow scope `{extra}`", want.name));
         }
+        if scopes.is_empty() && granted.provider == ProviderKind::Openbao {
+            // Its scopes are the task token's policies, and a token created
+            // with none would get the runtime token's: never an empty list.
+            return Err(format!(
+                "credential `{}` narrowed to no scopes would grant no OpenBao policy; leave it out of the \
+                 narrowing's credentials instead",
+                want.name
+            ));
+        }
         spec.scopes = scopes.clone();
     }
     spec.max_ttl = at_most(&format!("credential `{}` max_ttl", want.name), granted.max_ttl, want.max_ttl)?;
@@ -322,6 +337,8 @@ fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, Str
         timeout: at_most("limits.timeout", ceiling.timeout, want.timeout)?,
         max_input: at_most("limits.max_input", ceiling.max_input, want.max_input)?,
         max_output: at_most("limits.max_output", ceiling.max_output, want.max_output)?,
+        max_refusals: at_most("limits.max_refusals", ceiling.max_refusals, want.max_refusals)?,
+        max_credentials: at_most("limits.max_credentials", ceiling.max_credentials, want.max_credentials)?,
     };
     crate::manifest::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
     Ok(limits)

@@ -25,6 +25,7 @@
 //! ```
 
 mod audit;
+mod boundary;
 mod caps;
 mod config;
 pub mod credentials;
@@ -34,6 +35,7 @@ mod floor;
 mod grant;
 mod manifest;
 mod schema;
+mod scratch;
 mod store;
 mod task;
 mod units;
@@ -43,7 +45,7 @@ pub use caps::egress_rules::{AddressClass, EgressRule, HostPattern, Scheme, clas
 pub use caps::http::{Resolver, SendRequestFuture, StaticResolver, SystemResolver};
 pub use caps::net::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
-pub use config::RuntimeConfig;
+pub use config::{DEFAULT_MAX_CREDENTIAL_TTL, RuntimeConfig};
 pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use floor::{Floor, FloorState, NoEgress, floor_linker};

@@ -15,7 +15,7 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::caps::egress_rules::EgressRule;
+use crate::caps::egress_rules::{EgressRule, NEVER_WITH_CREDENTIALS};
 use crate::caps::net::{SocketGrant, SocketProtocol};
 use crate::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind, check_injection_header};
 use crate::units::{ByteSize, TimeSpan};
@@ -134,6 +134,12 @@ pub struct Limits {
     pub max_input: ByteSize,
     /// Bytes of output: stdout plus stderr plus log lines plus the tool's result.
     pub max_output: ByteSize,
+    /// Refusals (egress requests and credential requests the host refused)
+    /// after which the call is stopped: a tool probing for a way out ends
+    /// quickly, and cannot fill the audit trail.
+    pub max_refusals: u32,
+    /// Distinct credentials one call may have minted.
+    pub max_credentials: u32,
 }
 
 impl Limits {
@@ -144,6 +150,8 @@ impl Limits {
         timeout: TimeSpan(std::time::Duration::from_secs(30)),
         max_input: ByteSize(1 << 20),
         max_output: ByteSize(1 << 20),
+        max_refusals: 16,
+        max_credentials: 8,
     };
 }
 
@@ -325,6 +333,8 @@ struct LimitsSection {
     timeout: Option<TimeSpan>,
     max_input: Option<ByteSize>,
     max_output: Option<ByteSize>,
+    max_refusals: Option<u32>,
+    max_credentials: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------
@@ -577,6 +587,19 @@ impl ManifestFile {
                             format!("`{unknown}` is not one of this manifest's egress rules"),
                         ));
                     }
+                    for url in &rules {
+                        let rule = egress.iter().find(|rule| &rule.url == url).expect("checked above");
+                        if let Some(method) = rule.methods.iter().find(|m| NEVER_WITH_CREDENTIALS.contains(&m.as_str())) {
+                            return Err(at.at(
+                                &inject.egress,
+                                field("inject.egress"),
+                                format!(
+                                    "rule `{url}` allows {method}, which is never sent with a credential \
+                                     (TRACE echoes the injected header back to the tool; CONNECT tunnels past the host)"
+                                ),
+                            ));
+                        }
+                    }
                     Exposure::Inject(Injection { egress: rules, header, format: inject.format.clone() })
                 }
                 (None | Some("inject"), None) => {
@@ -613,6 +636,14 @@ impl ManifestFile {
                     "a static secret carries no scopes toolcell could narrow; drop `scopes`",
                 ));
             }
+            if provider == ProviderKind::Openbao && entry.scopes.is_empty() {
+                return Err(at.at(
+                    &entry.provider,
+                    field("scopes"),
+                    "an openbao credential names the OpenBao policies its task token carries in `scopes`; \
+                     with none, OpenBao would give the token the runtime's own policies",
+                ));
+            }
             let max_ttl = entry.max_ttl.unwrap_or(TimeSpan(std::time::Duration::from_secs(300)));
             if max_ttl.0.as_secs() == 0 {
                 return Err(at.at(&entry.name, field("max_ttl"), "must be at least 1s"));
@@ -635,6 +666,8 @@ impl ManifestFile {
             timeout: raw.timeout.unwrap_or(defaults.timeout),
             max_input: raw.max_input.unwrap_or(defaults.max_input),
             max_output: raw.max_output.unwrap_or(defaults.max_output),
+            max_refusals: raw.max_refusals.unwrap_or(defaults.max_refusals),
+            max_credentials: raw.max_credentials.unwrap_or(defaults.max_credentials),
         };
         validate_limits(&limits).map_err(|(field, m)| at.error(None, format!("limits.{field}"), m))?;
 
@@ -861,8 +894,20 @@ component = "word_count.wasm"
         let text = format!(
             "{MINIMAL}{egress}\n[[credentials]]\nname = \"github\"\nprovider = \"issuer\"\nscopes = [\"repo:read\"]\n\
              audience = \"https://api.github.com\"\nmax_ttl = \"2m\"\ninject = {{ egress = \"https://api.github.com/*\" }}\n\n\
-             [[credentials]]\nname = \"db\"\nprovider = \"openbao\"\naudience = \"postgres\"\nexposure = \"reveal\"\n"
+             [[credentials]]\nname = \"db\"\nprovider = \"openbao\"\nscopes = [\"db-read\"]\naudience = \"postgres\"\n\
+             exposure = \"reveal\"\n"
         );
+        // An openbao credential without scopes would give its task token the runtime's policies.
+        let unscoped = text.replace("scopes = [\"db-read\"]\n", "");
+        let error = parse(&unscoped).unwrap_err();
+        assert_eq!(error.field, "credentials[1].scopes");
+        assert!(error.message.contains("the runtime's own policies"), "{error}");
+        // A rule that allows TRACE never carries a credential: TRACE echoes it back.
+        let traced = text.replace("methods = [\"GET\", \"POST\"]", "methods = [\"GET\", \"TRACE\"]");
+        assert_ne!(traced, text);
+        let error = parse(&traced).unwrap_err();
+        assert_eq!(error.field, "credentials[0].inject.egress");
+        assert!(error.message.contains("TRACE"), "{error}");
         let manifest = parse(&text).unwrap();
         assert_eq!(manifest.credentials.len(), 2);
         let github = &manifest.credentials[0];

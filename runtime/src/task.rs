@@ -7,7 +7,6 @@
 //! trap, limit, host error, or the caller dropping the future. Closing the
 //! task (or dropping it) writes its closing audit event.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -20,6 +19,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
+use crate::boundary::Boundary;
+use crate::scratch::ScratchRoot;
 use crate::caps::http::{EgressHooks, Network};
 use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
@@ -27,6 +28,7 @@ use crate::config::RuntimeConfig;
 use crate::credentials::broker::{Broker, Providers, TaskCredentials, Workload};
 use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
 use crate::credentials::journal::LeaseJournal;
+use crate::credentials::revoke::Revoker;
 use crate::engine::{EngineSettings, FunctionInfo, LoadedComponent, PlainFunction, Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
@@ -41,7 +43,8 @@ pub struct Runtime {
     network: Network,
     audit: Arc<Audit>,
     trust_domain: String,
-    scratch_root: PathBuf,
+    scratch: Arc<ScratchRoot>,
+    boundary: Boundary,
     providers: Arc<Providers>,
 }
 
@@ -251,6 +254,10 @@ impl Runtime {
             }
             None => (None, Vec::new()),
         };
+        let scratch_root = config.scratch_root.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch = ScratchRoot::open(&scratch_root)
+            .map_err(|cause| RuntimeError::Scratch { path: scratch_root.clone(), cause })?;
+        let boundary = Boundary::new(&config, scratch.dir());
         let providers = Arc::new(Providers::new(config.credentials, issuer, journal, &tls));
         // What a runtime that crashed mid-task left is revoked first.
         providers.recover(leftovers, &audit);
@@ -259,9 +266,16 @@ impl Runtime {
             network: Network { resolver: config.resolver, tls },
             audit,
             trust_domain: config.trust_domain,
-            scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
+            scratch: Arc::new(scratch),
+            boundary,
             providers,
         })
+    }
+
+    /// This runtime's scratch directory: each invocation granted scratch
+    /// space gets a fresh directory inside it.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        self.scratch.dir()
     }
 
     /// The built-in issuer's public keys (a JWKS, RFC 7517), for services
@@ -279,6 +293,30 @@ impl Runtime {
     /// revoked tokens (every token after its call's teardown) are refused.
     pub fn verify_token(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
         self.providers.issuer.verify(token, audience)
+    }
+
+    /// An RFC 7662 introspection answer for `token`: `"active": true` with
+    /// its claims while it is one of this runtime's issuer tokens, unexpired
+    /// and not revoked; `"active": false` (and nothing else) otherwise — the
+    /// moment the call that minted it ends, its token answers inactive.
+    pub fn introspect(&self, token: &SecretString) -> serde_json::Value {
+        match self.providers.issuer.introspect(token) {
+            Ok(claims) => serde_json::json!({
+                "active": true,
+                "token_type": "Bearer",
+                "iss": claims.iss,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iat": claims.iat,
+                "nbf": claims.nbf,
+                "exp": claims.exp,
+                "jti": claims.jti,
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "act": claims.act,
+            }),
+            Err(_) => serde_json::json!({ "active": false }),
+        }
     }
 
     /// Waits until revocations retrying in the background have finished, or
@@ -299,8 +337,14 @@ impl Runtime {
         &self.audit
     }
 
-    /// Loads the component a manifest names, checking its pin.
+    /// Loads the component a manifest names, checking its pin, after
+    /// checking the manifest against the operator's boundary (see
+    /// `boundary.rs`: credential lifetimes, where static secrets and
+    /// plaintext credentials may go, reserved variables and directories).
     pub fn load_tool(&self, manifest: Manifest) -> Result<Arc<Tool>, LoadError> {
+        if let Err(crossing) = self.boundary.check(&manifest) {
+            return Err(LoadError::Boundary { tool: manifest.name.clone(), field: crossing.field, reason: crossing.reason });
+        }
         let ceiling = self.engine.settings.max_memory;
         if manifest.limits.memory > ceiling {
             return Err(LoadError::MemoryAboveCeiling {
@@ -367,7 +411,7 @@ impl Runtime {
         .map(Arc::new)
         .map_err(|error| InvokeError::Host(error.to_string()))?;
         let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
-        let meter = Arc::new(Meter::new(grant.limits.max_output));
+        let meter = Arc::new(Meter::new(&grant.limits));
         let sink = OutputSink { forward: None, captured: Default::default() };
         let work = async {
             let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
@@ -385,6 +429,7 @@ impl Runtime {
                 grant.clone(),
                 audit.clone(),
                 ids.invocation.clone(),
+                meter.clone(),
             ));
             let egress = EgressHooks::new(
                 grant.clone(),
@@ -393,6 +438,7 @@ impl Runtime {
                 ids.invocation.clone(),
                 deadline,
                 broker.clone(),
+                meter.clone(),
             );
             let mut store =
                 build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress, broker)?;
@@ -474,9 +520,9 @@ impl Runtime {
             engine: self.engine.clone(),
             network: self.network.clone(),
             audit: self.audit.clone(),
-            scratch_root: self.scratch_root.clone(),
+            scratch: self.scratch.clone(),
             invocations: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            failures: Arc::new(AtomicU64::new(0)),
             closed: AtomicBool::new(false),
         };
         task.audit.record(task.event(AuditKind::TaskOpened {
@@ -505,9 +551,9 @@ pub struct Task {
     engine: Arc<ToolEngine>,
     network: Network,
     audit: Arc<Audit>,
-    scratch_root: PathBuf,
+    scratch: Arc<ScratchRoot>,
     invocations: AtomicU64,
-    failures: AtomicU64,
+    failures: Arc<AtomicU64>,
     closed: AtomicBool,
 }
 
@@ -546,20 +592,29 @@ impl Task {
         } else {
             (self.grant.limits.timeout.0, None)
         };
+        let meter = Arc::new(Meter::new(&self.grant.limits));
         let broker = Arc::new(Broker::new(
             self.providers.clone(),
             self.credentials.clone(),
             self.grant.clone(),
             ids.invocation.clone(),
             SystemTime::now() + timeout,
+            meter.clone(),
         ));
-        let mut teardown =
-            Teardown { task: self, invocation: ids.invocation.clone(), started, broker: broker.clone(), done: false };
-        let run = self.run(&ids, call, started, (timeout, cause), broker.clone());
+        let mut teardown = Teardown {
+            scope: self.scope(),
+            failures: self.failures.clone(),
+            revoker: self.providers.revoker.clone(),
+            invocation: ids.invocation.clone(),
+            started,
+            broker: broker.clone(),
+            done: false,
+        };
+        let run = self.run(&ids, call, started, (timeout, cause), broker, meter);
         let result = tracing::Instrument::instrument(run, span).await;
-        // The store is gone: revoke what the call held, then close its record.
-        broker.close().await;
-        teardown.finish(&result);
+        // The store is gone. From here the outcome is the call's own, and
+        // the teardown runs to the end even if this future is dropped.
+        teardown.finish(&result).await;
         result
     }
 
@@ -570,6 +625,7 @@ impl Task {
         started: Instant,
         (timeout, cause): (Duration, Option<&'static str>),
         broker: Arc<Broker>,
+        meter: Arc<Meter>,
     ) -> Result<CallReport, InvokeError> {
         if timeout.is_zero() {
             return Err(InvokeError::TaskExpired);
@@ -631,7 +687,6 @@ impl Task {
                 detail: Some(format!("{input_size} bytes given")),
             }));
         }
-        let meter = Arc::new(Meter::new(limits.max_output));
         let captured = Arc::new(std::sync::Mutex::new(Captured::default()));
         let sink = OutputSink { forward: call.output, captured: captured.clone() };
 
@@ -640,9 +695,8 @@ impl Task {
             let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
             let scratch = match &self.grant.scratch {
                 Some(_) => Some(
-                    tempfile::Builder::new()
-                        .prefix("toolcell-scratch-")
-                        .tempdir_in(&self.scratch_root)
+                    self.scratch
+                        .invocation_dir()
                         .map_err(|error| InvokeError::Host(format!("cannot create scratch dir: {error}")))?,
                 ),
                 None => None,
@@ -655,6 +709,7 @@ impl Task {
                 ids.invocation.clone(),
                 started + timeout,
                 broker.clone(),
+                meter.clone(),
             );
             let mut store =
                 build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress, broker)?;
@@ -790,18 +845,30 @@ impl Drop for Task {
     }
 }
 
-/// Writes the closing event of an invocation on every path: `finish` on the
-/// paths that return, `Drop` when the caller dropped the future.
-struct Teardown<'a> {
-    task: &'a Task,
+/// Closes an invocation on every path: `finish` on the paths that return,
+/// `Drop` when the caller dropped the future. Either way the credentials are
+/// revoked and the closing event written by runtime-owned work, so dropping
+/// the caller's future part-way through cannot cut the teardown short.
+struct Teardown {
+    scope: AuditScope,
+    failures: Arc<AtomicU64>,
+    revoker: Arc<Revoker>,
     invocation: String,
     started: Instant,
     broker: Arc<Broker>,
     done: bool,
 }
 
-impl Teardown<'_> {
-    fn finish(&mut self, result: &Result<CallReport, InvokeError>) {
+/// How an invocation ended, for its closing event.
+struct Ending {
+    outcome: &'static str,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+}
+
+impl Teardown {
+    /// The call returned: its outcome is settled now, then the teardown runs.
+    async fn finish(&mut self, result: &Result<CallReport, InvokeError>) {
         self.done = true;
         let (outcome, exit_code, reason) = match result {
             Ok(report) => match &report.result {
@@ -813,37 +880,54 @@ impl Teardown<'_> {
             Err(error) => (error.outcome(), None, Some(error.to_string())),
         };
         if let Err(InvokeError::Limit(hit)) = result {
-            self.task.audit.record_or_log(self.task.event(AuditKind::LimitHit {
+            self.scope.record_or_log(AuditKind::LimitHit {
                 invocation: self.invocation.clone(),
                 limit: hit.kind.name(),
                 value: hit.value.clone(),
-            }));
+            });
         }
-        self.end(outcome, exit_code, reason);
+        let closed = self.close(Ending { outcome, exit_code, reason });
+        // Waiting is only for the caller's sake: dropped here, the closing goes on.
+        let _ = closed.await;
     }
 
-    fn end(&self, outcome: &'static str, exit_code: Option<i32>, reason: Option<String>) {
-        if outcome != "ok" {
-            self.task.failures.fetch_add(1, Ordering::Relaxed);
+    /// Hands revocation and the closing event to the runtime; the receiver
+    /// resolves when both are done.
+    fn close(&self, ending: Ending) -> tokio::sync::oneshot::Receiver<()> {
+        if ending.outcome != "ok" {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.task.audit.record_or_log(self.task.event(AuditKind::InvocationEnded {
-            invocation: self.invocation.clone(),
-            outcome,
-            exit_code,
-            reason,
-            duration_ms: millis(self.started.elapsed()),
-        }));
+        let (done, closed) = tokio::sync::oneshot::channel();
+        let broker = self.broker.clone();
+        let scope = self.scope.clone();
+        let invocation = self.invocation.clone();
+        let started = self.started;
+        self.revoker.run_owned(async move {
+            broker.close().await;
+            scope.record_or_log(AuditKind::InvocationEnded {
+                invocation,
+                outcome: ending.outcome,
+                exit_code: ending.exit_code,
+                reason: ending.reason,
+                duration_ms: millis(started.elapsed()),
+            });
+            let _ = done.send(());
+        });
+        closed
     }
 }
 
-impl Drop for Teardown<'_> {
+impl Drop for Teardown {
     fn drop(&mut self) {
         if !self.done {
-            // The caller dropped the call's future: the store, instance and
-            // scratch dir were dropped with it before this runs. Nothing can
-            // be awaited here, so remote revocations go on in the background.
-            self.broker.close_later();
-            self.end("cancelled", None, Some("the caller cancelled the call".to_owned()));
+            // The caller dropped the call's future while the call ran: the
+            // store, instance and scratch dir were dropped with it before
+            // this runs. The call itself was stopped, so it is `cancelled`.
+            let _ = self.close(Ending {
+                outcome: "cancelled",
+                exit_code: None,
+                reason: Some("the caller cancelled the call".to_owned()),
+            });
         }
     }
 }
@@ -874,6 +958,13 @@ async fn with_timeout<T>(
     meter: &Meter,
     work: impl Future<Output = Result<T, InvokeError>>,
 ) -> Result<T, InvokeError> {
+    // A limit recorded by host code (refusals) stops the call as soon as it is recorded.
+    let work = async {
+        tokio::select! {
+            result = work => result,
+            hit = meter.stopped() => Err(InvokeError::Limit(hit)),
+        }
+    };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_elapsed) => Err(InvokeError::Limit(meter.record(LimitHit {

@@ -31,6 +31,8 @@ fn runtime(harness: &mut Harness, credentials: ProviderConfig) {
         scratch_root: Some(harness.scratch_root()),
         resolver: Arc::new(StaticResolver { hosts, fallback: None }),
         credentials,
+        // The test API is plain http on loopback: the operator allows credentials there.
+        plaintext_credential_hosts: vec!["api.test".into()],
         ..RuntimeConfig::default()
     };
     harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
@@ -305,7 +307,11 @@ async fn a_static_secret_is_injected_never_revealed_and_never_logged() {
     let secret = format!("ghp_static_{}", now());
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let h = harness(ProviderConfig {
-        statics: vec![StaticSecret { audience: AUDIENCE.into(), secret: SecretSource::File(secret_file) }],
+        statics: vec![StaticSecret {
+            audience: AUDIENCE.into(),
+            secret: SecretSource::File(secret_file),
+            origins: vec![format!("http://api.test:{port}")],
+        }],
         ..ProviderConfig::default()
     });
     let root = spec("root", ProviderKind::Static, &[], inject_into(&api_rule(port), "authorization", "token {token}"));

@@ -114,8 +114,8 @@ async fn fs_search_finds_lines_in_its_directory_and_nothing_outside_it() {
 }
 
 /// A runtime that resolves `names` to loopback, trusts `ca_pem`, and holds
-/// `statics` (audience, secret) as the operator's static secrets.
-fn runtime_for(h: &mut Harness, names: &[&str], ca_pem: Option<&str>, statics: &[(&str, &str)]) {
+/// `statics` (audience, secret, the one origin it may go to) as the operator's static secrets.
+fn runtime_for(h: &mut Harness, names: &[&str], ca_pem: Option<&str>, statics: &[(&str, &str, &str)]) {
     use toolcell_runtime::credentials::config::{ProviderConfig, SecretSource, StaticSecret};
     let loopback: Vec<std::net::IpAddr> = vec!["127.0.0.1".parse().unwrap()];
     let hosts = names.iter().map(|name| (name.to_string(), loopback.clone())).collect();
@@ -127,10 +127,14 @@ fn runtime_for(h: &mut Harness, names: &[&str], ca_pem: Option<&str>, statics: &
     }
     let statics = statics
         .iter()
-        .map(|(audience, secret)| {
+        .map(|(audience, secret, origin)| {
             let file = h.dir.path().join(format!("secret-{}", secret.len()));
             std::fs::write(&file, secret).unwrap();
-            StaticSecret { audience: audience.to_string(), secret: SecretSource::File(file) }
+            StaticSecret {
+                audience: audience.to_string(),
+                secret: SecretSource::File(file),
+                origins: vec![origin.to_string()],
+            }
         })
         .collect();
     let config = toolcell_runtime::RuntimeConfig {
@@ -178,10 +182,10 @@ async fn github_issues_lists_and_creates_with_a_token_it_never_sees() {
     let server = TestServer::start(Some(ca.server.clone())).await;
     let secret = "ghp_exampleStaticToken0123456789";
     let mut h = Harness::new();
-    runtime_for(&mut h, &["api.github.com"], Some(&ca.ca_pem), &[("https://api.github.com", secret)]);
+    let api = format!("https://api.github.com:{}", server.port);
+    runtime_for(&mut h, &["api.github.com"], Some(&ca.ca_pem), &[("https://api.github.com", secret, &api)]);
     let mut manifest = example("github-issues.toml", guests::GITHUB_ISSUES);
     onto_port(&mut manifest, server.port);
-    let api = format!("https://api.github.com:{}", server.port);
 
     let list = serde_json::json!({ "action": "list", "owner": "acme", "repo": "tools", "api": api });
     let report = h.call(manifest.clone(), Call::tool(list.to_string())).await.unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use toolcell_runtime::ByteSize;
+use toolcell_runtime::{ByteSize, TimeSpan};
 use toolcell_runtime::credentials::config::SecretSource;
 
 /// What `toolcell serve` reads from `[serve]`.
@@ -19,6 +19,22 @@ pub struct ServeConfig {
     /// Calls running at once; more are refused with an overload error.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_calls: usize,
+    /// Calls one principal may have running at once, so one caller cannot
+    /// take every slot.
+    #[serde(default = "default_per_principal")]
+    pub max_calls_per_principal: usize,
+    /// How long a client may take to send a request's headers, and how long
+    /// an idle connection is kept between requests.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout: TimeSpan,
+    /// How long a client may take to send a request's body.
+    #[serde(default = "default_body_timeout")]
+    pub body_read_timeout: TimeSpan,
+    /// Resource servers allowed to ask `POST /introspect` (RFC 7662) whether
+    /// a tool's issuer token is still active, each with its own secret
+    /// (HTTP Basic). None by default: the endpoint then refuses everyone.
+    #[serde(default)]
+    pub introspection_clients: Vec<IntrospectionClient>,
     /// The largest HTTP request body accepted.
     #[serde(default = "default_body")]
     pub max_request_body: ByteSize,
@@ -41,8 +57,30 @@ pub struct TokenEntry {
     pub token: SecretSource,
 }
 
+/// One resource server that may introspect tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionClient {
+    /// Its client id (the HTTP Basic user name).
+    pub client_id: String,
+    /// Its secret: `{ env = "NAME" }` or `{ file = "PATH" }`.
+    pub secret: SecretSource,
+}
+
 fn default_concurrency() -> usize {
     16
+}
+
+fn default_per_principal() -> usize {
+    8
+}
+
+fn default_header_timeout() -> TimeSpan {
+    TimeSpan(std::time::Duration::from_secs(10))
+}
+
+fn default_body_timeout() -> TimeSpan {
+    TimeSpan(std::time::Duration::from_secs(30))
 }
 
 fn default_body() -> ByteSize {
@@ -62,6 +100,10 @@ impl Default for ServeConfig {
         ServeConfig {
             tokens: Vec::new(),
             max_concurrent_calls: default_concurrency(),
+            max_calls_per_principal: default_per_principal(),
+            header_read_timeout: default_header_timeout(),
+            body_read_timeout: default_body_timeout(),
+            introspection_clients: Vec::new(),
             max_request_body: default_body(),
             allowed_hosts: default_hosts(),
             allowed_origins: default_origins(),
@@ -96,12 +138,37 @@ impl ServeConfig {
         let file: File = toml::from_str(&text).with_context(|| format!("`{}` [serve]", path.display()))?;
         let mut config = file.serve.unwrap_or_default();
         let base = path.parent().unwrap_or(Path::new("."));
-        for entry in &mut config.tokens {
-            if let SecretSource::File(file) = &mut entry.token {
+        let sources = config.tokens.iter_mut().map(|t| &mut t.token);
+        for source in sources.chain(config.introspection_clients.iter_mut().map(|c| &mut c.secret)) {
+            if let SecretSource::File(file) = source {
                 *file = base.join(&*file);
             }
         }
         Ok(config)
+    }
+
+    /// Where this section reads secrets from: the runtime refuses any
+    /// manifest that would pass these variables or grant these files to a tool.
+    pub fn secret_sources(&self) -> impl Iterator<Item = &SecretSource> {
+        self.tokens.iter().map(|t| &t.token).chain(self.introspection_clients.iter().map(|c| &c.secret))
+    }
+
+    /// Reads every introspection client's secret now.
+    pub fn introspection_clients(&self) -> Result<Vec<Token>> {
+        self.introspection_clients
+            .iter()
+            .map(|client| {
+                let value = client
+                    .secret
+                    .read()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("[serve] introspection client `{}`", client.client_id))?;
+                if value.expose_secret().len() < 16 {
+                    anyhow::bail!("[serve] introspection client `{}`: secret shorter than 16 characters", client.client_id);
+                }
+                Ok(Token { principal: client.client_id.clone(), value })
+            })
+            .collect()
     }
 
     /// Reads every token now, so a missing one stops the server at start.

@@ -3,6 +3,7 @@
 //! narrowing from `_meta`, cancellation and progress — all through the
 //! runtime's public API.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 use toolcell_runtime::{
     ByteSize, Call, CallResult, CredentialNarrowing, DirMode, DirNarrowing, EgressNarrowing, LimitsNarrowing,
     Narrowing, Runtime, Shape, TaskRequest, TimeSpan,
@@ -33,8 +35,42 @@ pub struct State {
     peers: Mutex<Vec<Peer<RoleServer>>>,
     calls: Arc<tokio::sync::Semaphore>,
     max_calls: usize,
+    /// Calls running per principal, against `max_calls_per_principal`.
+    by_principal: Mutex<HashMap<String, usize>>,
+    max_calls_per_principal: usize,
     /// The principal of calls that arrive without one (stdio: the local user).
     pub default_principal: String,
+    /// Cancelled when the server stops: no call starts after it, and every
+    /// running call is cancelled (its teardown revokes what it minted).
+    pub shutdown: CancellationToken,
+    /// Handlers of `tools/call` that have not yet finished their teardown.
+    running: Mutex<usize>,
+    finished: tokio::sync::Notify,
+}
+
+/// Counts one `tools/call` handler from its start to the end of its
+/// teardown (task closed), and its principal's share of the caps.
+struct Running<'a> {
+    state: &'a State,
+    principal: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut by_principal = self.state.by_principal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = by_principal.get_mut(&self.principal) {
+            *count -= 1;
+            if *count == 0 {
+                by_principal.remove(&self.principal);
+            }
+        }
+        drop(by_principal);
+        let mut running = self.state.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        if *running == 0 {
+            self.state.finished.notify_waiters();
+        }
+    }
 }
 
 impl State {
@@ -42,9 +78,10 @@ impl State {
         runtime: Runtime,
         sources: Sources,
         catalog: Catalog,
-        max_calls: usize,
+        limits: (usize, usize),
         default_principal: String,
     ) -> State {
+        let (max_calls, max_calls_per_principal) = limits;
         State {
             runtime,
             sources,
@@ -52,8 +89,51 @@ impl State {
             peers: Mutex::new(Vec::new()),
             calls: Arc::new(tokio::sync::Semaphore::new(max_calls)),
             max_calls,
+            by_principal: Mutex::new(HashMap::new()),
+            max_calls_per_principal,
             default_principal,
+            shutdown: CancellationToken::new(),
+            running: Mutex::new(0),
+            finished: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Calls whose handlers have not finished their teardown.
+    pub fn running(&self) -> usize {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves when every `tools/call` handler has finished its teardown
+    /// (after a shutdown: every cancelled call has handed its revocations
+    /// to the runtime, so settling them next misses none).
+    pub async fn calls_finished(&self) {
+        loop {
+            let finished = self.finished.notified();
+            if self.running() == 0 {
+                return;
+            }
+            finished.await;
+        }
+    }
+
+    /// Admits one call for `principal`, or says which cap refused it.
+    fn admit(&self, principal: &str) -> Result<Running<'_>, String> {
+        if self.shutdown.is_cancelled() {
+            return Err("toolcell is shutting down and takes no new calls".into());
+        }
+        let mut by_principal = self.by_principal.lock().unwrap_or_else(|p| p.into_inner());
+        let count = by_principal.entry(principal.to_owned()).or_insert(0);
+        if *count >= self.max_calls_per_principal {
+            return Err(format!(
+                "principal `{principal}` is running its limit of {} calls at once (serve.max_calls_per_principal); \
+                 retry later",
+                self.max_calls_per_principal
+            ));
+        }
+        *count += 1;
+        drop(by_principal);
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Ok(Running { state: self, principal: principal.to_owned() })
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -197,6 +277,11 @@ impl ServerHandler for Server {
                 None,
             ));
         };
+        let principal = self.principal(&context);
+        let _running = match self.state.admit(&principal) {
+            Ok(running) => running,
+            Err(reason) => return Err(McpError::new(ErrorCode(-32000), reason, None)),
+        };
         // A full server answers at once rather than queueing without bound.
         let Ok(_slot) = self.state.calls.clone().try_acquire_owned() else {
             return Err(McpError::new(
@@ -218,7 +303,7 @@ impl ServerHandler for Server {
         let task_request = TaskRequest {
             narrowing,
             request_id: Some(context.id.to_string()),
-            ..TaskRequest::new(self.principal(&context), timeout + Duration::from_secs(5))
+            ..TaskRequest::new(principal, timeout + Duration::from_secs(5))
         };
         let task = match self.state.runtime.open_task(&tool, task_request) {
             Ok(task) => task,
@@ -256,14 +341,19 @@ impl ServerHandler for Server {
         });
         let outcome = tokio::select! {
             outcome = task.invoke(call) => Some(outcome),
-            // The client cancelled: dropping the call tears it down (audited as cancelled).
+            // The client cancelled, or the server is stopping: dropping the
+            // call tears it down (audited as cancelled), on the runtime's side.
             () = context.ct.cancelled() => None,
+            () = self.state.shutdown.cancelled() => None,
         };
         if let Some(progress) = progress {
             progress.abort();
         }
         task.close().await;
         let Some(outcome) = outcome else {
+            if self.state.shutdown.is_cancelled() {
+                return Err(McpError::new(ErrorCode(-32000), "toolcell is shutting down; the call was cancelled", None));
+            }
             return Err(McpError::new(ErrorCode(-32800), "the client cancelled the call", None));
         };
         Ok(match outcome {

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::config::{ServeConfig, Token};
 use super::handler::{Principal, Server, State};
@@ -52,8 +52,126 @@ fn principal_of(tokens: &[Token], request: &http::Request<Incoming>) -> Option<S
     tokens.iter().find(|t| same(t.value.expose_secret().as_bytes(), presented.as_bytes())).map(|t| t.principal.clone())
 }
 
+/// Which principal opened each MCP session: a session is answered only for
+/// the principal that opened it, so another token can neither resume its
+/// stream, nor send into it (and so cancel its calls), nor delete it.
+#[derive(Default)]
+struct Sessions {
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// The most sessions remembered; the oldest owners are forgotten past it
+/// (their sessions then answer no one, which fails closed).
+const MAX_SESSIONS: usize = 10_000;
+
+impl Sessions {
+    fn owner(&self, session: &str) -> Option<String> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).get(session).cloned()
+    }
+
+    fn opened(&self, session: &str, principal: &str) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if owners.len() >= MAX_SESSIONS {
+            owners.clear();
+        }
+        owners.insert(session.to_owned(), principal.to_owned());
+    }
+
+    fn closed(&self, session: &str) {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+    }
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// `POST /introspect` (RFC 7662): is this token one of this server's live
+/// issuer tokens? Only configured resource servers may ask (HTTP Basic with
+/// their client id and secret); the answer for a revoked, expired, foreign
+/// or malformed token is `{"active": false}` and nothing else.
+async fn introspect(
+    state: &State,
+    clients: &[Token],
+    request: http::Request<Incoming>,
+    max_body: usize,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
+    if request.method() != http::Method::POST {
+        return reply(http::StatusCode::METHOD_NOT_ALLOWED, "introspection takes POST (RFC 7662)");
+    }
+    let client = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok()?.strip_prefix("Basic "))
+        .and_then(|encoded| {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+            let decoded = zeroize::Zeroizing::new(String::from_utf8(decoded).ok()?);
+            let (id, secret) = decoded.split_once(':')?;
+            clients
+                .iter()
+                .find(|c| c.principal == id && same(c.value.expose_secret().as_bytes(), secret.as_bytes()))
+                .map(|c| c.principal.clone())
+        });
+    let Some(client) = client else {
+        let mut response = reply(
+            http::StatusCode::UNAUTHORIZED,
+            "introspection needs client authentication ([serve] introspection_clients, HTTP Basic)",
+        );
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"toolcell\""));
+        return response;
+    };
+    let body = match Limited::new(request.into_body(), max_body).collect().await {
+        Ok(collected) => zeroize::Zeroizing::new(collected.to_bytes().to_vec()),
+        Err(_) => return reply(http::StatusCode::PAYLOAD_TOO_LARGE, "request body over the limit"),
+    };
+    let token = form_value(&body, "token");
+    let Some(token) = token else {
+        return reply(http::StatusCode::BAD_REQUEST, "the form has no `token` (RFC 7662 section 2.1)");
+    };
+    let answer = state.runtime.introspect(&token);
+    tracing::info!(target: "toolcell::introspect", client = %client, active = %answer["active"], "introspection");
+    let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())).boxed_unsync());
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One field of an `application/x-www-form-urlencoded` body, decoded.
+fn form_value(body: &[u8], name: &str) -> Option<SecretString> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| SecretString::from(percent_decode(value)))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[index + 1..index + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) -> Result<()> {
     let tokens = Arc::new(config.tokens()?);
+    let introspection_clients = Arc::new(config.introspection_clients()?);
     if !address.ip().is_loopback() && tokens.is_empty() {
         bail!(
             "refusing to serve on {address} without authentication: binding anything but loopback needs \
@@ -74,23 +192,48 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
     // The line a supervisor (or a test) waits for.
     eprintln!("toolcell: serving MCP on http://{bound}{ENDPOINT}");
     let max_body = config.max_request_body.0 as usize;
+    let header_timeout = config.header_read_timeout.0;
+    let body_timeout = config.body_read_timeout.0;
+    let sessions = Arc::new(Sessions::default());
     loop {
-        let (stream, _peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!("accept: {error}");
-                continue;
-            }
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("accept: {error}");
+                    continue;
+                }
+            },
+            // Stopping: no new connections (running calls are cancelled by the handlers).
+            () = state.shutdown.cancelled() => return Ok(()),
         };
-        let (mcp, tokens, default_principal) = (mcp.clone(), tokens.clone(), state.default_principal.clone());
+        let (mcp, tokens, sessions, state) = (mcp.clone(), tokens.clone(), sessions.clone(), state.clone());
+        let introspection_clients = introspection_clients.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            let (mcp, tokens, default_principal) = (mcp.clone(), tokens.clone(), default_principal.clone());
+            let (mcp, tokens, sessions, state) = (mcp.clone(), tokens.clone(), sessions.clone(), state.clone());
+            let introspection_clients = introspection_clients.clone();
             async move {
-                if request.uri().path() != ENDPOINT {
-                    return Ok::<_, Infallible>(reply(http::StatusCode::NOT_FOUND, "the MCP endpoint is /mcp"));
+                match request.uri().path() {
+                    ENDPOINT => {}
+                    // Public keys: anyone may verify a token's signature.
+                    "/.well-known/jwks.json" => {
+                        let mut response =
+                            http::Response::new(Full::new(Bytes::from(state.runtime.jwks().to_string())).boxed_unsync());
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                        return Ok(response);
+                    }
+                    "/introspect" => return Ok(introspect(&state, &introspection_clients, request, max_body).await),
+                    _ => {
+                        return Ok::<_, Infallible>(reply(
+                            http::StatusCode::NOT_FOUND,
+                            "the MCP endpoint is /mcp (also: /.well-known/jwks.json, /introspect)",
+                        ));
+                    }
                 }
                 let principal = if tokens.is_empty() {
-                    default_principal
+                    state.default_principal.clone()
                 } else {
                     match principal_of(&tokens, &request) {
                         Some(principal) => principal,
@@ -102,6 +245,13 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                         }
                     }
                 };
+                let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                if let Some(session) = &session
+                    && sessions.owner(session).is_some_and(|owner| owner != principal)
+                {
+                    // As if it did not exist: another principal learns nothing of it.
+                    return Ok(reply(http::StatusCode::NOT_FOUND, "no such MCP session"));
+                }
                 let too_large = request
                     .headers()
                     .get(http::header::CONTENT_LENGTH)
@@ -111,19 +261,36 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                 if too_large {
                     return Ok(reply(http::StatusCode::PAYLOAD_TOO_LARGE, &message));
                 }
+                let is_delete = request.method() == http::Method::DELETE;
                 let (mut parts, body) = request.into_parts();
-                let body = match Limited::new(body, max_body).collect().await {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(_) => return Ok(reply(http::StatusCode::PAYLOAD_TOO_LARGE, &message)),
+                let body = match tokio::time::timeout(body_timeout, Limited::new(body, max_body).collect()).await {
+                    Ok(Ok(collected)) => collected.to_bytes(),
+                    Ok(Err(_)) => return Ok(reply(http::StatusCode::PAYLOAD_TOO_LARGE, &message)),
+                    Err(_) => {
+                        return Ok(reply(
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            "the request body did not arrive in time ([serve] body_read_timeout)",
+                        ));
+                    }
                 };
-                parts.extensions.insert(Principal(principal));
+                parts.extensions.insert(Principal(principal.clone()));
                 let request = http::Request::from_parts(parts, Full::new(body));
                 let response = mcp.handle(request).await;
+                match (&session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
+                    // A new session: it belongs to whoever opened it.
+                    (None, Some(opened)) => sessions.opened(opened, &principal),
+                    (Some(session), _) if is_delete && response.status().is_success() => sessions.closed(session),
+                    _ => {}
+                }
                 Ok(response.map(|body| body.map_err(|never| match never {}).boxed_unsync()))
             }
         });
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                // Bounds both a slow request head and an idle keep-alive connection.
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!("connection: {error}");
             }

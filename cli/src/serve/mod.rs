@@ -18,6 +18,8 @@ use rmcp::ServiceExt;
 use toolcell_runtime::{Runtime, TimeSpan};
 
 use crate::run::{default_principal, runtime_config};
+use crate::signals::Signals;
+use toolcell_runtime::credentials::config::SecretSource;
 use catalog::{Catalog, Sources};
 use config::ServeConfig;
 use handler::{Server, State};
@@ -47,6 +49,10 @@ pub struct ServeArgs {
     /// How often the policies directory is checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     watch_interval: TimeSpan,
+    /// On SIGTERM or SIGINT: how long to wait for cancelled calls' teardowns
+    /// and their revocations before exiting (a second signal exits at once).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    grace: TimeSpan,
 }
 
 pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path>) -> Result<ExitCode> {
@@ -54,7 +60,16 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
         bail!("name the tools to serve: --policies DIR and/or --manifest FILE");
     }
     let serve_config = ServeConfig::load(config)?;
-    let runtime = Runtime::new(runtime_config(config, audit_log)?)?;
+    let mut signals = Signals::listen()?;
+    let mut runtime_config = runtime_config(config, audit_log)?;
+    // The server's own secrets are as far from tools as the runtime's.
+    for source in serve_config.secret_sources() {
+        match source {
+            SecretSource::Env(name) => runtime_config.reserved_env.push(name.clone()),
+            SecretSource::File(path) => runtime_config.reserved_paths.push(path.clone()),
+        }
+    }
+    let runtime = Runtime::new(runtime_config)?;
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
     let catalog = Catalog::load(&runtime, &sources).await;
     report(&catalog);
@@ -62,19 +77,55 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
         None => default_principal(),
         Some(_) => format!("{}@http", default_principal()),
     };
-    let state = Arc::new(State::new(runtime, sources, catalog, serve_config.max_concurrent_calls, principal));
+    let limits = (serve_config.max_concurrent_calls, serve_config.max_calls_per_principal);
+    let state = Arc::new(State::new(runtime, sources, catalog, limits, principal));
     tokio::spawn(watch(state.clone(), args.watch_interval));
 
-    match args.http {
-        Some(address) => http::serve(state.clone(), address, serve_config).await?,
-        None => {
-            let service = Server { state: state.clone() }.serve(rmcp::transport::stdio()).await?;
-            service.waiting().await?;
+    let serving = async {
+        match args.http {
+            Some(address) => http::serve(state.clone(), address, serve_config).await,
+            None => {
+                let service = Server { state: state.clone() }.serve(rmcp::transport::stdio()).await?;
+                service.waiting().await?;
+                Ok(())
+            }
         }
+    };
+    let stopped = tokio::select! {
+        served = serving => {
+            served?;
+            None
+        }
+        stop = signals.next() => Some(stop),
+    };
+    if let Some(stop) = stopped {
+        // No new calls; every running one is cancelled, and its teardown
+        // revokes what it minted.
+        state.shutdown.cancel();
+        eprintln!("toolcell: {}: stopping; cancelling {} running call(s)", stop.name(), state.running());
     }
-    // Revocations still being retried get a moment before the process ends.
-    state.runtime.settle_revocations(std::time::Duration::from_secs(10)).await;
-    Ok(ExitCode::SUCCESS)
+    let grace = args.grace.0;
+    let pending = signals
+        .or_exit_on_second(async {
+            let started = std::time::Instant::now();
+            // Revocations are settled only once every cancelled handler has
+            // reached its teardown, so none is missed.
+            if tokio::time::timeout(grace, state.calls_finished()).await.is_err() {
+                eprintln!("toolcell: {} call(s) still running after {}", state.running(), TimeSpan(grace));
+            }
+            state.runtime.settle_revocations(grace.saturating_sub(started.elapsed())).await
+        })
+        .await;
+    if pending > 0 {
+        eprintln!(
+            "toolcell: {pending} credential revocation(s) still pending; the lease journal keeps them and the next \
+             toolcell start retries"
+        );
+    }
+    Ok(match stopped {
+        Some(stop) => ExitCode::from(stop.code()),
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn report(catalog: &Catalog) {

@@ -4,11 +4,8 @@
 //! `reveal`. Everything goes through the invocation's broker, which also
 //! serves the egress hook's injection and revokes at teardown.
 
-use std::sync::Arc;
-
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::credentials::broker::Broker;
 use crate::credentials::{CredentialError, CredentialView};
 use crate::store::InvocationState;
 use crate::store::toolcell::tool::credentials::{Error as WitError, Host, HostCredential};
@@ -34,15 +31,10 @@ impl From<CredentialError> for WitError {
 }
 
 impl InvocationState {
-    /// What a handle refers to. The store's state is not `Sync`, so nothing
-    /// of it is borrowed across the await: the broker is shared on its own.
-    fn credential(
-        &mut self,
-        handle: &Resource<CredentialHandle>,
-    ) -> wasmtime::Result<impl Future<Output = wasmtime::Result<CredentialView>> + Send + use<>> {
+    /// What a handle refers to.
+    fn credential(&mut self, handle: &Resource<CredentialHandle>) -> wasmtime::Result<CredentialView> {
         let index = self.table.get(handle)?.index;
-        let broker: Arc<Broker> = self.credentials.clone();
-        Ok(async move { broker.view(index).await.ok_or_else(|| wasmtime::Error::msg("stale credential handle")) })
+        self.credentials.view(index).ok_or_else(|| wasmtime::Error::msg("stale credential handle"))
     }
 }
 
@@ -62,25 +54,26 @@ impl Host for InvocationState {
 
 impl HostCredential for InvocationState {
     async fn name(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
-        Ok(self.credential(&handle)?.await?.name)
+        Ok(self.credential(&handle)?.name)
     }
 
     async fn scopes(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<Vec<String>> {
-        Ok(self.credential(&handle)?.await?.scopes)
+        Ok(self.credential(&handle)?.scopes)
     }
 
     async fn audience(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
-        Ok(self.credential(&handle)?.await?.audience)
+        Ok(self.credential(&handle)?.audience)
     }
 
     async fn expires_at(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<u64> {
-        Ok(self.credential(&handle)?.await?.expires_at)
+        Ok(self.credential(&handle)?.expires_at)
     }
 
     async fn reveal(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<Result<String, WitError>> {
         let index = self.table.get(&handle)?.index;
-        let broker = self.credentials.clone();
-        Ok(broker.reveal(index).await.map_err(WitError::from))
+        // The broker's copy is zeroized when it drops; the string handed to
+        // the guest is the one copy that leaves the host's control.
+        Ok(self.credentials.reveal(index).map(|value| String::clone(&value)).map_err(WitError::from))
     }
 
     async fn drop(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<()> {

@@ -229,12 +229,60 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     true
 }
 
-/// True when a request path tries to climb with dot segments, plain or
-/// percent-encoded; such paths are refused before matching.
-pub fn has_dot_segments(path: &str) -> bool {
-    let decoded = path.replace("%2e", ".").replace("%2E", ".").replace("%2f", "/").replace("%2F", "/");
-    decoded.split('/').any(|segment| segment == "." || segment == "..")
+/// Checks a request path before any rule is matched, so what a rule's
+/// pattern sees is what a server will act on. Servers and proxies normalise
+/// paths in different ways (decoding `%2e`, treating `\\` as `/`, dropping
+/// `;parameters`, decoding twice), and each way turns a path that matches
+/// `/v1/*` into one that climbs out of it. Every form that some server
+/// normalises into a different path is refused, with the reason:
+/// dot segments (plain, encoded, or surrounded by blanks), backslashes,
+/// `;` parameters, percent-encoded `/`, `\\`, `.`, `;` or `%` (double
+/// encoding), malformed escapes, control characters, and escapes that are
+/// not UTF-8 (overlong forms of `.` and `/`).
+pub fn check_request_path(path: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("path `{path}`: {why} are refused"));
+    if path.contains('\\') {
+        return refuse("backslashes");
+    }
+    if path.contains(';') {
+        return refuse("`;` path parameters");
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes.get(index + 1..index + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return refuse("malformed percent escapes");
+            };
+            match byte {
+                b'/' | b'\\' | b'.' | b';' => return refuse("percent-encoded `/`, `\\`, `.` and `;`"),
+                b'%' => return refuse("double-encoded escapes (`%25`)"),
+                _ => decoded.push(byte),
+            }
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return refuse("escapes that are not UTF-8");
+    };
+    if decoded.chars().any(char::is_control) {
+        return refuse("control characters");
+    }
+    if decoded.split('/').any(|segment| matches!(segment.trim(), "." | "..")) {
+        return refuse("dot segments (`.`, `..`)");
+    }
+    Ok(())
 }
+
+/// Methods a rule that carries a credential may never allow: TRACE echoes
+/// the request, injected header included, back to the tool; CONNECT opens
+/// a tunnel the host cannot see into.
+pub const NEVER_WITH_CREDENTIALS: [&str; 2] = ["TRACE", "CONNECT"];
 
 fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -319,6 +367,7 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
 
 fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     let segments = ip.segments();
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
         return AddressClass::Metadata;
     }
@@ -328,15 +377,37 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     if ip.is_unspecified() || ip.is_multicast() {
         return AddressClass::Special;
     }
-    // IPv4-compatible (deprecated) ::a.b.c.d and NAT64 64:ff9b::/96 carry an IPv4 address.
-    if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [hi, lo] = [segments[6], segments[7]];
-        return classify_v4(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8));
+    // Forms that carry an IPv4 address in their last 32 bits: IPv4-compatible
+    // (deprecated) ::a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d (RFC 2765) and
+    // well-known NAT64 64:ff9b::/96 (RFC 6052). They reach what the IPv4
+    // address reaches.
+    if segments[..6] == [0; 6]
+        || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
+        return classify_v4(embedded(segments[6], segments[7]));
+    }
+    // 6to4 (2002::/16, RFC 3056) reaches the IPv4 address in bits 16..48.
+    if segments[0] == 0x2002 {
+        return classify_v4(embedded(segments[1], segments[2]));
     }
     match segments[0] {
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): translated inside the
+        // operator's own network, so private whatever it embeds.
+        0x64 if segments[1] == 0xff9b && segments[2] == 1 => AddressClass::Private,
         0xfc00..=0xfdff => AddressClass::Private,
+        // Site-local (fec0::/10, deprecated by RFC 3879): private by intent.
+        0xfec0..=0xfeff => AddressClass::Private,
         0xfe80..=0xfebf => AddressClass::LinkLocal,
-        0x2001 if segments[1] == 0x0db8 => AddressClass::Special,
+        // Teredo (2001::/32, RFC 4380) tunnels to an obfuscated IPv4 address
+        // through a relay: where it ends cannot be checked.
+        0x2001 if segments[1] == 0 => AddressClass::Special,
+        // Documentation (2001:db8::/32), benchmarking (2001:2::/48), ORCHID (2001:10::/28, 2001:20::/28).
+        0x2001 if segments[1] == 0x0db8 || segments[1] == 2 || (0x10..=0x2f).contains(&segments[1]) => {
+            AddressClass::Special
+        }
+        // Discard-only (100::/64).
+        0x0100 if segments[1..4] == [0, 0, 0] => AddressClass::Special,
         _ => AddressClass::Public,
     }
 }
@@ -425,10 +496,41 @@ mod tests {
         assert!(!path_matches("/v1/*/issues", "/v1/repo/pulls"));
         assert!(path_matches("/exact", "/exact"));
         assert!(!path_matches("/exact", "/exact/more"));
-        assert!(has_dot_segments("/v1/../admin"));
-        assert!(has_dot_segments("/v1/%2e%2e/admin"));
-        assert!(has_dot_segments("/v1/%2E%2E%2Fadmin"));
-        assert!(!has_dot_segments("/v1/file..txt"));
+    }
+
+    #[test]
+    fn request_paths_that_servers_normalise_elsewhere_are_refused() {
+        for refused in [
+            "/v1/../admin",
+            "/v1/./admin",
+            "/v1/%2e%2e/admin",
+            "/v1/%2E%2E%2Fadmin",
+            "/v1/.%2e/admin",
+            "/v1/..;/admin",
+            "/v1/;x=1/admin",
+            "/v1/..\\admin",
+            "/v1/..%5cadmin",
+            "/v1/..%5Cadmin",
+            "/v1/%252e%252e/admin",
+            "/v1/%25%32%65",
+            "/v1/%2fadmin",
+            "/v1/%3b/admin",
+            "/v1/%c0%ae%c0%ae/admin",
+            "/v1/%00",
+            "/v1/%0d%0aX:1",
+            "/v1/%zz",
+            "/v1/%2",
+            "/v1/%20../admin",
+            "/v1/..%20/admin",
+            "/v1/%09../admin",
+        ] {
+            assert!(check_request_path(refused).is_err(), "{refused} passed");
+        }
+        for allowed in ["/v1/file..txt", "/v1/a.b/c", "/v1/%41bc", "/v1/caf%C3%A9", "/", "/v1/...x", "/v1/a%20b"] {
+            assert!(check_request_path(allowed).is_ok(), "{allowed}: {:?}", check_request_path(allowed));
+        }
+        let reason = check_request_path("/v1/..;/admin").unwrap_err();
+        assert!(reason.contains("`;` path parameters"), "{reason}");
     }
 
     #[test]
@@ -453,7 +555,22 @@ mod tests {
         for special in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "192.0.2.1", "2001:db8::1"] {
             assert_eq!(class(special), AddressClass::Special, "{special}");
         }
-        for public in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+        // Forms that embed or reach private space.
+        assert_eq!(class("::ffff:0:7f00:1"), AddressClass::Loopback, "IPv4-translated");
+        assert_eq!(class("::ffff:0:a9fe:a9fe"), AddressClass::Metadata, "IPv4-translated metadata");
+        assert_eq!(class("2002:7f00:1::1"), AddressClass::Loopback, "6to4 of 127.0.0.1");
+        assert_eq!(class("2002:a00:1::"), AddressClass::Private, "6to4 of 10.0.0.1");
+        assert_eq!(class("2002:a9fe:a9fe::"), AddressClass::Metadata, "6to4 of the metadata address");
+        assert_eq!(class("64:ff9b:1::a00:1"), AddressClass::Private, "local-use NAT64");
+        assert_eq!(class("64:ff9b:1:ffff::808:808"), AddressClass::Private, "local-use NAT64, any suffix");
+        assert_eq!(class("64:ff9b::a9fe:a9fe"), AddressClass::Metadata, "well-known NAT64 of metadata");
+        assert_eq!(class("2001:0:4136:e378:8000:63bf:3fff:fdd2"), AddressClass::Special, "Teredo");
+        assert_eq!(class("fec0::1"), AddressClass::Private, "site-local");
+        assert_eq!(class("feff::1"), AddressClass::Private, "site-local, top of the range");
+        assert_eq!(class("100::1"), AddressClass::Special, "discard-only");
+        assert_eq!(class("2001:2::1"), AddressClass::Special, "benchmarking");
+        for public in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "2002:808:808::1", "2001:4860::8888"]
+        {
             assert_eq!(class(public), AddressClass::Public, "{public}");
         }
     }

@@ -33,10 +33,13 @@ use wasmtime_wasi_http::{
 };
 
 use crate::audit::{AuditKind, AuditScope};
-use crate::caps::egress_rules::{EgressRule, RequestLine, Scheme, check_addresses, has_dot_segments, refusal};
-use crate::credentials::broker::Broker;
+use crate::caps::egress_rules::{
+    EgressRule, NEVER_WITH_CREDENTIALS, RequestLine, Scheme, check_addresses, check_request_path, refusal,
+};
+use crate::credentials::broker::{Broker, clip};
 use crate::credentials::spec::Exposure;
 use crate::grant::Grant;
+use crate::store::Meter;
 
 /// Resolves host names for egress. The runtime config can replace it, so
 /// tests map names to loopback addresses without touching DNS.
@@ -139,6 +142,8 @@ pub(crate) struct EgressHooks {
     pub(crate) credentials: Arc<Broker>,
     /// Headers the grant injects credentials into, on any rule.
     pub(crate) injected: Arc<[HeaderName]>,
+    /// Counts refused requests against the call's `max_refusals`.
+    pub(crate) meter: Arc<Meter>,
 }
 
 impl EgressHooks {
@@ -150,6 +155,7 @@ impl EgressHooks {
         invocation: String,
         deadline: Instant,
         credentials: Arc<Broker>,
+        meter: Arc<Meter>,
     ) -> EgressHooks {
         let mut injected: Vec<HeaderName> = Vec::new();
         for spec in &grant.credentials {
@@ -169,6 +175,7 @@ impl EgressHooks {
             deadline,
             credentials,
             injected: injected.into(),
+            meter,
         }
     }
 }
@@ -210,16 +217,15 @@ impl WasiHttpHooks for EgressHooks {
         let record = Record {
             audit: self.audit.clone(),
             invocation: self.invocation.clone(),
-            method: method.clone(),
-            host: host.clone(),
-            path: path.clone(),
+            method: clip(&method, 32),
+            host: clip(&host, 256),
+            path: clip(&path, 512),
             started,
+            meter: self.meter.clone(),
         };
 
         let line = RequestLine { scheme, host: &host, port, method: &method, path: &path };
-        let decision = if has_dot_segments(&path) {
-            Err(format!("{method} {path}: dot segments (`..`) are refused"))
-        } else {
+        let decision = check_request_path(&path).and_then(|()| {
             let rules = &self.grant.egress;
             match rules.iter().position(|rule| rule.allows(&line)) {
                 None => Err(refusal(rules, &line)),
@@ -227,17 +233,23 @@ impl WasiHttpHooks for EgressHooks {
                     "{method} {host}{path}: rule {} allows {} requests per call and they are used",
                     rules[index].url, rules[index].max_requests
                 )),
+                Some(index) if NEVER_WITH_CREDENTIALS.contains(&method.as_str()) && self.carries_credentials(index) => {
+                    Err(format!(
+                        "{method} {host}{path}: rule {} carries a credential, and {method} is never sent with one",
+                        rules[index].url
+                    ))
+                }
                 Some(index) => {
                     self.sent[index] += 1;
                     Ok(rules[index].clone())
                 }
             }
-        };
+        });
         let rule = match decision {
             Ok(rule) => rule,
             Err(reason) => {
-                record.denied(&reason);
-                return Box::new(std::future::ready(Err(denied(&reason))));
+                record.refused(&reason);
+                return Box::new(std::future::ready(Err(denied(&clip(&reason, 1024)))));
             }
         };
 
@@ -251,10 +263,16 @@ impl WasiHttpHooks for EgressHooks {
         let deadline = self.deadline;
         let credentials = self.credentials.clone();
         Box::new(async move {
-            // Credentials bound to `rule` are added after the strip, so they
-            // only travel to the origins this rule allows; a redirect is a
-            // new request, matched afresh. Minted on first use; a provider
-            // that fails stops the request before it leaves.
+            let connect_timeout =
+                clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
+            let addresses = resolve_checked(&rule, &host, connect_timeout, &network).await;
+            let addresses = addresses.map_err(|failure| record.failure(&rule.url, failure))?;
+            // Credentials bound to `rule` are minted and added only now: after
+            // the strip, and after the addresses passed their checks, so a
+            // request that is refused never causes a mint or an injection.
+            // They only travel to the origins this rule allows; a redirect is
+            // a new request, matched afresh. A provider that fails stops the
+            // request before it leaves.
             match credentials.injections(&rule.url, &host).await {
                 Ok(headers) => {
                     for injected in headers {
@@ -262,21 +280,26 @@ impl WasiHttpHooks for EgressHooks {
                     }
                 }
                 Err(error) => {
+                    // The broker has audited and counted the refusal itself.
                     let reason = format!("{method} {host}{path}: {error}");
-                    record.denied(&reason);
-                    return Err(denied(&reason));
+                    record.write("denied", None, Some(&clip(&reason, 1024)), None, 0, 0);
+                    return Err(denied(&clip(&reason, 1024)));
                 }
             }
-            let result =
-                send_checked(request, &rule, &host, port, scheme, options, &network, deadline, record.clone()).await;
-            result.map_err(|failure| {
-                if failure.refused {
-                    record.denied(&failure.reason);
-                } else {
-                    record.failed(&rule.url, &failure.reason);
-                }
-                failure.error
-            })
+            send_to(request, &rule, &addresses, &host, port, scheme, options, &network, deadline, record.clone())
+                .await
+                .map_err(|failure| record.failure(&rule.url, failure))
+        })
+    }
+}
+
+impl EgressHooks {
+    /// True when a credential is injected into requests the rule at `index` allows.
+    fn carries_credentials(&self, index: usize) -> bool {
+        let url = &self.grant.egress[index].url;
+        self.grant.credentials.iter().any(|spec| match &spec.exposure {
+            Exposure::Inject(injection) => injection.egress.contains(url),
+            Exposure::Reveal => false,
         })
     }
 }
@@ -288,7 +311,8 @@ fn denied(reason: &str) -> HttpError {
 }
 
 /// The per-request audit record, written once: at refusal, at failure, or
-/// when the response body ends or is dropped.
+/// when the response body ends or is dropped. Every field a tool chooses
+/// (host, path, method) is clipped, so the record's size is bounded.
 #[derive(Clone)]
 struct Record {
     audit: AuditScope,
@@ -297,6 +321,7 @@ struct Record {
     host: String,
     path: String,
     started: Instant,
+    meter: Arc<Meter>,
 }
 
 impl Record {
@@ -325,13 +350,27 @@ impl Record {
         });
     }
 
-    fn denied(&self, reason: &str) {
+    /// A request the policy refused: audited, and counted against the
+    /// call's `max_refusals` (past it, the call is stopped).
+    fn refused(&self, reason: &str) {
+        let reason = clip(reason, 1024);
         tracing::info!(target: "toolcell::egress", host = %self.host, "denied: {reason}");
-        self.write("denied", None, Some(reason), None, 0, 0);
+        self.write("denied", None, Some(&reason), None, 0, 0);
+        let _ = self.meter.refused();
     }
 
     fn failed(&self, rule: &str, reason: &str) {
-        self.write("allowed", Some(rule), Some(reason), None, 0, 0);
+        self.write("allowed", Some(rule), Some(&clip(reason, 1024)), None, 0, 0);
+    }
+
+    /// Audits a request that did not complete; returns the guest's error.
+    fn failure(&self, rule: &str, failure: Failure) -> HttpError {
+        if failure.refused {
+            self.refused(&failure.reason);
+        } else {
+            self.failed(rule, &failure.reason);
+        }
+        failure.error
     }
 }
 
@@ -357,23 +396,15 @@ fn clamp(cap: Duration, requested: Option<Duration>, deadline: Instant) -> Durat
     requested.unwrap_or(cap).min(cap).min(left)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send_checked(
-    mut request: http::Request<WasiBody>,
+/// Resolves `host` on the host and checks every address against the rule;
+/// the request may connect only to what this returns (no rebinding between
+/// the check and the connect).
+async fn resolve_checked(
     rule: &EgressRule,
     host: &str,
-    port: u16,
-    scheme: Scheme,
-    options: Option<RequestOptions>,
+    connect_timeout: Duration,
     network: &Network,
-    deadline: Instant,
-    record: Record,
-) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), Failure> {
-    let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
-    let first_byte_timeout = clamp(rule.first_byte_timeout.0, options.and_then(|o| o.first_byte_timeout), deadline);
-    let total_deadline = Instant::now() + clamp(rule.total_timeout.0, None, deadline);
-
-    // Resolve on the host and check every address; connect only to those.
+) -> Result<Vec<IpAddr>, Failure> {
     let addresses = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => match tokio::time::timeout(connect_timeout, network.resolver.resolve(host)).await {
@@ -387,9 +418,29 @@ async fn send_checked(
     if let Err(reason) = check_addresses(rule, &addresses) {
         return Err(Failure { error: denied(&reason), reason, refused: true });
     }
+    Ok(addresses)
+}
+
+/// Sends the request to one of the checked `addresses`.
+#[allow(clippy::too_many_arguments)]
+async fn send_to(
+    mut request: http::Request<WasiBody>,
+    rule: &EgressRule,
+    addresses: &[IpAddr],
+    host: &str,
+    port: u16,
+    scheme: Scheme,
+    options: Option<RequestOptions>,
+    network: &Network,
+    deadline: Instant,
+    record: Record,
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), Failure> {
+    let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
+    let first_byte_timeout = clamp(rule.first_byte_timeout.0, options.and_then(|o| o.first_byte_timeout), deadline);
+    let total_deadline = Instant::now() + clamp(rule.total_timeout.0, None, deadline);
     let connect = async {
         let mut last = None;
-        for address in &addresses {
+        for address in addresses {
             match TcpStream::connect(SocketAddr::new(*address, port)).await {
                 Ok(stream) => return Ok(stream),
                 Err(error) => last = Some(error),

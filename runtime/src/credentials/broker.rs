@@ -21,6 +21,7 @@ use crate::credentials::openbao::{ChildToken, LeaseVars, OpenBao};
 use crate::credentials::revoke::{Revocation, Revoker, Undo};
 use crate::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
 use crate::grant::Grant;
+use crate::store::Meter;
 
 /// Why the guest did not get a credential. The text names the rule or the
 /// provider; it never holds a secret.
@@ -121,7 +122,17 @@ pub(crate) struct TaskCredentials {
     /// The union of the scopes of the grant's `openbao` credentials: the
     /// child token's policies.
     openbao_policies: Vec<String>,
-    child: tokio::sync::Mutex<Option<Arc<ChildToken>>>,
+    /// The child token, and whether the task has closed. A plain mutex,
+    /// never held across an await, so closing never misses a token.
+    child: std::sync::Mutex<ChildState>,
+    /// Serialises creation, so a task makes one child token.
+    creating: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct ChildState {
+    token: Option<Arc<ChildToken>>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for TaskCredentials {
@@ -146,29 +157,57 @@ impl TaskCredentials {
                 }
             }
         }
-        TaskCredentials { providers, workload, deadline, audit, openbao_policies, child: tokio::sync::Mutex::new(None) }
+        TaskCredentials {
+            providers,
+            workload,
+            deadline,
+            audit,
+            openbao_policies,
+            child: std::sync::Mutex::new(ChildState::default()),
+            creating: tokio::sync::Mutex::new(()),
+        }
     }
 
-    async fn child_token(&self, openbao: &OpenBao) -> Result<Arc<ChildToken>, String> {
-        let mut child = self.child.lock().await;
-        if let Some(token) = child.as_ref() {
-            return Ok(token.clone());
+    fn child_state(&self) -> std::sync::MutexGuard<'_, ChildState> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn child_token(&self, openbao: &OpenBao) -> Result<Arc<ChildToken>, MintError> {
+        let _creating = self.creating.lock().await;
+        {
+            let state = self.child_state();
+            if state.closed {
+                return Err(MintError::Refused(CredentialError::Unavailable("the task has closed".into())));
+            }
+            if let Some(token) = &state.token {
+                return Ok(token.clone());
+            }
+        }
+        // An empty policy list would let OpenBao give the child its
+        // parent's policies: a child token carries granted policies or none.
+        if self.openbao_policies.is_empty() {
+            return Err(MintError::Refused(CredentialError::Denied(
+                "no OpenBao policy is granted to this task (the openbao credentials' scopes are empty), \
+                 so there is nothing a task token could carry"
+                    .into(),
+            )));
         }
         let ttl = self.deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
         if ttl < Duration::from_secs(1) {
-            return Err("the task's deadline has passed".into());
+            return Err(MintError::Refused(CredentialError::Unavailable("the task's deadline has passed".into())));
         }
         let metadata = serde_json::json!({
             "toolcell_task": self.workload.task,
             "toolcell_tool": self.workload.tool,
             "toolcell_principal": self.workload.principal,
         });
-        let token = openbao.create_child_token(&self.openbao_policies, ttl, metadata).await?;
+        let provider = |detail| MintError::Provider { provider: ProviderKind::Openbao, detail };
+        let token = openbao.create_child_token(&self.openbao_policies, ttl, metadata).await.map_err(provider)?;
         let leftover = Leftover::OpenbaoToken { accessor: token.accessor.clone() };
         if let Err(error) = self.providers.revoker.journal(&leftover, &self.workload.task) {
             // Not journaled means a crash could leak it: revoke it and refuse.
             let _ = openbao.revoke_token(&token.accessor).await;
-            return Err(error);
+            return Err(provider(error));
         }
         self.audit.record_or_log(AuditKind::CredentialMinted {
             invocation: None,
@@ -181,7 +220,16 @@ impl TaskCredentials {
             exposure: "inject",
         });
         let token = Arc::new(token);
-        *child = Some(token.clone());
+        let mut state = self.child_state();
+        if state.closed {
+            // The task closed while the token was being made: it goes at once.
+            drop(state);
+            let mut revocation = self.revocation(&token);
+            revocation.reason = Some("made after its task closed".into());
+            self.providers.revoker.revoke_later(revocation);
+            return Err(MintError::Refused(CredentialError::Unavailable("the task has closed".into())));
+        }
+        state.token = Some(token.clone());
         Ok(token)
     }
 
@@ -197,21 +245,23 @@ impl TaskCredentials {
         }
     }
 
+    /// Marks the task closed and takes its child token, if it has one.
+    fn take_for_close(&self) -> Option<Arc<ChildToken>> {
+        let mut state = self.child_state();
+        state.closed = true;
+        state.token.take()
+    }
+
     /// Task close: revokes the child token, and every lease left under it.
     pub(crate) async fn close(&self) {
-        let token = self.child.lock().await.take();
-        if let Some(token) = token {
+        if let Some(token) = self.take_for_close() {
             self.providers.revoker.revoke(self.revocation(&token)).await;
         }
     }
 
     /// Task close without an executor to wait on (a dropped task).
     pub(crate) fn close_later(&self) {
-        let token = match self.child.try_lock() {
-            Ok(mut child) => child.take(),
-            Err(_) => None,
-        };
-        if let Some(token) = token {
+        if let Some(token) = self.take_for_close() {
             self.providers.revoker.revoke_later(self.revocation(&token));
         }
     }
@@ -231,7 +281,7 @@ struct Held {
     undo: Undo,
 }
 
-/// What a guest's handle refers to, for the `credential` resource methods.
+/// What a handle shows the guest.
 #[derive(Clone, Debug)]
 pub struct CredentialView {
     /// The manifest's name for it.
@@ -250,6 +300,22 @@ pub(crate) struct Injected {
     pub(crate) value: http::HeaderValue,
 }
 
+/// Why a mint failed, before it is shown to the tool.
+enum MintError {
+    /// Shown to the tool as it is (names a rule or a limit, never a provider's answer).
+    Refused(CredentialError),
+    /// A provider failed: the detail (endpoint, the provider's own error
+    /// text) goes to the audit trail only; the tool learns which provider failed.
+    Provider { provider: ProviderKind, detail: String },
+}
+
+/// Longest credential name a tool may ask for (manifest names are at most 64).
+const MAX_NAME: usize = 64;
+/// Longest scope a tool may ask for.
+const MAX_SCOPE: usize = 256;
+/// Most scopes in one `acquire`.
+const MAX_SCOPES: usize = 32;
+
 /// One invocation's credentials.
 pub(crate) struct Broker {
     providers: Arc<Providers>,
@@ -259,7 +325,21 @@ pub(crate) struct Broker {
     invocation: String,
     /// `exp` of everything minted is capped here.
     not_after: SystemTime,
-    held: tokio::sync::Mutex<Vec<Held>>,
+    /// Counts refusals against the call's `max_refusals`.
+    meter: Arc<Meter>,
+    /// What the call holds, and whether it has ended. A plain mutex, never
+    /// held across an await: teardown always sees every credential.
+    state: std::sync::Mutex<BrokerState>,
+    /// Serialises mints, so one credential is minted once per call.
+    minting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct BrokerState {
+    held: Vec<Held>,
+    /// Credentials minted (or being minted) by this call.
+    mints: u32,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -275,8 +355,18 @@ impl Broker {
         grant: Arc<Grant>,
         invocation: String,
         not_after: SystemTime,
+        meter: Arc<Meter>,
     ) -> Broker {
-        Broker { providers, task, grant, invocation, not_after, held: tokio::sync::Mutex::new(Vec::new()) }
+        Broker {
+            providers,
+            task,
+            grant,
+            invocation,
+            not_after,
+            meter,
+            state: std::sync::Mutex::new(BrokerState::default()),
+            minting: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// A broker for `describe`, whose grant holds no credentials: every acquire is denied.
@@ -285,6 +375,7 @@ impl Broker {
         grant: Arc<Grant>,
         audit: AuditScope,
         invocation: String,
+        meter: Arc<Meter>,
     ) -> Broker {
         let workload = Workload {
             id: String::new(),
@@ -294,60 +385,140 @@ impl Broker {
         };
         let now = SystemTime::now();
         let task = Arc::new(TaskCredentials::new(providers.clone(), workload, now, audit, &[]));
-        Broker::new(providers, task, grant, invocation, now)
+        Broker::new(providers, task, grant, invocation, now, meter)
     }
 
-    fn refuse(&self, name: &str, error: CredentialError) -> CredentialError {
-        let (decision, reason) = match &error {
-            CredentialError::Denied(reason) => ("denied", reason.clone()),
-            CredentialError::Unavailable(reason) => ("unavailable", reason.clone()),
+    fn state(&self) -> std::sync::MutexGuard<'_, BrokerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Audits a refusal, counts it against `max_refusals`, and returns what
+    /// the tool sees.
+    fn refuse(&self, name: &str, error: MintError) -> CredentialError {
+        let (decision, reason, shown) = match error {
+            MintError::Refused(CredentialError::Denied(reason)) => {
+                ("denied", reason.clone(), CredentialError::Denied(reason))
+            }
+            MintError::Refused(CredentialError::Unavailable(reason)) => {
+                ("unavailable", reason.clone(), CredentialError::Unavailable(reason))
+            }
+            MintError::Provider { provider, detail } => (
+                "unavailable",
+                detail,
+                CredentialError::Unavailable(format!(
+                    "credential `{}`: the {} provider could not mint it (its reason is in the audit trail of \
+                     invocation {})",
+                    clip(name, MAX_NAME),
+                    provider.name(),
+                    self.invocation
+                )),
+            ),
         };
         self.task.audit.record_or_log(AuditKind::CredentialRefused {
             invocation: self.invocation.clone(),
-            credential: name.to_owned(),
+            credential: clip(name, MAX_NAME),
             decision,
-            reason,
+            reason: clip(&reason, 1024),
         });
-        error
+        // A tool looping on refusals is stopped by the call's limit.
+        let _ = self.meter.refused();
+        shown
     }
 
     /// The guest's `acquire`: the credential `name` with `scopes` (empty:
     /// all the grant allows), minted now unless this call already holds it.
     /// Returns the handle's index.
-    pub(crate) async fn acquire(&self, name: &str, scopes: &[String]) -> Result<usize, CredentialError> {
-        let spec = self.grant.credentials.iter().find(|s| s.name == name).ok_or_else(|| {
+    pub(crate) async fn acquire(self: &Arc<Self>, name: &str, scopes: &[String]) -> Result<usize, CredentialError> {
+        let deny = |reason: String| self.refuse(name, MintError::Refused(CredentialError::Denied(reason)));
+        if name.len() > MAX_NAME {
+            return Err(deny(format!("a credential name is at most {MAX_NAME} bytes")));
+        }
+        if scopes.len() > MAX_SCOPES || scopes.iter().any(|s| s.len() > MAX_SCOPE) {
+            return Err(deny(format!("an acquire asks for at most {MAX_SCOPES} scopes of at most {MAX_SCOPE} bytes")));
+        }
+        let Some(spec) = self.grant.credentials.iter().find(|s| s.name == name) else {
             let granted: Vec<&str> = self.grant.credentials.iter().map(|s| s.name.as_str()).collect();
-            self.refuse(
-                name,
-                CredentialError::Denied(format!(
-                    "credential `{name}` is not granted to this task (granted: {})",
-                    if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
-                )),
-            )
-        })?;
+            return Err(deny(format!(
+                "credential `{name}` is not granted to this task (granted: {})",
+                if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
+            )));
+        };
         let scopes = if scopes.is_empty() { spec.scopes.clone() } else { scopes.to_vec() };
         if let Some(extra) = scopes.iter().find(|s| !spec.scopes.contains(s)) {
-            return Err(self.refuse(
-                name,
-                CredentialError::Denied(format!(
-                    "scope `{extra}` is beyond what credential `{name}` grants ([{}])",
-                    spec.scopes.join(" ")
-                )),
-            ));
+            return Err(deny(format!(
+                "scope `{extra}` is beyond what credential `{name}` grants ([{}])",
+                spec.scopes.join(" ")
+            )));
         }
-        let mut held = self.held.lock().await;
-        if let Some(index) = held.iter().position(|h| h.name == name && h.scopes == scopes) {
-            return Ok(index);
+        self.obtain(spec, scopes, false).await
+    }
+
+    /// The index of a credential the call holds, minting it first if it
+    /// holds none. `any_scopes` takes a held one of that name whatever its
+    /// scopes (injection uses what the tool acquired).
+    async fn obtain(
+        self: &Arc<Self>,
+        spec: &CredentialSpec,
+        scopes: Vec<String>,
+        any_scopes: bool,
+    ) -> Result<usize, CredentialError> {
+        let _minting = self.minting.lock().await;
+        {
+            let mut state = self.state();
+            if state.closed {
+                return Err(CredentialError::Unavailable("the call has ended".into()));
+            }
+            let found = state.held.iter().rposition(|h| h.name == spec.name && (any_scopes || h.scopes == scopes));
+            if let Some(index) = found {
+                return Ok(index);
+            }
+            let max = self.grant.limits.max_credentials;
+            if state.mints >= max {
+                drop(state);
+                return Err(self.refuse(
+                    &spec.name,
+                    MintError::Refused(CredentialError::Denied(format!(
+                        "this call has minted its limit of {max} credentials (limits.max_credentials)"
+                    ))),
+                ));
+            }
+            state.mints += 1;
         }
-        let minted = self.mint(spec, scopes).await.map_err(|e| self.refuse(name, e))?;
-        held.push(minted);
-        Ok(held.len() - 1)
+        // The mint runs on the runtime's side: if the call is dropped while
+        // a provider answers, the mint still completes, and what it made is
+        // either held (and revoked at teardown) or revoked at once.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let broker = self.clone();
+        let spec = spec.clone();
+        self.providers.revoker.run_owned(async move {
+            let outcome = match broker.mint(&spec, scopes).await {
+                Ok(held) => broker.keep(held),
+                Err(error) => Err(broker.refuse(&spec.name, error)),
+            };
+            let _ = sender.send(outcome);
+        });
+        receiver.await.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into())))
+    }
+
+    /// Keeps a fresh credential for the call, or revokes it at once when the
+    /// call ended while it was being minted.
+    fn keep(&self, held: Held) -> Result<usize, CredentialError> {
+        let mut state = self.state();
+        if state.closed {
+            drop(state);
+            let mut revocation = self.revocation(held);
+            revocation.reason = Some("minted after its call ended".into());
+            self.providers.revoker.revoke_later(revocation);
+            return Err(CredentialError::Unavailable("the call has ended".into()));
+        }
+        state.held.push(held);
+        Ok(state.held.len() - 1)
     }
 
     /// What a handle shows the guest.
-    pub(crate) async fn view(&self, index: usize) -> Option<CredentialView> {
-        let held = self.held.lock().await;
-        let held = held.get(index)?;
+    pub(crate) fn view(&self, index: usize) -> Option<CredentialView> {
+        let state = self.state();
+        let held = state.held.get(index)?;
         Some(CredentialView {
             name: held.name.clone(),
             scopes: held.scopes.clone(),
@@ -356,10 +527,14 @@ impl Broker {
         })
     }
 
-    /// The guest's `reveal`: the value, only for `reveal` exposure.
-    pub(crate) async fn reveal(&self, index: usize) -> Result<String, CredentialError> {
-        let held = self.held.lock().await;
-        let held = held.get(index).ok_or_else(|| CredentialError::Denied("no such credential handle".into()))?;
+    /// The guest's `reveal`: the value, only for `reveal` exposure. The copy
+    /// handed over is zeroized when the guest's string is lowered.
+    pub(crate) fn reveal(&self, index: usize) -> Result<zeroize::Zeroizing<String>, CredentialError> {
+        let state = self.state();
+        let Some(held) = state.held.get(index) else {
+            drop(state);
+            return Err(self.refuse("", MintError::Refused(CredentialError::Denied("no such credential handle".into()))));
+        };
         let spec = self.grant.credentials.iter().find(|s| s.name == held.name).expect("held credentials are granted");
         match &spec.exposure {
             Exposure::Reveal => {
@@ -368,46 +543,50 @@ impl Broker {
                     credential: held.name.clone(),
                     id: held.id.clone(),
                 });
-                Ok(held.value.expose_secret().to_owned())
+                Ok(zeroize::Zeroizing::new(held.value.expose_secret().to_owned()))
             }
-            Exposure::Inject(injection) => Err(self.refuse(
-                &held.name,
-                CredentialError::Denied(format!(
-                    "credential `{}` is injected by the host into requests matching {}; it is never revealed",
-                    held.name,
-                    injection.egress.join(", ")
-                )),
-            )),
+            Exposure::Inject(injection) => {
+                let (name, reason) = (
+                    held.name.clone(),
+                    format!(
+                        "credential `{}` is injected by the host into requests matching {}; it is never revealed",
+                        held.name,
+                        injection.egress.join(", ")
+                    ),
+                );
+                drop(state);
+                Err(self.refuse(&name, MintError::Refused(CredentialError::Denied(reason))))
+            }
         }
     }
 
     /// The headers to add to a request the egress rule `rule` allowed, to
-    /// `host`. Mints on first use: credentials the tool acquired are used as
-    /// acquired, the others with all the grant's scopes.
-    pub(crate) async fn injections(&self, rule: &str, host: &str) -> Result<Vec<Injected>, CredentialError> {
+    /// `host`, after its addresses passed the checks. Mints on first use:
+    /// credentials the tool acquired are used as acquired, the others with
+    /// all the grant's scopes.
+    pub(crate) async fn injections(self: &Arc<Self>, rule: &str, host: &str) -> Result<Vec<Injected>, CredentialError> {
         let mut out = Vec::new();
         for spec in self.grant.credentials.iter() {
             let Exposure::Inject(injection) = &spec.exposure else { continue };
             if !injection.egress.iter().any(|bound| bound == rule) {
                 continue;
             }
-            let mut held = self.held.lock().await;
-            let index = match held.iter().rposition(|h| h.name == spec.name) {
-                Some(index) => index,
-                None => {
-                    let minted = self.mint(spec, spec.scopes.clone()).await.map_err(|e| self.refuse(&spec.name, e))?;
-                    held.push(minted);
-                    held.len() - 1
-                }
+            let index = self.obtain(spec, spec.scopes.clone(), true).await?;
+            let state = self.state();
+            let Some(credential) = state.held.get(index) else {
+                return Err(CredentialError::Unavailable("the call has ended".into()));
             };
-            let credential = &held[index];
             let text = zeroize::Zeroizing::new(injection.format.replace("{token}", credential.value.expose_secret()));
-            let mut value = http::HeaderValue::from_str(&text).map_err(|_| {
-                CredentialError::Unavailable(format!(
-                    "credential `{}` holds bytes a `{}` header cannot carry",
-                    spec.name, injection.header
-                ))
-            })?;
+            let Ok(mut value) = http::HeaderValue::from_str(&text) else {
+                drop(state);
+                return Err(self.refuse(
+                    &spec.name,
+                    MintError::Refused(CredentialError::Unavailable(format!(
+                        "credential `{}` holds bytes a `{}` header cannot carry",
+                        spec.name, injection.header
+                    ))),
+                ));
+            };
             value.set_sensitive(true);
             let header = http::HeaderName::from_bytes(injection.header.as_bytes()).expect("checked in the manifest");
             self.task.audit.record_or_log(AuditKind::CredentialInjected {
@@ -424,24 +603,24 @@ impl Broker {
     }
 
     /// Mints one credential, within the invocation's deadline.
-    async fn mint(&self, spec: &CredentialSpec, scopes: Vec<String>) -> Result<Held, CredentialError> {
+    async fn mint(&self, spec: &CredentialSpec, scopes: Vec<String>) -> Result<Held, MintError> {
         let left = self.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
         if left < Duration::from_secs(1) {
-            return Err(CredentialError::Unavailable(format!(
+            return Err(MintError::Refused(CredentialError::Unavailable(format!(
                 "credential `{}`: less than a second is left before the call's deadline",
                 spec.name
-            )));
+            ))));
         }
         let ttl = spec.max_ttl.0.min(left);
         let minting = self.mint_from_provider(spec, &scopes, ttl);
         let held = match tokio::time::timeout(left, minting).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(CredentialError::Unavailable(format!(
+                return Err(MintError::Refused(CredentialError::Unavailable(format!(
                     "credential `{}`: the {} provider did not answer before the call's deadline",
                     spec.name,
                     spec.provider.name()
-                )));
+                ))));
             }
         };
         self.task.audit.record_or_log(AuditKind::CredentialMinted {
@@ -465,7 +644,7 @@ impl Broker {
         audience: &str,
         scopes: &[String],
         ttl: Duration,
-    ) -> Result<(SecretString, Undo, String, u64), CredentialError> {
+    ) -> Result<(SecretString, Undo, String, u64), MintError> {
         let workload = &self.task.workload;
         let minted = self.providers.issuer.mint(&MintRequest {
             subject: workload.id.clone(),
@@ -477,7 +656,10 @@ impl Broker {
             not_after: self.not_after,
         });
         let leftover = Leftover::IssuerToken { jti: minted.jti.clone(), exp: minted.exp };
-        self.providers.revoker.journal(&leftover, &workload.task).map_err(CredentialError::Unavailable)?;
+        self.providers
+            .revoker
+            .journal(&leftover, &workload.task)
+            .map_err(|detail| MintError::Provider { provider: ProviderKind::Issuer, detail })?;
         Ok((minted.token, Undo::DenyList { jti: minted.jti.clone(), exp: minted.exp }, minted.jti, minted.exp))
     }
 
@@ -486,9 +668,11 @@ impl Broker {
         spec: &CredentialSpec,
         scopes: &[String],
         ttl: Duration,
-    ) -> Result<Held, CredentialError> {
-        let unavailable =
-            |reason: String| CredentialError::Unavailable(format!("credential `{}`: {reason}", spec.name));
+    ) -> Result<Held, MintError> {
+        let failed = |detail: String| MintError::Provider {
+            provider: spec.provider,
+            detail: format!("credential `{}`: {detail}", spec.name),
+        };
         let held = |value, id, undo, expires_at, scopes: Vec<String>| Held {
             name: spec.name.clone(),
             provider: spec.provider,
@@ -507,9 +691,9 @@ impl Broker {
             ProviderKind::Static => {
                 let secret =
                     self.providers.config.statics.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
-                        unavailable(format!("the runtime config has no static secret for audience `{}`", spec.audience))
+                        failed(format!("the runtime config has no static secret for audience `{}`", spec.audience))
                     })?;
-                let value = secret.secret.read().map_err(unavailable)?;
+                let value = secret.secret.read().map_err(failed)?;
                 let expires_at = self.not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 Ok(held(value, format!("static:{}", spec.audience), Undo::Release, expires_at, Vec::new()))
             }
@@ -518,21 +702,24 @@ impl Broker {
                     .providers
                     .openbao
                     .as_ref()
-                    .ok_or_else(|| unavailable("the runtime config has no [openbao] server".into()))?;
+                    .ok_or_else(|| failed("the runtime config has no [openbao] server".into()))?;
                 let secret = openbao.config.secrets.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
-                    unavailable(format!(
-                        "the runtime config has no [[openbao.secrets]] for audience `{}`",
-                        spec.audience
-                    ))
+                    failed(format!("the runtime config has no [[openbao.secrets]] for audience `{}`", spec.audience))
                 })?;
-                let child = self.task.child_token(openbao).await.map_err(unavailable)?;
+                if scopes.is_empty() {
+                    return Err(MintError::Refused(CredentialError::Denied(format!(
+                        "credential `{}` grants no OpenBao policy, so there is nothing to lease with",
+                        spec.name
+                    ))));
+                }
+                let child = self.task.child_token(openbao).await?;
                 let workload = &self.task.workload;
                 let vars = LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.invocation, ttl };
-                let lease = openbao.lease(&child, secret, &vars).await.map_err(unavailable)?;
+                let lease = openbao.lease(&child, secret, &vars).await.map_err(failed)?;
                 let leftover = Leftover::OpenbaoLease { lease_id: lease.lease_id.clone() };
                 if let Err(error) = self.providers.revoker.journal(&leftover, &workload.task) {
                     let _ = openbao.revoke_lease(&lease.lease_id).await;
-                    return Err(unavailable(error));
+                    return Err(failed(error));
                 }
                 let undo = Undo::OpenbaoLease { lease_id: lease.lease_id.clone() };
                 Ok(held(lease.value, lease.lease_id, undo, lease.expires_at, scopes.to_vec()))
@@ -542,7 +729,7 @@ impl Broker {
                     .providers
                     .exchange
                     .as_ref()
-                    .ok_or_else(|| unavailable("the runtime config has no [oauth_token_exchange] server".into()))?;
+                    .ok_or_else(|| failed("the runtime config has no [oauth_token_exchange] server".into()))?;
                 // The subject token: the task's own issuer token, for the
                 // authorization server, carrying the scopes asked for.
                 let (subject, subject_undo, subject_jti, _) =
@@ -561,7 +748,7 @@ impl Broker {
                         reason: Some("exchanged".into()),
                     })
                     .await;
-                let exchanged = exchanged.map_err(unavailable)?;
+                let exchanged = exchanged.map_err(failed)?;
                 let id = token_fingerprint(&exchanged.token);
                 let undo = Undo::Exchanged { token: exchanged.token.clone() };
                 Ok(held(exchanged.token, id, undo, exchanged.expires_at, exchanged.scopes))
@@ -569,27 +756,22 @@ impl Broker {
         }
     }
 
-    /// Teardown: revokes every credential of the call, waiting for the
-    /// remote revocations' first attempt (failures go on in the background).
-    pub(crate) async fn close(&self) {
-        let held = std::mem::take(&mut *self.held.lock().await);
-        for credential in held {
-            let revocation = self.revocation(credential);
-            self.providers.revoker.revoke(revocation).await;
-        }
+    /// Marks the call ended and takes what it holds: a mint that completes
+    /// after this finds the call closed and revokes its credential itself.
+    fn take_for_close(&self) -> Vec<Held> {
+        let mut state = self.state();
+        state.closed = true;
+        std::mem::take(&mut state.held)
     }
 
-    /// Teardown when the caller dropped the call: local revocations now,
-    /// remote ones in the background.
-    pub(crate) fn close_later(&self) {
-        let held = match self.held.try_lock() {
-            Ok(mut held) => std::mem::take(&mut *held),
-            // Held only inside the store, which is dropped before this runs.
-            Err(_) => Vec::new(),
-        };
-        for credential in held {
+    /// Teardown: revokes every credential of the call, waiting for the
+    /// remote revocations' first attempt (failures go on in the background).
+    /// Callers run it as runtime-owned work, so it completes even when the
+    /// caller's future is dropped.
+    pub(crate) async fn close(&self) {
+        for credential in self.take_for_close() {
             let revocation = self.revocation(credential);
-            self.providers.revoker.revoke_later(revocation);
+            self.providers.revoker.revoke(revocation).await;
         }
     }
 
@@ -606,6 +788,19 @@ impl Broker {
             reason: None,
         }
     }
+}
+
+/// At most `max` bytes of `text` (on a character boundary), marked when cut:
+/// what a tool can make the audit trail hold is bounded.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes cut]", &text[..end], text.len() - end)
 }
 
 /// An exchanged token's id for the audit trail: a digest prefix, which names

@@ -84,7 +84,8 @@ impl std::fmt::Display for SecretSource {
     }
 }
 
-/// A root secret for one audience, injected only.
+/// A root secret for one audience, injected only, and only toward the
+/// origins the operator names.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticSecret {
@@ -92,6 +93,11 @@ pub struct StaticSecret {
     pub audience: String,
     /// Where the secret is: `{ env = "NAME" }` or `{ file = "PATH" }`.
     pub secret: SecretSource,
+    /// The origins (`https://api.github.com`, `https://uploads.example.com:8443`,
+    /// `https://*.example.com`) the secret may be sent to. A manifest that
+    /// binds it to an egress rule for any other origin is refused at load:
+    /// the tool author does not choose where the operator's root secret goes.
+    pub origins: Vec<String>,
 }
 
 /// An OpenBao (or Vault-compatible) server.
@@ -152,6 +158,14 @@ fn five_seconds() -> TimeSpan {
 }
 
 impl ProviderConfig {
+    /// Every place this config reads a secret from.
+    pub fn secret_sources(&self) -> Vec<&SecretSource> {
+        let mut sources: Vec<&SecretSource> = self.statics.iter().map(|s| &s.secret).collect();
+        sources.extend(self.openbao.as_ref().map(|o| &o.token));
+        sources.extend(self.oauth_token_exchange.as_ref().map(|e| &e.client_secret));
+        sources
+    }
+
     /// Resolves relative file paths against the config file's directory.
     pub(crate) fn rebase(&mut self, base: &Path) {
         if let Some(keys) = &mut self.issuer.keys {

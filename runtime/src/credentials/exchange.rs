@@ -93,14 +93,44 @@ impl TokenExchange {
             Some(scope) => scope.split_whitespace().map(str::to_owned).collect(),
             None => scopes.to_vec(),
         };
+        let token = SecretString::from(token.to_owned());
         if let Some(extra) = granted.iter().find(|s| !scopes.contains(s)) {
+            // Wider than asked: never used, and revoked where the server can.
+            let _ = self.revoke(&token).await;
             return Err(format!("token exchange: the server granted scope `{extra}`, which was not asked for"));
         }
-        let now = SystemTime::now();
-        let life = json["expires_in"].as_u64().map(Duration::from_secs).unwrap_or(Duration::ZERO);
-        let limit = not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let expires_at = (now + life).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).min(limit);
-        Ok(Exchanged { token: SecretString::from(token.to_owned()), scopes: granted, expires_at })
+        // The crash rule: the token's life as the server states it must end
+        // by the call's deadline (whole seconds, so one second of rounding
+        // is allowed). Then a runtime killed mid-call leaves nothing that
+        // outlives the call at the server, with no token value at rest. A
+        // token without `expires_in`, or living longer, is revoked before
+        // the tool can use it.
+        let received = SystemTime::now();
+        let limit = not_after + Duration::from_secs(1);
+        let expires = json["expires_in"].as_u64().map(|life| received + Duration::from_secs(life));
+        let refusal = match expires {
+            None => Some("the server did not state the token's lifetime (`expires_in`)".to_owned()),
+            Some(expires) if expires > limit => Some(format!(
+                "the server gave the token {}s of life, past the call's deadline {}s away",
+                expires.duration_since(received).map_or(0, |d| d.as_secs()),
+                not_after.duration_since(received).map_or(0, |d| d.as_secs()),
+            )),
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            let revoked = match self.revoke(&token).await {
+                Ok(true) => "it was revoked".to_owned(),
+                Ok(false) => "the server has no revocation endpoint, so it lives until it expires".to_owned(),
+                Err(error) => format!("revoking it failed: {error}"),
+            };
+            return Err(format!(
+                "token exchange for `{audience}`: {refusal}; toolcell only uses exchanged tokens that die by the \
+                 call's deadline, and {revoked}"
+            ));
+        }
+        let expires_at = expires.unwrap_or(received).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let cap = not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Ok(Exchanged { token, scopes: granted, expires_at: expires_at.min(cap) })
     }
 
     /// Revokes an exchanged token (RFC 7009). `Ok(false)` when the server

@@ -349,7 +349,7 @@ impl Issuer {
     /// Verifies a token for `audience` as the runtime sees it: signed by one
     /// of its keys, unexpired, and not deny-listed.
     pub fn verify(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
-        let claims = verify_signed(token, &self.url, audience, |kid| {
+        let claims = verify_signed(token, &self.url, Some(audience), |kid| {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             keys.iter().find(|k| k.kid == kid).map(|k| k.signing.verifying_key())
         })?;
@@ -359,7 +359,22 @@ impl Issuer {
         Ok(claims)
     }
 
-    /// True while `jti` is deny-listed (from teardown until its expiry).
+    /// What an RFC 7662 introspection endpoint answers from: the token's
+    /// claims when it is one of this issuer's, signed by a key it still
+    /// holds, unexpired and not deny-listed (for any audience); an error
+    /// otherwise, which the endpoint answers as `"active": false`.
+    pub fn introspect(&self, token: &SecretString) -> Result<AccessClaims, VerifyError> {
+        let claims = verify_signed(token, &self.url, None, |kid| {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().find(|k| k.kid == kid).map(|k| k.signing.verifying_key())
+        })?;
+        if self.is_revoked(&claims.jti) {
+            return Err(VerifyError::Revoked(claims.jti));
+        }
+        Ok(claims)
+    }
+
+    /// True while `jti` is deny-listed (revoked before its expiry).
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.denied.lock().unwrap_or_else(|p| p.into_inner()).until.get(jti).is_some_and(|until| *until > now())
     }
@@ -400,7 +415,7 @@ pub fn verify_with_jwks(
     issuer: &str,
     audience: &str,
 ) -> Result<AccessClaims, VerifyError> {
-    verify_signed(token, issuer, audience, |kid| {
+    verify_signed(token, issuer, Some(audience), |kid| {
         let key =
             jwks["keys"].as_array()?.iter().find(|k| k["kid"] == kid && k["kty"] == "OKP" && k["crv"] == "Ed25519")?;
         let x: [u8; 32] = B64.decode(key["x"].as_str()?).ok()?.try_into().ok()?;
@@ -411,7 +426,7 @@ pub fn verify_with_jwks(
 fn verify_signed(
     token: &SecretString,
     issuer: &str,
-    audience: &str,
+    audience: Option<&str>,
     key: impl FnOnce(&str) -> Option<VerifyingKey>,
 ) -> Result<AccessClaims, VerifyError> {
     let token = token.expose_secret();
@@ -432,7 +447,7 @@ fn verify_signed(
         .verify(signing_input.as_bytes(), &Signature::from_bytes(&signature))
         .map_err(|_| VerifyError::Signature)?;
     let claims: AccessClaims = serde_json::from_slice(&decode(claims)?).map_err(|_| VerifyError::Malformed)?;
-    if claims.iss != issuer || claims.aud != audience {
+    if claims.iss != issuer || audience.is_some_and(|audience| claims.aud != audience) {
         return Err(VerifyError::Audience);
     }
     let now = now();

@@ -80,13 +80,17 @@ impl OpenBao {
         self.config.token.read().map_err(|e| format!("the runtime's OpenBao token: {e}"))
     }
 
-    /// Creates a task's child token: `policies`, not renewable, dead at `ttl`.
+    /// Creates a task's child token: exactly `policies` (never empty, never
+    /// the default policy), not renewable, dead at `ttl`.
     pub(crate) async fn create_child_token(
         &self,
         policies: &[String],
         ttl: Duration,
         metadata: serde_json::Value,
     ) -> Result<ChildToken, String> {
+        if policies.is_empty() {
+            return Err("a task token with no policies would inherit the runtime token's; refused".into());
+        }
         let body = serde_json::json!({
             "policies": policies,
             "no_default_policy": true,
@@ -108,6 +112,19 @@ impl OpenBao {
         let (Some(token), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str()) else {
             return Err("creating the task's child token: the answer has no client_token and accessor".into());
         };
+        // OpenBao gives a child created with no policies its parent's; the
+        // request never asks for none, and the answer is checked as well: a
+        // child carrying a policy that was not granted is revoked at once.
+        let carried: Vec<&str> = auth["policies"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+        if let Some(extra) = carried.iter().find(|p| !policies.iter().any(|granted| granted == *p)) {
+            let extra = (*extra).to_owned();
+            let _ = self.revoke_token(accessor).await;
+            return Err(format!(
+                "creating the task's child token: it came back with policy `{extra}`, which was not granted \
+                 (granted: {}); it was revoked",
+                policies.join(", ")
+            ));
+        }
         let life = Duration::from_secs(auth["lease_duration"].as_u64().unwrap_or(ttl.as_secs()));
         Ok(ChildToken {
             token: SecretString::from(token.to_owned()),

@@ -182,9 +182,8 @@ impl Revoker {
     }
 
     fn spawn(self: &Arc<Self>, revocation: Revocation, failed_once: bool) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
         let revoker = self.clone();
-        let work = async move {
+        self.run_owned(async move {
             let delays = RETRY_DELAYS.iter().copied();
             let mut delays = std::iter::once(Duration::ZERO).filter(|_| !failed_once).chain(delays);
             loop {
@@ -204,6 +203,19 @@ impl Revoker {
                     Err(reason) => revocation.audit("retrying", Some(reason)),
                 }
             }
+        });
+    }
+
+    /// Runs `work` to completion on the runtime's side, whatever happens to
+    /// the caller that started it: teardown, a mint in flight, a revocation.
+    /// Dropping a caller's future never cancels it, and
+    /// [`Revoker::settled`] waits for it, so a process about to exit lets it
+    /// finish.
+    pub(crate) fn run_owned(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let revoker = self.clone();
+        let work = async move {
+            work.await;
             if revoker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                 revoker.idle.notify_waiters();
             }
@@ -224,7 +236,7 @@ impl Revoker {
         }
     }
 
-    /// Revocations still running in the background.
+    /// Teardowns, mints and revocations still running in the background.
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
     }

@@ -16,10 +16,12 @@ use crate::caps::http::Stream;
 /// The largest provider response read (a PKI bundle is a few KiB).
 const MAX_RESPONSE: usize = 1 << 20;
 
-/// A provider answered, with this status and body.
+/// A provider answered, with this status and body. The body may hold a
+/// secret (a token, a private key), so toolcell's copy is zeroized when the
+/// answer is dropped; hyper's own read buffers are beyond its reach.
 pub(crate) struct Answer {
     pub(crate) status: u16,
-    pub(crate) body: Bytes,
+    pub(crate) body: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl Answer {
@@ -99,11 +101,14 @@ pub(crate) async fn send(
         }
         let response = sender.send_request(request).await.map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
+        let mut incoming = Limited::new(response.into_body(), MAX_RESPONSE);
+        let mut body = zeroize::Zeroizing::new(Vec::new());
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+            if let Some(data) = frame.data_ref() {
+                body.extend_from_slice(data);
+            }
+        }
         Ok(Answer { status, body })
     };
     match tokio::time::timeout(timeout, exchange).await {
