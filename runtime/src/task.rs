@@ -523,6 +523,7 @@ impl Runtime {
             scratch: self.scratch.clone(),
             invocations: AtomicU64::new(0),
             failures: Arc::new(AtomicU64::new(0)),
+            teardowns: Arc::new(Teardowns::default()),
             closed: AtomicBool::new(false),
         };
         task.audit.record(task.event(AuditKind::TaskOpened {
@@ -554,7 +555,41 @@ pub struct Task {
     scratch: Arc<ScratchRoot>,
     invocations: AtomicU64,
     failures: Arc<AtomicU64>,
+    /// Invocation teardowns still running on the runtime's side.
+    teardowns: Arc<Teardowns>,
     closed: AtomicBool,
+}
+
+/// Counts a task's invocation teardowns that have not finished, so closing
+/// the task waits for them (a cancelled call's teardown runs on its own).
+#[derive(Debug, Default)]
+struct Teardowns {
+    running: std::sync::Mutex<usize>,
+    idle: tokio::sync::Notify,
+}
+
+impl Teardowns {
+    fn started(&self) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn ended(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        if *running == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn finished(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if *self.running.lock().unwrap_or_else(|p| p.into_inner()) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
 }
 
 impl Task {
@@ -604,6 +639,7 @@ impl Task {
         let mut teardown = Teardown {
             scope: self.scope(),
             failures: self.failures.clone(),
+            teardowns: self.teardowns.clone(),
             revoker: self.providers.revoker.clone(),
             invocation: ids.invocation.clone(),
             started,
@@ -801,6 +837,9 @@ impl Task {
     /// event. Dropping a task does the same, recorded as `dropped`, with the
     /// revocation in the background.
     pub async fn close(self) -> TaskSummary {
+        // Calls that were cancelled finish their teardown first, so the
+        // task's record closes after every invocation's.
+        self.teardowns.finished().await;
         self.credentials.close().await;
         self.finish("closed")
     }
@@ -852,6 +891,7 @@ impl Drop for Task {
 struct Teardown {
     scope: AuditScope,
     failures: Arc<AtomicU64>,
+    teardowns: Arc<Teardowns>,
     revoker: Arc<Revoker>,
     invocation: String,
     started: Instant,
@@ -898,6 +938,8 @@ impl Teardown {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         let (done, closed) = tokio::sync::oneshot::channel();
+        self.teardowns.started();
+        let teardowns = self.teardowns.clone();
         let broker = self.broker.clone();
         let scope = self.scope.clone();
         let invocation = self.invocation.clone();
@@ -911,6 +953,7 @@ impl Teardown {
                 reason: ending.reason,
                 duration_ms: millis(started.elapsed()),
             });
+            teardowns.ended();
             let _ = done.send(());
         });
         closed

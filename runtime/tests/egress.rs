@@ -104,8 +104,15 @@ async fn requests_outside_the_rules_never_reach_any_server() {
         ("GET", format!("http://api.test:{}/v1/x", port + 1), "scheme or port not allowed"),
         ("GET", format!("https://api.test:{port}/v1/x"), "scheme or port not allowed"),
         ("GET", format!("http://api.test:{port}/v1/../admin"), "dot segments"),
-        ("GET", format!("http://api.test:{port}/v1/%2e%2e/admin"), "dot segments"),
+        ("GET", format!("http://api.test:{port}/v1/%2e%2e/admin"), "percent-encoded `/`"),
+        // Forms that servers normalise into a path outside `/v1/*`.
+        ("GET", format!("http://api.test:{port}/v1/..;/admin"), "`;` path parameters"),
+        ("GET", format!("http://api.test:{port}/v1/..%5cadmin"), "percent-encoded `/`"),
+        ("GET", format!("http://api.test:{port}/v1/%252e%252e/admin"), "double-encoded"),
+        ("GET", format!("http://api.test:{port}/v1/.%2e/admin"), "percent-encoded `/`"),
+        ("GET", format!("http://api.test:{port}/v1/%c0%ae%c0%ae/admin"), "not UTF-8"),
     ];
+    let refused = cases.len() + 1;
     for (method, url, expected) in cases {
         let report = e.http(rules.clone(), &["http", method, &url]).await;
         assert_denied(&report);
@@ -118,7 +125,7 @@ async fn requests_outside_the_rules_never_reach_any_server() {
     assert_eq!(server.connection_count(), 0, "a refused request reached the server");
     let denied =
         e.harness.audit_events().iter().filter(|e| e["event"] == "egress" && e["decision"] == "denied").count();
-    assert_eq!(denied, 8);
+    assert_eq!(denied, refused, "one audit event per refused request");
 }
 
 #[tokio::test]

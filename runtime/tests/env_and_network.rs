@@ -15,7 +15,7 @@ async fn only_granted_variables_are_visible() {
             m.env = vec![
                 EnvGrant { name: "GREETING".into(), source: EnvSource::Value("hello".into()) },
                 EnvGrant { name: "PATH".into(), source: EnvSource::Host },
-                EnvGrant { name: "TOOLCELL_TEST_UNSET_VARIABLE".into(), source: EnvSource::Host },
+                EnvGrant { name: "PROBE_TEST_UNSET_VARIABLE".into(), source: EnvSource::Host },
             ]
         })
         .await

@@ -145,6 +145,37 @@ async fn scratch_dir_is_fresh_per_invocation_and_removed() {
     assert_denied(&report);
     let report = h.probe(&["list", "/scratch"], grant).await.unwrap();
     assert_eq!(assert_allowed(&report), "\n");
-    let leftovers: Vec<_> = std::fs::read_dir(h.scratch_root()).unwrap().collect();
-    assert!(leftovers.is_empty(), "scratch dirs left behind: {leftovers:?}");
+    // The runtime's own scratch directory (0700) holds only its lock file.
+    let runtime_dir = h.runtime.scratch_dir();
+    assert!(runtime_dir.starts_with(h.scratch_root()), "{}", runtime_dir.display());
+    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from(".lock")], "scratch dirs left behind");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(runtime_dir).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[tokio::test]
+async fn a_scratch_dir_is_private_while_the_call_runs() {
+    let h = Harness::new();
+    let grant = |m: &mut toolcell_runtime::Manifest| m.scratch = Some("/scratch".into());
+    let call = h.probe(&["write-and-sleep", "/scratch/f", "x", "2"], grant);
+    let look = async {
+        // While the call runs its directory exists, readable by this user only.
+        for _ in 0..100 {
+            let dirs: Vec<_> = std::fs::read_dir(h.runtime.scratch_dir())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_dir())
+                .collect();
+            if let Some(dir) = dirs.first() {
+                use std::os::unix::fs::PermissionsExt;
+                return std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no scratch directory appeared while the call ran");
+    };
+    let (report, mode) = tokio::join!(call, look);
+    assert_allowed(&report.unwrap());
+    assert_eq!(mode, 0o700, "a call's scratch directory is open to others");
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::slow_proxy::SlowProxy;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,11 @@ struct Bao {
 }
 
 fn setup() -> Bao {
+    setup_at(openbao().address.clone())
+}
+
+/// A runtime whose OpenBao requests go to `address` (the server, or a proxy in front of it).
+fn setup_at(address: String) -> Bao {
     let server = openbao();
     let mut harness = Harness::new();
     let token = harness.dir.path().join("bao-token");
@@ -40,7 +47,7 @@ field = "certificate"
         lease_journal: Some(harness.dir.path().join("leases")),
         credentials: ProviderConfig {
             openbao: Some(OpenBaoConfig {
-                address: server.address.clone(),
+                address,
                 token: SecretSource::File(token),
                 timeout: TimeSpan(Duration::from_secs(5)),
                 secrets: vec![secret],
@@ -219,10 +226,16 @@ async fn the_task_token_carries_only_the_granted_scopes_as_policies() {
     let report = bao.harness.call(manifest, acquire_then(serde_json::json!({ "action": "echo" }))).await.unwrap();
     match &report.result {
         CallResult::ToolError(toolcell_runtime::ToolError::Upstream(message)) => {
-            assert!(message.contains("leasing `pki/issue/tool`") && message.contains("permission denied"), "{message}")
+            // The tool hears that the provider refused; OpenBao's own answer is for the operator.
+            assert!(message.contains("the openbao provider could not mint it"), "{message}");
+            assert!(!message.contains("permission denied") && !message.contains(&bao.server.address), "{message}");
         }
         other => panic!("expected OpenBao to refuse: {other:?}"),
     }
+    let events = bao.harness.audit_events();
+    let refused = events.iter().find(|e| e["event"] == "credential_refused").expect("the refusal is audited");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("leasing `pki/issue/tool`") && reason.contains("permission denied"), "{reason}");
 }
 
 #[tokio::test]
@@ -262,4 +275,113 @@ async fn a_failed_revocation_is_retried_in_the_background_and_reported() {
         .any(|e| e["event"] == "credential_revoked" && e["id"] == lease.as_str() && e["outcome"] == "revoked");
     assert!(revoked);
     task.close().await;
+}
+
+#[tokio::test]
+async fn a_task_token_never_carries_a_policy_that_was_not_granted() {
+    use toolcell_runtime::{CredentialNarrowing, Narrowing};
+    let bao = setup();
+    let tool = bao.harness.load(manifest());
+    // Narrowed to no scopes, the child token would be created with no
+    // policies, which OpenBao reads as "the parent's" (here: root). Refused.
+    let empty = Narrowing {
+        credentials: Some(vec![CredentialNarrowing { name: "cert".into(), scopes: Some(Vec::new()), max_ttl: None }]),
+        ..Narrowing::default()
+    };
+    let request = TaskRequest { narrowing: empty, ..TaskRequest::new("mallory", Duration::from_secs(60)) };
+    let error = bao.harness.runtime.open_task(&tool, request).unwrap_err().to_string();
+    assert!(error.contains("credential `cert` narrowed to no scopes would grant no OpenBao policy"), "{error}");
+
+    // The child token carries exactly the granted policies, as OpenBao itself reports.
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("carol", Duration::from_secs(60))).unwrap();
+    let call = task.invoke(acquire_then(serde_json::json!({ "action": "sleep", "seconds": 1 })));
+    let look = async {
+        bao.minted_lease(1).await;
+        let (server, accessor) = (bao.server, bao.task_token());
+        let lookup =
+            tokio::task::spawn_blocking(move || server.must(&["token", "lookup", "-format=json", "-accessor", &accessor]))
+                .await
+                .unwrap();
+        serde_json::from_str::<serde_json::Value>(&lookup).unwrap()["data"]["policies"].clone()
+    };
+    let (report, policies) = tokio::join!(call, look);
+    assert!(report.unwrap().succeeded());
+    assert_eq!(policies, serde_json::json!(["tool-pki"]), "the task token carries more than its grant");
+    task.close().await;
+}
+
+/// The server's `127.0.0.1:PORT`, for a proxy in front of it.
+fn upstream() -> String {
+    openbao().address.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_mid_teardown_cannot_stop_the_revocations() {
+    // Every lease revocation is held 1.5s on its way to OpenBao, so the
+    // teardown of a finished call is still revoking when its caller drops it.
+    let proxy = SlowProxy::start(upstream(), "revoke", Duration::from_millis(1500)).await;
+    let bao = setup_at(proxy.address.clone());
+    let mut manifest = manifest();
+    let mut second = manifest.credentials[0].clone();
+    second.name = "cert2".into();
+    manifest.credentials.push(second);
+    let tool = bao.harness.load(manifest);
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("grace", Duration::from_secs(90))).unwrap();
+    let both = serde_json::json!({
+        "action": "acquire", "name": "cert", "then": { "action": "acquire", "name": "cert2" },
+    });
+    tokio::select! {
+        report = task.invoke(Call::tool(both.to_string())) => panic!("the teardown finished too soon: {report:?}"),
+        // The call is over and its teardown is revoking the first lease: the caller goes away.
+        () = proxy.holding() => {}
+    }
+    let lease_of = |name: &str| {
+        let events = bao.harness.audit_events();
+        let minted = events.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == name);
+        minted.expect("both leases were minted")["id"].as_str().unwrap().to_owned()
+    };
+    let (first, second) = (lease_of("cert"), lease_of("cert2"));
+    // Both leases are revoked all the same: the teardown belongs to the runtime.
+    bao.until_lease_gone(&first).await;
+    bao.until_lease_gone(&second).await;
+    assert_eq!(bao.harness.runtime.settle_revocations(Duration::from_secs(20)).await, 0);
+    let events = bao.harness.audit_events();
+    let revoked: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "credential_revoked" && e["outcome"] == "revoked")
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(revoked.contains(&first.as_str()) && revoked.contains(&second.as_str()), "{revoked:?}");
+    // The call had finished: its record says so, not `cancelled`.
+    let ended = events.iter().find(|e| e["event"] == "invocation_ended").expect("the invocation's record is closed");
+    assert_eq!(ended["outcome"], "ok", "{ended}");
+    task.close().await;
+}
+
+#[tokio::test]
+async fn a_lease_minted_after_its_call_ended_is_revoked_at_once() {
+    // The lease request is held 3s; the call's deadline is 2s: the call ends
+    // (timeout) while OpenBao is still issuing the lease.
+    let proxy = SlowProxy::start(upstream(), "pki/issue", Duration::from_secs(3)).await;
+    let bao = setup_at(proxy.address.clone());
+    let mut manifest = manifest();
+    manifest.limits.timeout = secs(2);
+    let tool = bao.harness.load(manifest);
+    // The task stays open (its token alive), so OpenBao does issue the lease.
+    let task = bao.harness.runtime.open_task(&tool, TaskRequest::new("heidi", Duration::from_secs(90))).unwrap();
+    let report = task.invoke(acquire_then(serde_json::json!({ "action": "echo" }))).await;
+    assert!(matches!(report, Err(InvokeError::Limit(_))), "{report:?}");
+    // The mint completes after the call ended; it is revoked at once.
+    assert_eq!(bao.harness.runtime.settle_revocations(Duration::from_secs(20)).await, 0);
+    let lease = bao.minted_lease(1).await;
+    assert!(!bao.lease_exists(&lease).await, "a lease minted after its call ended is still alive");
+    let events = bao.harness.audit_events();
+    let revoked = events
+        .iter()
+        .find(|e| e["event"] == "credential_revoked" && e["id"] == lease.as_str())
+        .expect("the late lease's revocation is audited");
+    assert_eq!(revoked["outcome"], "revoked");
+    assert_eq!(revoked["reason"], "minted after its call ended");
+    task.close().await;
+    bao.harness.still_serves().await;
 }

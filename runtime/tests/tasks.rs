@@ -15,8 +15,10 @@ use toolcell_runtime::{
 
 fn probe_with_data(data: &Path) -> Manifest {
     let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_COMMAND));
-    manifest.filesystem =
-        vec![dir(data, "/data", DirMode::ReadWrite), dir(&std::env::temp_dir(), "/tmp-host", DirMode::ReadOnly)];
+    // A second, read-only directory: the runtime's own test sources (not the
+    // system temp dir, which holds the runtime's state and so is never granted).
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    manifest.filesystem = vec![dir(data, "/data", DirMode::ReadWrite), dir(&sources, "/tmp-host", DirMode::ReadOnly)];
     manifest.env = vec![
         EnvGrant { name: "KEEP".into(), source: EnvSource::Value("kept".into()) },
         EnvGrant { name: "DROP".into(), source: EnvSource::Value("dropped-value".into()) },
@@ -172,11 +174,20 @@ async fn cancelling_a_call_tears_it_down() {
     // Drop the call's future while the guest sleeps.
     let outcome = tokio::time::timeout(Duration::from_millis(300), task.invoke(command(&["sleep", "3600"]))).await;
     assert!(outcome.is_err(), "the call should still be running when cancelled");
-    let events = h.audit_events();
-    let ended = events.iter().find(|e| e["event"] == "invocation_ended").expect("an ending event");
+    // Its scratch dir went with it at once (only the runtime's lock file is left).
+    assert_eq!(std::fs::read_dir(h.runtime.scratch_dir()).unwrap().count(), 1);
+    // Its teardown runs on the runtime's side, whatever became of the caller,
+    // and closes the record as `cancelled`.
+    let started = std::time::Instant::now();
+    let ended = loop {
+        let events = h.audit_events();
+        if let Some(ended) = events.iter().find(|e| e["event"] == "invocation_ended") {
+            break ended.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the cancelled call's teardown never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(ended["outcome"], "cancelled");
-    // Its scratch dir went with it.
-    assert_eq!(std::fs::read_dir(h.scratch_root()).unwrap().count(), 0);
     // The task still serves.
     assert_allowed(&task.invoke(command(&["args"])).await.unwrap());
     drop(task);

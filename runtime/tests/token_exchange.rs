@@ -24,11 +24,17 @@ const API: &str = "https://api.test";
 
 /// A runtime with persisted issuer keys, and a server trusting its JWKS.
 fn setup(revocation: bool) -> (Harness, OAuthServer) {
+    setup_with(revocation, &serde_json::json!({}))
+}
+
+/// The same, with the server's token lifetimes overridden per audience.
+fn setup_with(revocation: bool, lifetimes: &serde_json::Value) -> (Harness, OAuthServer) {
     let mut harness = Harness::new();
     let keys = harness.dir.path().join("issuer-keys.json");
     let issuer = "https://toolcell.test";
     let jwks = toolcell_runtime::credentials::issuer::Issuer::open(issuer, &keys).unwrap().jwks();
-    let server = OAuthServer::start(&jwks, issuer, &serde_json::json!({ API: ["repo:read"] }));
+    let scopes = serde_json::json!({ API: ["repo:read"], "https://long.test": ["repo:read"], "https://vague.test": ["repo:read"] });
+    let server = OAuthServer::start_with(&jwks, issuer, &scopes, lifetimes);
     let secret = harness.dir.path().join("client-secret");
     std::fs::write(&secret, &server.client_secret).unwrap();
     let loopback = vec!["127.0.0.1".parse().unwrap()];
@@ -39,6 +45,8 @@ fn setup(revocation: bool) -> (Harness, OAuthServer) {
             hosts: HashMap::from([("api.test".to_owned(), loopback)]),
             fallback: None,
         }),
+        // The test API is plain http on loopback: the operator allows credentials there.
+        plaintext_credential_hosts: vec!["api.test".into()],
         credentials: ProviderConfig {
             issuer: IssuerConfig { url: Some(issuer.into()), keys: Some(keys) },
             oauth_token_exchange: Some(TokenExchangeConfig {
@@ -150,17 +158,54 @@ async fn scopes_beyond_the_grant_never_reach_the_server_and_refusals_come_back_c
     let report = h.call(other, acquire(&[])).await.unwrap();
     match &report.result {
         CallResult::ToolError(ToolError::Upstream(message)) => {
-            assert!(
-                message.contains("token exchange for `https://unknown.test`: HTTP 400: invalid_target"),
-                "{message}"
-            )
+            assert!(message.contains("the oauth-token-exchange provider could not mint it"), "{message}");
+            assert!(!message.contains("invalid_target"), "the server's answer reached the tool: {message}");
         }
         other => panic!("expected the server's refusal: {other:?}"),
     }
+    let events = h.audit_events();
+    let refused = events.iter().rfind(|e| e["event"] == "credential_refused").unwrap();
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("token exchange for `https://unknown.test`: HTTP 400: invalid_target"), "{reason}");
     // Without a revocation endpoint the token dies at its expiry, and the record says so.
     let report = h.call(manifest(api.port), acquire(&["issues:write"])).await.unwrap();
     assert!(report.succeeded(), "{:?}", report.result);
     let events = h.audit_events();
     let outcome = events.iter().rfind(|e| e["event"] == "credential_revoked" && e["credential"] == "github").unwrap();
     assert_eq!(outcome["outcome"], "expires");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_would_outlive_its_call_is_revoked_before_any_use() {
+    // The crash rule: an exchanged token is used only if its life, as the
+    // server states it, ends by the call's deadline; then a runtime killed
+    // mid-call leaves nothing behind that outlives the call. This server
+    // gives `long.test` tokens 600s (the call has 10s) and `vague.test`
+    // tokens no stated lifetime at all.
+    let lifetimes = serde_json::json!({ "https://long.test": 600, "https://vague.test": "unstated" });
+    let (h, oauth) = setup_with(true, &lifetimes);
+    let api = TestServer::start(None).await;
+    for audience in ["https://long.test", "https://vague.test"] {
+        let mut manifest = manifest(api.port);
+        manifest.credentials[0].audience = audience.into();
+        let get = serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://api.test:{}/ok", api.port) });
+        let before = oauth.issued().len();
+        let report = h.call(manifest, Call::tool(get.to_string())).await.unwrap();
+        assert!(
+            matches!(&report.result, CallResult::ToolError(ToolError::Upstream(m)) if m.contains("could not mint it")),
+            "{audience}: {:?}",
+            report.result
+        );
+        let issued = oauth.issued();
+        assert_eq!(issued.len(), before + 1, "{audience}: the server issued a token");
+        let token = issued.last().unwrap().clone();
+        let info = tokio::task::block_in_place(|| oauth.introspect(&token));
+        assert_eq!(info["active"], false, "{audience}: the over-long token was not revoked: {info}");
+        let events = h.audit_events();
+        let reason = events.iter().rfind(|e| e["event"] == "credential_refused").unwrap()["reason"].as_str().unwrap().to_owned();
+        assert!(reason.contains("only uses exchanged tokens that die by the call's deadline, and it was revoked"), "{reason}");
+        assert!(!h.audit_text().contains(&token), "the token reached the audit trail");
+    }
+    // Nothing reached the API: the request stopped before it left.
+    assert_eq!(api.connection_count(), 0);
 }

@@ -8,8 +8,12 @@
 // or than what this server allows for that audience.
 //
 // Environment: PORT, TOOLCELL_JWKS (file), TOOLCELL_ISSUER, CLIENT_SECRET,
-// AUDIENCE_SCOPES (JSON: audience -> scopes this server grants for it).
-// Prints `listening <issuer>` on stdout when ready.
+// AUDIENCE_SCOPES (JSON: audience -> scopes this server grants for it), and
+// optionally AUDIENCE_LIFETIME (JSON: audience -> seconds, or "unstated"):
+// a lifetime that ignores the subject token's, or an answer without
+// `expires_in`, as some real servers give.
+// Prints `listening <issuer>` on stdout when ready, and `issued <token>` for
+// every token it issues, so tests can introspect what a tool never showed them.
 
 import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
@@ -20,6 +24,7 @@ const issuer = `http://127.0.0.1:${port}`;
 const jwks = createLocalJWKSet(JSON.parse(readFileSync(process.env.TOOLCELL_JWKS, 'utf8')));
 const toolcellIssuer = process.env.TOOLCELL_ISSUER;
 const audienceScopes = JSON.parse(process.env.AUDIENCE_SCOPES);
+const audienceLifetime = JSON.parse(process.env.AUDIENCE_LIFETIME || '{}');
 const allScopes = [...new Set(Object.values(audienceScopes).flat())];
 const grantType = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
@@ -77,7 +82,10 @@ async function tokenExchange(ctx) {
   }
   // Narrower still: only what this server grants for the audience.
   const granted = requested.filter((scope) => audienceScopes[audience].includes(scope));
-  const lifetime = Math.max(1, Math.min(600, claims.exp - Math.floor(Date.now() / 1000)));
+  const fixed = audienceLifetime[audience];
+  const lifetime = typeof fixed === 'number'
+    ? fixed
+    : Math.max(1, Math.min(600, claims.exp - Math.floor(Date.now() / 1000)));
   const token = new provider.ClientCredentials({
     client,
     scope: granted.join(' ') || undefined,
@@ -86,6 +94,7 @@ async function tokenExchange(ctx) {
   token.subjectClaims = { sub: claims.sub, act: claims.act };
   token.setAudience(audience);
   const value = await token.save();
+  console.log(`issued ${value}`);
   ctx.body = {
     access_token: value,
     issued_token_type: accessTokenType,
@@ -93,6 +102,9 @@ async function tokenExchange(ctx) {
     expires_in: token.expiration,
     scope: granted.join(' '),
   };
+  if (fixed === 'unstated') {
+    delete ctx.body.expires_in;
+  }
 }
 
 provider.registerGrantType(grantType, tokenExchange, [

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A running server; killed when dropped.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ pub struct OAuthServer {
     pub client_secret: String,
     port: u16,
     child: Child,
+    issued: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for OAuthServer {
@@ -35,6 +37,17 @@ impl OAuthServer {
     /// signed by a key in `jwks`, and grants at most `audience_scopes`
     /// (audience -> scopes) in exchange.
     pub fn start(jwks: &serde_json::Value, toolcell_issuer: &str, audience_scopes: &serde_json::Value) -> OAuthServer {
+        OAuthServer::start_with(jwks, toolcell_issuer, audience_scopes, &serde_json::json!({}))
+    }
+
+    /// Like [`OAuthServer::start`], with `audience_lifetime` (audience ->
+    /// seconds, or `"unstated"`) overriding how long its tokens live.
+    pub fn start_with(
+        jwks: &serde_json::Value,
+        toolcell_issuer: &str,
+        audience_scopes: &serde_json::Value,
+        audience_lifetime: &serde_json::Value,
+    ) -> OAuthServer {
         let dir = server_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -53,6 +66,7 @@ impl OAuthServer {
             .env("TOOLCELL_ISSUER", toolcell_issuer)
             .env("CLIENT_SECRET", &client_secret)
             .env("AUDIENCE_SCOPES", audience_scopes.to_string())
+            .env("AUDIENCE_LIFETIME", audience_lifetime.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -63,12 +77,22 @@ impl OAuthServer {
         stdout.read_line(&mut line).unwrap();
         assert!(line.starts_with("listening "), "the OAuth test server did not start: {line:?}");
         // The server prints notices later; its stdout must stay open or it dies of EPIPE.
+        let issued = Arc::new(Mutex::new(Vec::new()));
+        let seen = issued.clone();
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
-                eprintln!("oauth test server: {line}");
+                match line.strip_prefix("issued ") {
+                    Some(token) => seen.lock().unwrap().push(token.to_owned()),
+                    None => eprintln!("oauth test server: {line}"),
+                }
             }
         });
-        OAuthServer { issuer: format!("http://127.0.0.1:{port}"), client_secret, port, child }
+        OAuthServer { issuer: format!("http://127.0.0.1:{port}"), client_secret, port, child, issued }
+    }
+
+    /// Every token this server has issued so far, oldest first.
+    pub fn issued(&self) -> Vec<String> {
+        self.issued.lock().unwrap().clone()
     }
 
     /// RFC 7662 introspection of `token`, as toolcell's client.

@@ -484,20 +484,42 @@ impl Broker {
             }
             state.mints += 1;
         }
-        // The mint runs on the runtime's side: if the call is dropped while
-        // a provider answers, the mint still completes, and what it made is
-        // either held (and revoked at teardown) or revoked at once.
+        let left = self.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        if left < Duration::from_secs(1) {
+            return Err(self.refuse(
+                &spec.name,
+                MintError::Refused(CredentialError::Unavailable(format!(
+                    "credential `{}`: less than a second is left before the call's deadline",
+                    spec.name
+                ))),
+            ));
+        }
+        // The mint runs on the runtime's side and is never dropped half-way
+        // (each provider request has its own timeout): if the call ends, or
+        // stops waiting at its deadline, while a provider answers, what the
+        // mint made is still either held (and revoked at teardown) or, when
+        // the call has ended, revoked at once.
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let broker = self.clone();
-        let spec = spec.clone();
+        let owned = spec.clone();
         self.providers.revoker.run_owned(async move {
-            let outcome = match broker.mint(&spec, scopes).await {
+            let outcome = match broker.mint(&owned, scopes).await {
                 Ok(held) => broker.keep(held),
-                Err(error) => Err(broker.refuse(&spec.name, error)),
+                Err(error) => Err(broker.refuse(&owned.name, error)),
             };
             let _ = sender.send(outcome);
         });
-        receiver.await.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into())))
+        match tokio::time::timeout(left, receiver).await {
+            Ok(outcome) => outcome.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into()))),
+            Err(_) => Err(self.refuse(
+                &spec.name,
+                MintError::Refused(CredentialError::Unavailable(format!(
+                    "credential `{}`: the {} provider did not answer before the call's deadline",
+                    spec.name,
+                    spec.provider.name()
+                ))),
+            )),
+        }
     }
 
     /// Keeps a fresh credential for the call, or revokes it at once when the
@@ -602,27 +624,11 @@ impl Broker {
         Ok(out)
     }
 
-    /// Mints one credential, within the invocation's deadline.
+    /// Mints one credential, its life capped at the invocation's deadline.
     async fn mint(&self, spec: &CredentialSpec, scopes: Vec<String>) -> Result<Held, MintError> {
         let left = self.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-        if left < Duration::from_secs(1) {
-            return Err(MintError::Refused(CredentialError::Unavailable(format!(
-                "credential `{}`: less than a second is left before the call's deadline",
-                spec.name
-            ))));
-        }
-        let ttl = spec.max_ttl.0.min(left);
-        let minting = self.mint_from_provider(spec, &scopes, ttl);
-        let held = match tokio::time::timeout(left, minting).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(MintError::Refused(CredentialError::Unavailable(format!(
-                    "credential `{}`: the {} provider did not answer before the call's deadline",
-                    spec.name,
-                    spec.provider.name()
-                ))));
-            }
-        };
+        let ttl = spec.max_ttl.0.min(left).max(Duration::from_secs(1));
+        let held = self.mint_from_provider(spec, &scopes, ttl).await?;
         self.task.audit.record_or_log(AuditKind::CredentialMinted {
             invocation: Some(self.invocation.clone()),
             credential: spec.name.clone(),

@@ -16,6 +16,7 @@ use toolcell_runtime::{
 pub use toolcell_test_guests as guests;
 
 pub mod http_server;
+pub mod slow_proxy;
 
 static ENGINE: LazyLock<Arc<ToolEngine>> = LazyLock::new(|| {
     let settings = EngineSettings {

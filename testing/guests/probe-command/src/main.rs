@@ -26,6 +26,12 @@ fn main() {
             names.join("\n")
         })),
         "write" => report(std::fs::write(arg(2), arg(3)).map(|()| "written".to_owned())),
+        // Writes, then holds on for a while, so a test can look at the host side mid-call.
+        "write-and-sleep" => {
+            let written = std::fs::write(arg(2), arg(3));
+            std::thread::sleep(std::time::Duration::from_secs(arg(4).parse().unwrap_or(1)));
+            report(written.map(|()| "written".to_owned()))
+        }
         "append" => report(
             std::fs::OpenOptions::new()
                 .append(true)
