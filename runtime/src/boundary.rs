@@ -92,6 +92,12 @@ impl Boundary {
             let Exposure::Inject(injection) = &spec.exposure else { continue };
             for url in &injection.egress {
                 let Some(rule) = manifest.egress.iter().find(|rule| &rule.url == url) else { continue };
+                if spec.provider == ProviderKind::Static {
+                    self.check_static_origin(&spec.audience, rule).map_err(|reason| Crossing {
+                        field: field("inject.egress"),
+                        reason: format!("credential `{}`: {reason}", spec.name),
+                    })?;
+                }
                 if rule.scheme == Scheme::Http && !self.plaintext_hosts.contains(&rule.host.to_string()) {
                     return Err(Crossing {
                         field: field("inject.egress"),
@@ -102,12 +108,6 @@ impl Boundary {
                             list(&self.plaintext_hosts)
                         ),
                     });
-                }
-                if spec.provider == ProviderKind::Static {
-                    self.check_static_origin(&spec.audience, rule).map_err(|reason| Crossing {
-                        field: field("inject.egress"),
-                        reason: format!("credential `{}`: {reason}", spec.name),
-                    })?;
                 }
             }
         }

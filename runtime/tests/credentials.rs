@@ -25,14 +25,18 @@ const AUDIENCE: &str = "https://api.test";
 
 fn runtime(harness: &mut Harness, credentials: ProviderConfig) {
     let loopback = vec!["127.0.0.1".parse().unwrap()];
-    let hosts = HashMap::from([("api.test".to_owned(), loopback.clone()), ("other.test".to_owned(), loopback)]);
+    let hosts = HashMap::from([
+        ("api.test".to_owned(), loopback.clone()),
+        ("other.test".to_owned(), loopback.clone()),
+        ("internal.test".to_owned(), loopback),
+    ]);
     let config = RuntimeConfig {
         audit_log: Some(harness.dir.path().join("audit.jsonl")),
         scratch_root: Some(harness.scratch_root()),
         resolver: Arc::new(StaticResolver { hosts, fallback: None }),
         credentials,
         // The test API is plain http on loopback: the operator allows credentials there.
-        plaintext_credential_hosts: vec!["api.test".into()],
+        plaintext_credential_hosts: vec!["api.test".into(), "internal.test".into()],
         ..RuntimeConfig::default()
     };
     harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
@@ -387,4 +391,147 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
     let reason = refused[0]["reason"].as_str().unwrap();
     assert!(reason.contains("creating the task's child token") && reason.contains(&format!("127.0.0.1:{closed}")), "{reason}");
     h.still_serves().await;
+}
+
+/// The probe tool doing `action` `times` times (`{n}` in it is the round).
+fn repeat(times: u32, action: serde_json::Value) -> Call {
+    Call::tool(serde_json::json!({ "action": "repeat", "times": times, "do": action }).to_string())
+}
+
+#[tokio::test]
+async fn a_tool_flooding_mints_and_refusals_is_bounded_and_stopped() {
+    let server = TestServer::start(None).await;
+    let port = server.port;
+    let h = harness(ProviderConfig::default());
+    let scopes: Vec<String> = (0..10).map(|n| format!("s{n}")).collect();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let mut manifest = probe(port, vec![spec("api", ProviderKind::Issuer, &scopes, Exposure::Reveal)]);
+    manifest.limits.max_credentials = 3;
+
+    // Each distinct scope list would mint again: the call's cap stops it at 3.
+    let report = h.call(manifest.clone(), repeat(10, serde_json::json!({ "action": "acquire", "name": "api", "scopes": ["s{n}"] }))).await.unwrap();
+    let counts = output(&report);
+    assert_eq!((counts["ok"].as_u64(), counts["failed"].as_u64()), (Some(3), Some(7)), "{counts}");
+    assert!(counts["last_error"].as_str().unwrap().contains("minted its limit of 3 credentials (limits.max_credentials)"), "{counts}");
+    let events = h.audit_events();
+    assert_eq!(events_of(&events, "credential_minted").len(), 3);
+
+    // A tool looping on refused requests is stopped at max_refusals, and
+    // the audit trail grows by that much, not by the loop's length.
+    let before = h.audit_text().len();
+    let refused = serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://api.test:{port}/{}..;/x", "a/".repeat(2000)) });
+    let report = h.call(manifest.clone(), repeat(100_000, refused)).await;
+    match report {
+        Err(toolcell_runtime::InvokeError::Limit(hit)) => {
+            assert_eq!(hit.kind, toolcell_runtime::LimitKind::Refusals);
+            assert!(hit.to_string().starts_with("max_refusals limit of 16 exceeded"), "{hit}");
+        }
+        other => panic!("the flood was not stopped: {other:?}"),
+    }
+    let events = h.audit_events();
+    let denied = events.iter().filter(|e| e["event"] == "egress" && e["decision"] == "denied").count();
+    assert_eq!(denied, 17, "one refusal past the limit stops the call");
+    let grown = h.audit_text().len() - before;
+    assert!(grown < 64 << 10, "a refusal flood wrote {grown} bytes of audit");
+    assert!(events.iter().all(|e| e.to_string().len() < 4096), "an audit line a tool made long");
+    assert_eq!(server.connection_count(), 0);
+
+    // Names and scopes a tool makes up are bounded too, and refused by name.
+    let long = serde_json::json!({ "action": "acquire", "name": "x".repeat(10_000), "scopes": ["s{n}"] });
+    let report = h.call(manifest, repeat(1, long)).await.unwrap();
+    assert!(output(&report)["last_error"].as_str().unwrap().contains("a credential name is at most 64 bytes"));
+    let refused = events_of(&h.audit_events(), "credential_refused").last().unwrap().to_string();
+    assert!(refused.len() < 1024, "the refusal's record carries the whole name: {} bytes", refused.len());
+    h.still_serves().await;
+}
+
+#[tokio::test]
+async fn credentials_are_minted_only_for_requests_that_pass_every_check() {
+    let server = TestServer::start(None).await;
+    let port = server.port;
+    let h = harness(ProviderConfig::default());
+    // `internal.test` resolves to loopback, which its rule does not name.
+    let mut internal = rule(&format!("http://internal.test:{port}/*"));
+    internal.addresses.clear();
+    // Built in code, past manifest validation: a rule that also allows TRACE.
+    let mut traced = rule(&api_rule(port));
+    traced.methods = vec!["GET".into(), "TRACE".into()];
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
+    manifest.egress = vec![traced, internal];
+    let bound = Exposure::Inject(Injection {
+        egress: vec![api_rule(port), format!("http://internal.test:{port}/*")],
+        header: "authorization".into(),
+        format: "Bearer {token}".into(),
+    });
+    manifest.credentials = vec![spec("api", ProviderKind::Issuer, &["read"], bound)];
+    manifest.limits.timeout = secs(20);
+
+    let call = |method: &str, url: String| {
+        Call::tool(serde_json::json!({ "action": "http", "method": method, "url": url }).to_string())
+    };
+    let refusals = [
+        (call("GET", format!("http://internal.test:{port}/x")), "is loopback and rule"),
+        (call("TRACE", format!("http://api.test:{port}/x")), "TRACE is never sent with one"),
+        (call("GET", format!("http://api.test:{port}/v1/..;/admin")), "`;` path parameters"),
+        (call("GET", format!("http://api.test:{port}/v1/%2e%2e/admin")), "percent-encoded"),
+    ];
+    for (request, expected) in refusals {
+        let report = h.call(manifest.clone(), request).await.unwrap();
+        match &report.result {
+            CallResult::ToolError(ToolError::Upstream(message)) => assert!(message.contains(expected), "{message}"),
+            other => panic!("expected a refusal naming `{expected}`: {other:?}"),
+        }
+    }
+    let events = h.audit_events();
+    assert!(events_of(&events, "credential_minted").is_empty(), "a refused request caused a mint: {events:?}");
+    assert!(events_of(&events, "credential_injected").is_empty());
+    assert_eq!(server.connection_count(), 0, "a refused request reached the server");
+    // The same credential on an allowed request is minted, injected, and arrives.
+    let report = h.call(manifest, call("GET", format!("http://api.test:{port}/ok"))).await.unwrap();
+    assert!(report.succeeded(), "{:?}", report.result);
+    assert!(server.seen()[0].header("authorization").unwrap().starts_with("Bearer "));
+}
+
+#[tokio::test]
+async fn manifests_are_refused_what_only_the_operator_may_grant() {
+    let server = TestServer::start(None).await;
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("root");
+    std::fs::write(&secret_file, "root-secret-value").unwrap();
+    let h = harness(ProviderConfig {
+        statics: vec![StaticSecret {
+            audience: AUDIENCE.into(),
+            secret: SecretSource::File(secret_file.clone()),
+            origins: vec![format!("http://api.test:{port}")],
+        }],
+        ..ProviderConfig::default()
+    });
+    let refused = |manifest: Manifest| match h.runtime.load_tool(manifest) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("the manifest was loaded"),
+    };
+    // A credential living longer than the operator's ceiling.
+    let mut long = probe(port, vec![bearer(port, "api", ProviderKind::Issuer, &[])]);
+    long.credentials[0].max_ttl = TimeSpan(Duration::from_secs(3600));
+    let error = refused(long);
+    assert!(error.contains("credentials[0].max_ttl") && error.contains("1h") && error.contains("5m"), "{error}");
+    // The operator's root secret sent somewhere the operator did not list.
+    let elsewhere = spec("root", ProviderKind::Static, &[], inject_into(&format!("http://other.test:{port}/*"), "authorization", "token {token}"));
+    let error = refused(probe(port, vec![elsewhere]));
+    assert!(error.contains("may go to http://api.test") && error.contains("other.test"), "{error}");
+    // Plain http to a host the operator did not allow.
+    let mut plain = probe(port, vec![]);
+    plain.egress.push(rule(&format!("http://plain.test:{port}/*")));
+    plain.credentials = vec![spec("api", ProviderKind::Issuer, &[], inject_into(&format!("http://plain.test:{port}/*"), "authorization", "Bearer {token}"))];
+    assert!(refused(plain).contains("over plain http"));
+    // The runtime's own state and secrets, by directory and by variable.
+    for host in [h.dir.path().to_owned(), dir.path().to_owned()] {
+        let mut manifest = probe(port, vec![]);
+        manifest.filesystem = vec![toolcell_runtime::DirGrant { host: host.canonicalize().unwrap(), guest: "/x".into(), mode: toolcell_runtime::DirMode::ReadOnly }];
+        assert!(refused(manifest).contains("overlaps the runtime's own state"));
+    }
+    let mut manifest = probe(port, vec![]);
+    manifest.env = vec![toolcell_runtime::EnvGrant { name: "TOOLCELL_OAUTH_SECRET".into(), source: toolcell_runtime::EnvSource::Host }];
+    assert!(refused(manifest).contains("`TOOLCELL_OAUTH_SECRET`"));
 }

@@ -167,3 +167,54 @@ fn a_memory_limit_above_the_runtime_ceiling_is_refused() {
     let err = h.runtime.load_tool(manifest).unwrap_err();
     assert_eq!(err.to_string(), "limits.memory 8GiB of tool `word-count` is above the runtime's max_memory 4GiB");
 }
+
+#[tokio::test]
+async fn a_precompiled_artifact_others_could_write_is_never_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    use toolcell_runtime::{Call, EngineSettings, Runtime, RuntimeConfig, TaskRequest, ToolEngine};
+    // The attack: whoever can write the cache puts another component's
+    // native code under this one's name, bypassing the manifest's pin.
+    let cache = tempfile::tempdir().unwrap();
+    let engine = || {
+        let settings = EngineSettings { cache_dir: Some(cache.path().to_owned()), ..EngineSettings::default() };
+        let engine = ToolEngine::new(settings).unwrap();
+        Runtime::with_engine(engine, RuntimeConfig { scratch_root: Some(cache.path().join("scratch")), ..RuntimeConfig::default() })
+            .unwrap()
+    };
+    let runtime = engine();
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        found.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        found
+    };
+    runtime.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();
+    let word_count = artifacts().pop().unwrap();
+    runtime.load_tool(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL))).unwrap();
+    let probe = artifacts().into_iter().find(|p| *p != word_count).unwrap();
+    std::fs::copy(&word_count, &probe).unwrap();
+    let call = |runtime: Runtime| async move {
+        let tool = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL))).unwrap();
+        let task = runtime.open_task(&tool, TaskRequest::new("t", std::time::Duration::from_secs(30))).unwrap();
+        let report = task.invoke(Call::tool(r#"{"action":"count"}"#)).await;
+        task.close().await;
+        report
+    };
+    // Swapped and writable by others: refused, and the probe is compiled from its own bytes.
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let report = call(engine()).await.unwrap();
+    assert_eq!(report.result, CallResult::Output(r#"{"count":1}"#.into()), "another tool's code ran");
+    // Only a file the runtime's own user alone can write is trusted: swapped
+    // again and kept private, the swap takes effect — which is why the cache
+    // must be the operator's, and why group or world write disqualifies it.
+    std::fs::copy(&word_count, &probe).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let report = call(engine()).await;
+    assert!(
+        !matches!(&report, Ok(r) if r.result == CallResult::Output(r#"{"count":1}"#.into())),
+        "the check proved nothing: a private artifact was not loaded either"
+    );
+}

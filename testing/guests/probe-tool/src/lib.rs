@@ -117,6 +117,28 @@ impl Guest for Probe {
                 }
                 Value::Object(seen)
             }
+            // Does `do` (an action) `times` times, with `{n}` in its string
+            // fields replaced by the round; counts what succeeded and failed.
+            // Tests flood the host with it.
+            "repeat" => {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut last_error = String::new();
+                for n in 0..number("times") {
+                    let round = input["do"].to_string().replace("{n}", &n.to_string());
+                    match <Probe as Guest>::invoke(round) {
+                        Ok(output) if !output.contains("\"error\"") => ok += 1,
+                        Ok(output) => {
+                            failed += 1;
+                            last_error = output;
+                        }
+                        Err(error) => {
+                            failed += 1;
+                            last_error = format!("{error:?}");
+                        }
+                    }
+                }
+                json!({ "ok": ok, "failed": failed, "last_error": last_error })
+            }
             "panic" => panic!("probe-tool panicked on purpose"),
             "fail" => return Err(ToolError::Failed("asked to fail".into())),
             other => return Err(ToolError::InvalidInput(format!("unknown action `{other}`"))),
