@@ -17,6 +17,14 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+/// Why the key file was not written.
+enum WriteError {
+    /// Creating: another runtime created it first.
+    Exists,
+    /// Anything else, as text for [`KeyFileError`].
+    Failed(String),
+}
+
 /// The claims of one access token (RFC 9068 shape).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -247,24 +255,52 @@ impl Issuer {
                 }
                 keys
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => vec![new_key()],
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // First start: the new key file is created exclusively, so
+                // runtimes starting at once agree on one set of keys (the
+                // loser adopts the winner's instead of signing with a key
+                // the file, and so the JWKS, does not hold).
+                let url = url.into();
+                let issuer = Issuer {
+                    url: url.clone(),
+                    key_file: Some(key_file.to_owned()),
+                    keys: Mutex::new(vec![new_key()]),
+                    denied: Mutex::new(DenyList::default()),
+                };
+                return match issuer.write_keys(true) {
+                    Ok(()) => Ok(issuer),
+                    Err(WriteError::Exists) => Issuer::open(url, key_file),
+                    Err(WriteError::Failed(reason)) => Err(fail(reason)),
+                };
+            }
             Err(error) => return Err(fail(error.to_string())),
         };
-        let issuer = Issuer {
+        Ok(Issuer {
             url: url.into(),
             key_file: Some(key_file.to_owned()),
             keys: Mutex::new(keys),
             denied: Mutex::new(DenyList::default()),
-        };
-        if !key_file.exists() {
-            issuer.save()?;
-        }
-        Ok(issuer)
+        })
     }
 
     fn save(&self) -> Result<(), KeyFileError> {
         let Some(path) = &self.key_file else { return Ok(()) };
-        let fail = |reason: String| KeyFileError { path: path.clone(), reason };
+        self.write_keys(false).map_err(|error| KeyFileError {
+            path: path.clone(),
+            reason: match error {
+                WriteError::Exists => "it exists".into(),
+                WriteError::Failed(reason) => reason,
+            },
+        })
+    }
+
+    /// Writes the keys to a temporary file of this process's own beside the
+    /// key file, then puts it in place: renamed over the old file, or, when
+    /// `create` is set, linked in only if no key file exists yet (atomic
+    /// either way: a crash leaves the old keys or the new ones, never half).
+    fn write_keys(&self, create: bool) -> Result<(), WriteError> {
+        let Some(path) = &self.key_file else { return Ok(()) };
+        let failed = |e: std::io::Error| WriteError::Failed(e.to_string());
         let file = {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             KeyFile {
@@ -276,18 +312,26 @@ impl Issuer {
         };
         let bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).expect("key file serializes"));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        // Written beside the file and renamed over it, so a crash leaves the old keys or the new ones.
-        let temporary = path.with_extension("tmp");
+        let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut out = options.open(&temporary).map_err(|e| fail(e.to_string()))?;
-        std::io::Write::write_all(&mut out, &bytes).map_err(|e| fail(e.to_string()))?;
-        out.sync_all().map_err(|e| fail(e.to_string()))?;
-        std::fs::rename(&temporary, path).map_err(|e| fail(e.to_string()))
+        let written = options.open(&temporary).and_then(|mut out| {
+            std::io::Write::write_all(&mut out, &bytes)?;
+            out.sync_all()
+        });
+        let placed = written.and_then(|()| {
+            if create { std::fs::hard_link(&temporary, path) } else { std::fs::rename(&temporary, path) }
+        });
+        let _ = std::fs::remove_file(&temporary);
+        match placed {
+            Ok(()) => Ok(()),
+            Err(error) if create && error.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
+            Err(error) => Err(failed(error)),
+        }
     }
 
     /// The issuer URL (`iss`).
@@ -597,5 +641,28 @@ mod tests {
         let value = minted.token.expose_secret().to_owned();
         assert!(!format!("{minted:?}").contains(&value));
         assert!(!format!("{issuer:?}").contains(&value));
+    }
+}
+
+#[cfg(test)]
+mod key_file_tests {
+    use super::*;
+
+    #[test]
+    fn runtimes_starting_at_once_agree_on_one_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/issuer-keys.json");
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Issuer::open("https://t", &path).map(|issuer| issuer.jwks()))
+            })
+            .collect();
+        let jwks: Vec<serde_json::Value> = opened.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+        assert!(jwks.iter().all(|j| *j == jwks[0]), "runtimes signing with different keys: {jwks:?}");
+        let on_disk = Issuer::open("https://t", &path).unwrap().jwks();
+        assert_eq!(on_disk, jwks[0], "a runtime signs with a key its file does not hold");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary files were left: {leftovers:?}");
     }
 }
