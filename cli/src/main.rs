@@ -97,6 +97,10 @@ fn main() -> ExitCode {
             Command::Policy { command } => policy::run(command),
         }
     });
+    // Everything the command owed (teardowns, revocations, audit lines) is
+    // done: a blocking-pool thread still reading stdin (`serve` over stdio,
+    // stopped by a signal) must not keep the process alive.
+    runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
         Err(error) => {

@@ -366,3 +366,301 @@ fn a_plain_component_is_one_tool_per_function() {
     assert_eq!(bad["isError"], true);
     assert!(bad["text"][0].as_str().unwrap().contains("`a`: 1000 is outside 0..=255"), "{bad}");
 }
+
+/// One HTTP/1.1 request to the server behind `url` (`http://HOST:PORT/mcp`),
+/// by hand, so a test controls every header; returns status, headers
+/// (lowercase names) and body.
+fn http_request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// A loopback API that answers 200 and remembers each request's Authorization header.
+fn recording_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 8192];
+            let read = stream.read(&mut buffer).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            if let Some(line) = request.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")) {
+                recorded.lock().unwrap().push(line.split_once(':').unwrap().1.trim().to_owned());
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (port, seen)
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+#[test]
+fn http_publishes_jwks_and_says_a_token_is_active_only_while_its_call_runs() {
+    let setup = Setup::new();
+    let (api, seen) = recording_api();
+    std::fs::write(
+        setup.policies().join("api.toml"),
+        format!(
+            "[tool]\nname = \"api\"\nowner = \"tests\"\npurpose = \"calls an API with an injected token\"\n\
+             review_by = 2099-01-01\ncomponent = \"{}\"\n\n[[egress]]\nurl = \"http://127.0.0.1:{api}/*\"\n\n\
+             [[credentials]]\nname = \"api\"\nprovider = \"issuer\"\nscopes = [\"read\"]\naudience = \"https://api.test\"\n\
+             inject = {{ egress = \"http://127.0.0.1:{api}/*\" }}\n",
+            guests::PROBE_TOOL
+        ),
+    )
+    .unwrap();
+    let secret = "resource-server-secret-0123456789";
+    std::fs::write(setup.dir.path().join("rs-secret"), secret).unwrap();
+    let server = setup.http_server(
+        "plaintext_credential_hosts = [\"127.0.0.1\"]\n\n[serve]\n\
+         introspection_clients = [{ client_id = \"rs\", secret = { file = \"rs-secret\" } }]\n",
+    );
+    // The public keys, for anyone verifying signatures.
+    let (status, _, body) = http_request(&server.url, "GET", "/.well-known/jwks.json", &[], "");
+    assert_eq!(status, 200);
+    let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP", "{jwks}");
+
+    use base64::Engine as _;
+    let basic = |id: &str, secret: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let introspect = |token: &str, auth: Option<String>| {
+        let mut headers: Vec<(&str, &str)> = form.to_vec();
+        let auth = auth.unwrap_or_default();
+        if !auth.is_empty() {
+            headers.push(("authorization", &auth));
+        }
+        let (status, _, body) = http_request(&server.url, "POST", "/introspect", &headers, &format!("token={token}"));
+        (status, serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default())
+    };
+    // Only configured resource servers may ask.
+    assert_eq!(introspect("x", None).0, 401);
+    assert_eq!(introspect("x", Some(basic("rs", "not-the-secret-0123456789"))).0, 401);
+    assert_eq!(introspect("x", Some(basic("other", secret))).0, 401);
+    assert_eq!(introspect("not-a-token", Some(basic("rs", secret))), (200, serde_json::json!({ "active": false })));
+
+    // A call that sends its token to the API, then keeps running a while.
+    let scenario = call("api", serde_json::json!({
+        "action": "http", "method": "GET", "url": format!("http://127.0.0.1:{api}/x"),
+        "then": { "action": "sleep", "seconds": 3 },
+    }));
+    let client = std::thread::scope(|scope| {
+        let running = scope.spawn(|| setup.http(&server, scenario, None, None));
+        let started = std::time::Instant::now();
+        let token = loop {
+            if let Some(value) = seen.lock().unwrap().first() {
+                break value.strip_prefix("Bearer ").unwrap().to_owned();
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "the API never got the token");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let (status, live) = introspect(&token, Some(basic("rs", secret)));
+        assert_eq!(status, 200);
+        assert_eq!(live["active"], true, "{live}");
+        assert_eq!(live["aud"], "https://api.test");
+        assert_eq!(live["scope"], "read");
+        assert!(live["sub"].as_str().unwrap().starts_with("spiffe://"), "{live}");
+        assert!(live["act"]["sub"].as_str().unwrap().starts_with("local:"), "{live}");
+        (running.join().unwrap(), token)
+    });
+    let (result, token) = client;
+    assert_eq!(result["isError"], false, "{result}");
+    // The call has ended: the same token is now inactive, to any verifier that asks.
+    assert_eq!(introspect(&token, Some(basic("rs", secret))), (200, serde_json::json!({ "active": false })));
+    let audit = std::fs::read_to_string(setup.dir.path().join("audit.jsonl")).unwrap();
+    assert!(!audit.contains(&token) && !audit.contains(secret));
+}
+
+#[test]
+fn http_sessions_belong_to_their_principal_and_calls_are_capped_per_principal() {
+    let setup = Setup::new();
+    let (alice, bob) = ("alice-token-0123456789abcdef", "bob-token-0123456789abcdef");
+    std::fs::write(setup.dir.path().join("alice"), alice).unwrap();
+    std::fs::write(setup.dir.path().join("bob"), bob).unwrap();
+    let server = setup.http_server(
+        "[serve]\nmax_calls_per_principal = 1\n\
+         [[serve.tokens]]\nprincipal = \"alice\"\ntoken = { file = \"alice\" }\n\
+         [[serve.tokens]]\nprincipal = \"bob\"\ntoken = { file = \"bob\" }\n",
+    );
+    let json = [("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+    let as_who = |token: &'static str, session: Option<&str>| -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = json.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        headers.push(("authorization".into(), format!("Bearer {token}")));
+        if let Some(session) = session {
+            headers.push(("mcp-session-id".into(), session.to_owned()));
+        }
+        headers
+    };
+    let send = |method: &str, headers: Vec<(String, String)>, body: &str| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        http_request(&server.url, method, "/mcp", &headers, body)
+    };
+    let (status, headers, _) = send("POST", as_who(alice, None), INITIALIZE);
+    assert_eq!(status, 200);
+    let session = header(&headers, "mcp-session-id").expect("a session id").to_owned();
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    // Bob cannot use, resume or delete Alice's session: to him it does not exist.
+    assert_eq!(send("POST", as_who(bob, Some(&session)), list).0, 404);
+    assert_eq!(send("GET", as_who(bob, Some(&session)), "").0, 404);
+    assert_eq!(send("DELETE", as_who(bob, Some(&session)), "").0, 404);
+    // Alice still can.
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert!(send("POST", as_who(alice, Some(&session)), initialized).0 < 300);
+    let (status, _, body) = send("POST", as_who(alice, Some(&session)), list);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("word-count"), "{body}");
+
+    // One call at a time per principal: Alice's second is refused by name, Bob is not held up.
+    let sleep = serde_json::json!({ "do": "concurrent", "tool": "probe", "arguments": { "action": "sleep", "seconds": 2 }, "calls": 2 });
+    let (busy, other) = std::thread::scope(|scope| {
+        let busy = scope.spawn(|| setup.http(&server, sleep.clone(), Some(alice), None));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let other = setup.http(&server, call("word-count", serde_json::json!({ "text": "a b" })), Some(bob), None);
+        (busy.join().unwrap(), other)
+    });
+    let outcomes = busy["outcomes"].as_array().unwrap();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o["error"]["message"].as_str().is_some_and(|m| m.contains("principal `alice` is running its limit of 1")))
+        .count();
+    let served = outcomes.iter().filter(|o| o["structured"]["slept"] == 2).count();
+    assert_eq!((served, refused), (1, 1), "{busy}");
+    assert_eq!(other["structured"]["words"], 2, "{other}");
+}
+
+#[test]
+fn http_drops_a_client_that_sends_its_request_too_slowly() {
+    use std::io::{Read, Write};
+    let setup = Setup::new();
+    let server = setup.http_server("[serve]\nheader_read_timeout = \"1s\"\n");
+    let authority = server.url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let mut slow = std::net::TcpStream::connect(&authority).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the slow client was kept");
+    // An idle connection is dropped the same way, and the server keeps serving.
+    let mut idle = std::net::TcpStream::connect(&authority).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "an idle connection was kept");
+    let (status, _, _) = http_request(&server.url, "GET", "/.well-known/jwks.json", &[], "");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn serve_stops_on_sigterm_after_revoking_what_running_calls_hold() {
+    use std::io::Write;
+    use toolcell_test_guests::openbao::openbao;
+    let bao = openbao();
+    let setup = Setup::new();
+    std::fs::write(setup.dir.path().join("bao-token"), &bao.root_token).unwrap();
+    let config = setup.dir.path().join("toolcell.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[openbao]\naddress = \"{}\"\ntoken = {{ file = \"bao-token\" }}\n\n[[openbao.secrets]]\naudience = \"pki:tool\"\n\
+             path = \"pki/issue/tool\"\ndata = {{ common_name = \"{{task}}.toolcell.test\", ttl = \"{{ttl}}\" }}\nfield = \"certificate\"\n",
+            bao.address
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        setup.policies().join("cert.toml"),
+        format!(
+            "[tool]\nname = \"cert\"\nowner = \"tests\"\npurpose = \"holds a certificate\"\nreview_by = 2099-01-01\n\
+             component = \"{}\"\n\n[[credentials]]\nname = \"cert\"\nprovider = \"openbao\"\nscopes = [\"tool-pki\"]\n\
+             audience = \"pki:tool\"\nexposure = \"reveal\"\n\n[limits]\ntimeout = \"60s\"\n",
+            guests::PROBE_TOOL
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .arg("--audit-log")
+        .arg(setup.dir.path().join("audit.jsonl"))
+        .args(["serve", "--policies"])
+        .arg(setup.policies())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    setup.env(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    writeln!(stdin, "{INITIALIZE}").unwrap();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"result\""), "{line}");
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#).unwrap();
+    let arguments = serde_json::json!({ "action": "acquire", "name": "cert", "then": { "action": "sleep", "seconds": 60 } });
+    let request = serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "cert", "arguments": arguments } });
+    writeln!(stdin, "{request}").unwrap();
+    let started = std::time::Instant::now();
+    let (lease, accessor) = loop {
+        let events = setup.audit();
+        let id = |name: &str| {
+            events.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == name).map(|e| e["id"].as_str().unwrap().to_owned())
+        };
+        if let (Some(lease), Some(accessor)) = (id("cert"), id("task token")) {
+            break (lease, accessor);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no lease was minted");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    // The running call is answered (cancelled), and the server exits 143.
+    let mut answer = String::new();
+    stdout.read_line(&mut answer).unwrap();
+    assert!(answer.contains("\"id\":2") && answer.contains("shutting down"), "{answer}");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "toolcell serve did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(!bao.lease_exists(&lease), "the lease outlived the server");
+    assert!(!bao.token_exists(&accessor), "the task token outlived the server");
+    let events = setup.audit();
+    let ended = events.iter().find(|e| e["event"] == "invocation_ended").unwrap();
+    assert_eq!(ended["outcome"], "cancelled");
+    assert!(events.iter().any(|e| e["event"] == "task_closed"));
+}
