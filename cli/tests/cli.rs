@@ -400,3 +400,65 @@ fn bench_reports_the_floor_toolcell_and_their_ratio_as_json() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tool"], "file-stats");
 }
+
+#[test]
+fn the_cli_behaves_as_a_unix_tool_in_pipes_errors_and_identity() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new();
+    // A reader that goes away after one line (`| head -1`): a quiet end, no panic.
+    let policies: Vec<PathBuf> = std::fs::read_dir(repo().join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    // Enough output to fill the pipe after the reader has gone.
+    let policies: Vec<PathBuf> = policies.iter().cycle().take(policies.len() * 200).cloned().collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolcell"))
+        .args(["policy", "check"])
+        .args(&policies)
+        .env("XDG_STATE_HOME", cli.state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // Dropped here: the pipe's reading end is closed.
+    let output = child.wait_with_output().unwrap();
+    assert!(!first.is_empty());
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert!(matches!(output.status.code(), Some(0 | 141)), "{:?}", output.status);
+
+    // An error says its cause once.
+    let missing = cli.state.path().join("missing.wasm");
+    let output = cli.run(&["run", missing.to_str().unwrap()]);
+    assert_code(&output, 125);
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+
+    // The principal of a local run is the process's real user, whatever the
+    // environment claims (or leaves out).
+    let name = text(&Command::new("id").arg("-un").output().unwrap().stdout).trim().to_owned();
+    for (user, logname) in [(None, None), (Some("mallory"), Some("mallory"))] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
+        command
+            .args(["run", guests::WORD_COUNT, "--input", r#"{"text":"hi"}"#])
+            .env("XDG_STATE_HOME", cli.state.path())
+            .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+            .env_remove("USER")
+            .env_remove("LOGNAME");
+        if let (Some(user), Some(logname)) = (user, logname) {
+            command.env("USER", user).env("LOGNAME", logname);
+        }
+        let output = command.output().unwrap();
+        assert_code(&output, 0);
+        let opened = cli
+            .audit()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .rfind(|e| e["event"] == "task_opened")
+            .unwrap();
+        assert_eq!(opened["principal"], format!("local:{name}").as_str(), "USER={user:?}");
+    }
+}
