@@ -938,6 +938,19 @@ impl Teardown {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         let (done, closed) = tokio::sync::oneshot::channel();
+        if self.broker.close_if_unused() {
+            // Nothing was minted, so nothing can be cut short: the record
+            // closes here, without handing work to the runtime.
+            self.scope.record_or_log(AuditKind::InvocationEnded {
+                invocation: self.invocation.clone(),
+                outcome: ending.outcome,
+                exit_code: ending.exit_code,
+                reason: ending.reason,
+                duration_ms: millis(self.started.elapsed()),
+            });
+            let _ = done.send(());
+            return closed;
+        }
         self.teardowns.started();
         let teardowns = self.teardowns.clone();
         let broker = self.broker.clone();

@@ -91,8 +91,11 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             }
         }
     };
+    // Pinned, not dropped, on a signal: the transport (its own task) keeps
+    // delivering answers while the running calls are cancelled below.
+    tokio::pin!(serving);
     let stopped = tokio::select! {
-        served = serving => {
+        served = &mut serving => {
             served?;
             None
         }
@@ -113,6 +116,8 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             if tokio::time::timeout(grace, state.calls_finished()).await.is_err() {
                 eprintln!("toolcell: {} call(s) still running after {}", state.running(), TimeSpan(grace));
             }
+            // The cancelled calls' answers are on their way to the clients.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             state.runtime.settle_revocations(grace.saturating_sub(started.elapsed())).await
         })
         .await;
@@ -122,6 +127,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
              toolcell start retries"
         );
     }
+    drop(serving);
     Ok(match stopped {
         Some(stop) => ExitCode::from(stop.code()),
         None => ExitCode::SUCCESS,

@@ -770,6 +770,18 @@ impl Broker {
         std::mem::take(&mut state.held)
     }
 
+    /// Closes the call's credentials now if it never started a mint: there
+    /// is nothing to revoke, and no mint can start after this. Returns false
+    /// (and closes nothing) when a mint was started.
+    pub(crate) fn close_if_unused(&self) -> bool {
+        let mut state = self.state();
+        if state.mints > 0 {
+            return false;
+        }
+        state.closed = true;
+        true
+    }
+
     /// Teardown: revokes every credential of the call, waiting for the
     /// remote revocations' first attempt (failures go on in the background).
     /// Callers run it as runtime-owned work, so it completes even when the
