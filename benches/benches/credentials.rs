@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolcell_runtime::credentials::issuer::MintRequest;
-use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use toolcell_runtime::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 use toolcell_runtime::{
     Call, EngineSettings, FloorState, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan, ToolEngine,
 };

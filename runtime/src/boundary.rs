@@ -18,11 +18,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::caps::egress_rules::{EgressRule, Scheme};
+use crate::policy::egress::{EgressRule, Scheme};
 use crate::config::RuntimeConfig;
 use crate::credentials::config::{SecretSource, StaticSecret};
-use crate::credentials::spec::{Exposure, ProviderKind};
-use crate::manifest::{EnvSource, Manifest};
+use crate::policy::credential::{Exposure, ProviderKind};
+use crate::manifest::Manifest;
+use crate::policy::env::EnvSource;
 use crate::units::TimeSpan;
 
 /// What the operator's config fences off, kept by the runtime.
@@ -208,8 +209,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::credentials::spec::{CredentialSpec, Injection};
-    use crate::manifest::{DirGrant, DirMode, EnvGrant};
+    use crate::policy::credential::{CredentialSpec, Injection};
+    use crate::policy::dir::{DirGrant, DirMode};
+    use crate::policy::env::EnvGrant;
 
     fn injected(provider: ProviderKind, audience: &str, rule: &str) -> CredentialSpec {
         CredentialSpec {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::caps::http::{Resolver, StaticResolver, SystemResolver};
+use crate::transport::{Resolver, StaticResolver, SystemResolver};
 
 use crate::credentials::config::{IssuerConfig, OpenBaoConfig, ProviderConfig, StaticSecret, TokenExchangeConfig};
 use crate::engine::EngineSettings;

@@ -482,7 +482,7 @@ fn byte_count(size: ByteSize) -> usize {
 /// loads artifacts from anywhere else, and never from a tool), and wasmtime
 /// itself checks the header's version and settings, failing rather than
 /// loading a mismatched artifact.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, reason = "the one documented load of a precompiled artifact: see above")]
 fn load_precompiled(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: see the function's documentation: the artifact is ours and
     // was written by `Component::serialize` with this engine's settings.

@@ -11,10 +11,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::caps::egress_rules::EgressRule;
-use crate::caps::net::SocketGrant;
-use crate::credentials::spec::{CredentialSpec, ProviderKind};
-use crate::manifest::{DirGrant, DirMode, EnvSource, Limits, Manifest};
+use crate::policy::egress::EgressRule;
+use crate::policy::socket::SocketGrant;
+use crate::policy::credential::{CredentialSpec, ProviderKind};
+use crate::manifest::Manifest;
+use crate::policy::dir::{DirGrant, DirMode};
+use crate::policy::env::EnvSource;
+use crate::policy::limits::Limits;
 use crate::units::{ByteSize, TimeSpan};
 
 /// What a task asks to keep of its manifest's grants. `None` fields keep the
@@ -340,7 +343,7 @@ fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, Str
         max_refusals: at_most("limits.max_refusals", ceiling.max_refusals, want.max_refusals)?,
         max_credentials: at_most("limits.max_credentials", ceiling.max_credentials, want.max_credentials)?,
     };
-    crate::manifest::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
+    crate::policy::limits::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
     Ok(limits)
 }
 
@@ -350,7 +353,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::manifest::EnvGrant;
+    use crate::policy::env::EnvGrant;
 
     fn manifest() -> Manifest {
         let mut manifest = Manifest::ad_hoc(Path::new("t.wasm"));
@@ -455,7 +458,7 @@ mod tests {
 
     #[test]
     fn credentials_narrow_to_fewer_scopes_and_shorter_lives_only() {
-        use crate::credentials::spec::{Exposure, ProviderKind};
+        use crate::policy::credential::{Exposure, ProviderKind};
         let mut manifest = manifest();
         manifest.credentials = vec![CredentialSpec {
             name: "github".into(),

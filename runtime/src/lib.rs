@@ -34,16 +34,20 @@ mod error;
 mod floor;
 mod grant;
 mod manifest;
+mod meter;
+pub mod policy;
 mod schema;
 mod scratch;
 mod store;
 mod task;
+mod transport;
 mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
-pub use caps::egress_rules::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
-pub use caps::http::{Resolver, SendRequestFuture, StaticResolver, SystemResolver};
-pub use caps::net::{SocketGrant, SocketProtocol};
+pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
+pub use caps::http::SendRequestFuture;
+pub use transport::{Resolver, StaticResolver, SystemResolver};
+pub use policy::socket::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::{DEFAULT_MAX_CREDENTIAL_TTL, RuntimeConfig};
 pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
@@ -53,7 +57,10 @@ pub use grant::{
     CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,
     limits_table,
 };
-pub use manifest::{DirGrant, DirMode, EnvGrant, EnvSource, Limits, Manifest, ManifestError, validate_tool_name};
+pub use manifest::{Manifest, ManifestError, validate_tool_name};
+pub use policy::dir::{DirGrant, DirMode};
+pub use policy::env::{EnvGrant, EnvSource};
+pub use policy::limits::Limits;
 pub use task::{
     Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError, ToolInfo,
 };

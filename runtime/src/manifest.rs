@@ -15,9 +15,12 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::caps::egress_rules::{EgressRule, NEVER_WITH_CREDENTIALS};
-use crate::caps::net::{SocketGrant, SocketProtocol};
-use crate::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind, check_injection_header};
+use crate::policy::credential::{CredentialSpec, Exposure, Injection, ProviderKind, check_injection_header};
+use crate::policy::dir::{DirGrant, DirMode};
+use crate::policy::egress::{EgressRule, NEVER_WITH_CREDENTIALS};
+use crate::policy::env::{EnvGrant, EnvSource};
+use crate::policy::limits::{Limits, validate_limits};
+use crate::policy::socket::{SocketGrant, SocketProtocol};
 use crate::units::{ByteSize, TimeSpan};
 
 /// Methods an egress rule may allow.
@@ -54,111 +57,6 @@ pub struct Manifest {
     pub limits: Limits,
     /// The file this manifest came from, if any.
     pub source: Option<PathBuf>,
-}
-
-/// One directory a tool may see.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirGrant {
-    /// Host directory (canonical, so later checks compare real paths).
-    pub host: PathBuf,
-    /// Absolute path inside the guest.
-    pub guest: String,
-    /// What the tool may do there.
-    pub mode: DirMode,
-}
-
-/// Access to a granted directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DirMode {
-    /// List and read only.
-    ReadOnly,
-    /// Read, create, write, rename and remove.
-    ReadWrite,
-}
-
-impl fmt::Display for DirMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DirMode::ReadOnly => "read-only",
-            DirMode::ReadWrite => "read-write",
-        })
-    }
-}
-
-/// One environment variable a tool may see.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EnvGrant {
-    /// The variable's name inside the guest.
-    pub name: String,
-    /// Where its value comes from.
-    pub source: EnvSource,
-}
-
-/// Where a granted variable's value comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum EnvSource {
-    /// The host's variable of the same name, read when a task opens.
-    Host,
-    /// A value written in the manifest.
-    Value(String),
-}
-
-// Values are left out of Debug output: an operator may pass a token through
-// the environment, and Debug output ends up in logs.
-impl fmt::Debug for EnvGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnvGrant").field("name", &self.name).field("source", &self.source).finish()
-    }
-}
-
-impl fmt::Debug for EnvSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EnvSource::Host => "Host",
-            EnvSource::Value(_) => "Value(<hidden>)",
-        })
-    }
-}
-
-/// Resource limits of one invocation. Each has a default (see [`Limits::DEFAULT`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear memory the guest may grow to, over all its memories.
-    pub memory: ByteSize,
-    /// Time the guest may spend running its own code.
-    pub cpu: TimeSpan,
-    /// Wall-clock time of the whole call, host waits (sleep, reads) included.
-    pub timeout: TimeSpan,
-    /// Bytes of input: the JSON input of a tool, or args plus stdin of a command.
-    pub max_input: ByteSize,
-    /// Bytes of output: stdout plus stderr plus log lines plus the tool's result.
-    pub max_output: ByteSize,
-    /// Refusals (egress requests and credential requests the host refused)
-    /// after which the call is stopped: a tool probing for a way out ends
-    /// quickly, and cannot fill the audit trail.
-    pub max_refusals: u32,
-    /// Distinct credentials one call may have minted.
-    pub max_credentials: u32,
-}
-
-impl Limits {
-    /// The limits of a manifest that writes none.
-    pub const DEFAULT: Limits = Limits {
-        memory: ByteSize(128 << 20),
-        cpu: TimeSpan(std::time::Duration::from_secs(10)),
-        timeout: TimeSpan(std::time::Duration::from_secs(30)),
-        max_input: ByteSize(1 << 20),
-        max_output: ByteSize(1 << 20),
-        max_refusals: 16,
-        max_credentials: 8,
-    };
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits::DEFAULT
-    }
 }
 
 /// A manifest that failed to parse or validate, with where and why.
@@ -761,18 +659,6 @@ pub(crate) fn env_name(name: &str) -> Result<(), String> {
     if valid { Ok(()) } else { Err(format!("`{name}` is not a variable name: use letters, digits and `_`")) }
 }
 
-/// Checks limits against the floors below which a component cannot run at all.
-pub(crate) fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
-    if limits.memory.0 < 64 << 10 {
-        return Err(("memory", format!("{} is below one wasm page (64KiB)", limits.memory)));
-    }
-    for (name, span) in [("cpu", limits.cpu), ("timeout", limits.timeout)] {
-        if span.0.is_zero() {
-            return Err((name, "must be more than 0ms".to_owned()));
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

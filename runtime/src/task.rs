@@ -21,7 +21,8 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
 use crate::boundary::Boundary;
 use crate::scratch::ScratchRoot;
-use crate::caps::http::{EgressHooks, Network};
+use crate::caps::http::EgressHooks;
+use crate::transport::Network;
 use crate::caps::stdio::{CappedOutput, Captured, Channel, LogLine, OutputSender, OutputSink};
 use crate::caps::{env, fs, net};
 use crate::config::RuntimeConfig;
@@ -32,8 +33,10 @@ use crate::credentials::revoke::Revoker;
 use crate::engine::{EngineSettings, FunctionInfo, LoadedComponent, PlainFunction, Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
-use crate::manifest::{Limits, Manifest};
-use crate::store::{InvocationIds, InvocationState, MemoryLimiter, Meter, WitToolError, WitToolInfo};
+use crate::manifest::Manifest;
+use crate::policy::limits::Limits;
+use crate::meter::Meter;
+use crate::store::{InvocationIds, InvocationState, MemoryLimiter, WitToolError, WitToolInfo};
 use crate::units::{ByteSize, TimeSpan};
 
 /// Runs tools: loads components, opens tasks, records the audit trail.
@@ -239,7 +242,7 @@ impl Runtime {
             Some(path) => Audit::to_file(path)?,
             None => Audit::tracing_only(),
         };
-        let tls = Arc::new(crate::caps::http::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
+        let tls = Arc::new(crate::transport::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
         let audit = Arc::new(audit);
         let issuer_url =
             config.credentials.issuer.url.clone().unwrap_or_else(|| format!("https://{}", config.trust_domain));
@@ -1033,7 +1036,7 @@ async fn with_timeout<T>(
 }
 
 /// Builds the store of one invocation from the grant.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "each argument is one part of the store; issue 12 makes them one struct")]
 fn build_store(
     engine: &ToolEngine,
     grant: &Grant,

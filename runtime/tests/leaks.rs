@@ -3,6 +3,9 @@
 //! Alone in its test binary so other tests' files and threads do not blur
 //! the counts.
 
+// The shared helpers, of which this binary uses a few.
+#[path = "all/common/mod.rs"]
+#[allow(dead_code, reason = "this binary uses only some of the shared helpers")]
 mod common;
 
 use std::path::Path;

@@ -59,7 +59,7 @@
 
 // The generated bindings are the guest side of the component ABI and are
 // unsafe by nature; everything written by hand here is safe.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, reason = "wit-bindgen's generated guest ABI glue is unsafe by nature")]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -11,7 +11,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::InvokeError;
 use crate::grant::Grant;
-use crate::manifest::DirMode;
+use crate::policy::dir::DirMode;
 
 pub(crate) fn grant_dirs(wasi: &mut WasiCtxBuilder, grant: &Grant, scratch: Option<&Path>) -> Result<(), InvokeError> {
     for dir in &grant.filesystem {

@@ -16,7 +16,7 @@
 //! `default_send_request` (Apache-2.0 WITH LLVM-exception).
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -26,98 +26,20 @@ use bytes::Bytes;
 use http::HeaderName;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
 use crate::audit::{AuditKind, AuditScope};
-use crate::caps::egress_rules::{
+use crate::policy::egress::{
     EgressRule, NEVER_WITH_CREDENTIALS, RequestLine, Scheme, check_addresses, check_request_path, refusal,
 };
 use crate::credentials::broker::{Broker, clip};
-use crate::credentials::spec::Exposure;
+use crate::policy::credential::Exposure;
 use crate::grant::Grant;
-use crate::store::Meter;
-
-/// Resolves host names for egress. The runtime config can replace it, so
-/// tests map names to loopback addresses without touching DNS.
-pub trait Resolver: Send + Sync + std::fmt::Debug {
-    /// Every address of `host`.
-    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>>;
-}
-
-/// The operating system's resolver.
-#[derive(Debug, Default)]
-pub struct SystemResolver;
-
-impl Resolver for SystemResolver {
-    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
-        Box::pin(async move {
-            let addresses = tokio::net::lookup_host((host, 0)).await?;
-            Ok(addresses.map(|a| a.ip()).collect())
-        })
-    }
-}
-
-/// Fixed answers for some names; others go to `fallback` if there is one,
-/// and fail otherwise.
-#[derive(Debug, Default)]
-pub struct StaticResolver {
-    /// Name (lowercase) to addresses.
-    pub hosts: std::collections::HashMap<String, Vec<IpAddr>>,
-    /// Where names not in the map go; `None` fails them.
-    pub fallback: Option<Arc<dyn Resolver>>,
-}
-
-impl Resolver for StaticResolver {
-    fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
-        Box::pin(async move {
-            if let Some(addresses) = self.hosts.get(host) {
-                return Ok(addresses.clone());
-            }
-            match &self.fallback {
-                Some(fallback) => fallback.resolve(host).await,
-                None => {
-                    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address known for `{host}`")))
-                }
-            }
-        })
-    }
-}
-
-/// What egress needs from the runtime: the resolver and the TLS roots.
-#[derive(Clone, Debug)]
-pub(crate) struct Network {
-    pub(crate) resolver: Arc<dyn Resolver>,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-}
-
-/// Builds the TLS client config: the system's roots plus `extra` PEM roots.
-pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A system root rustls cannot parse is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    for path in extra {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| format!("TLS root in `{}`: {e}", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
+use crate::meter::Meter;
+use crate::transport::{self, ConnectError, Network};
 
 /// Headers the guest may never set: wasi-http's own list, every header that
 /// carries a credential, and every header the grant injects a credential
@@ -325,7 +247,7 @@ struct Record {
 }
 
 impl Record {
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "the fields of one audit event, each distinct")]
     fn write(
         &self,
         decision: &'static str,
@@ -422,7 +344,7 @@ async fn resolve_checked(
 }
 
 /// Sends the request to one of the checked `addresses`.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the request and what the hook checked about it, handed over whole")]
 async fn send_to(
     mut request: http::Request<WasiBody>,
     rule: &EgressRule,
@@ -438,35 +360,15 @@ async fn send_to(
     let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
     let first_byte_timeout = clamp(rule.first_byte_timeout.0, options.and_then(|o| o.first_byte_timeout), deadline);
     let total_deadline = Instant::now() + clamp(rule.total_timeout.0, None, deadline);
-    let connect = async {
-        let mut last = None;
-        for address in addresses {
-            match TcpStream::connect(SocketAddr::new(*address, port)).await {
-                Ok(stream) => return Ok(stream),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
-    };
-    let stream = match tokio::time::timeout(connect_timeout, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Err((format!("connect: {error}"), HttpError::ConnectionRefused).into()),
-        Err(_) => return Err(("connect timed out".into(), HttpError::ConnectionTimeout).into()),
-    };
-
-    let io: Box<dyn Stream> = match scheme {
-        Scheme::Http => Box::new(stream),
-        Scheme::Https => {
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| Failure::from((format!("TLS name `{host}`: {e}"), HttpError::TlsCertificateError)))?;
-            let connector = tokio_rustls::TlsConnector::from(network.tls.clone());
-            match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(error)) => return Err((format!("TLS: {error}"), HttpError::TlsCertificateError).into()),
-                Err(_) => return Err(("TLS handshake timed out".into(), HttpError::ConnectionTimeout).into()),
-            }
-        }
-    };
+    let tls = (scheme == Scheme::Https).then_some(&network.tls);
+    let io = transport::connect(addresses, port, host, tls, connect_timeout).await.map_err(|error| {
+        let code = match &error {
+            ConnectError::Refused(_) => HttpError::ConnectionRefused,
+            ConnectError::Timeout(_) => HttpError::ConnectionTimeout,
+            ConnectError::TlsName(_) | ConnectError::Tls(_) => HttpError::TlsCertificateError,
+        };
+        Failure::from((error.to_string(), code))
+    })?;
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -533,10 +435,6 @@ async fn send_to(
         }),
     ))
 }
-
-/// A byte stream a connection runs over: plain TCP or TLS.
-pub(crate) trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
 
 /// A request body that stops at `limit` bytes.
 struct CappedBody {

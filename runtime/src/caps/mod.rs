@@ -2,7 +2,6 @@
 //! into what the guest can reach, and nothing else; none reads manifests.
 
 pub(crate) mod credentials;
-pub(crate) mod egress_rules;
 pub(crate) mod env;
 pub(crate) mod fs;
 pub(crate) mod http;

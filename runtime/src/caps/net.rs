@@ -11,25 +11,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use crate::grant::Grant;
-
-/// A transport protocol of a socket grant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SocketProtocol {
-    /// TCP connect.
-    Tcp,
-    /// UDP send.
-    Udp,
-}
-
-/// One address a tool may reach with a raw socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketGrant {
-    /// TCP or UDP.
-    pub protocol: SocketProtocol,
-    /// The exact remote address and port.
-    pub address: SocketAddr,
-}
+use crate::policy::socket::{SocketGrant, SocketProtocol};
 
 /// Decides one socket operation against the granted addresses.
 pub(crate) fn socket_allowed(grants: &[SocketGrant], address: SocketAddr, usage: SocketAddrUse) -> bool {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use crate::store::Meter;
+use crate::meter::Meter;
 
 /// A piece of a running invocation's output, in the order it was produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

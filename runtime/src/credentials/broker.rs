@@ -19,9 +19,9 @@ use crate::credentials::issuer::{Issuer, MintRequest};
 use crate::credentials::journal::{LeaseJournal, Leftover};
 use crate::credentials::openbao::{ChildToken, LeaseVars, OpenBao};
 use crate::credentials::revoke::{Revocation, Revoker, Undo};
-use crate::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 use crate::grant::Grant;
-use crate::store::Meter;
+use crate::meter::Meter;
 
 /// Why the guest did not get a credential. The text names the rule or the
 /// provider; it never holds a secret.

@@ -1,7 +1,7 @@
 //! Credentials: short-lived, task-scoped, minted just in time and revoked
 //! when the invocation that minted them ends.
 //!
-//! - [`spec`]: what a manifest says about a credential.
+//! - What a manifest says about a credential is grant vocabulary: [`crate::policy::credential`].
 //! - [`config`]: the operator's providers (never a tool's business).
 //! - [`issuer`]: the built-in Ed25519 RFC 9068 token issuer and its JWKS.
 //! - `openbao`, `exchange`: the OpenBao and RFC 8693 providers.
@@ -17,7 +17,6 @@ pub mod issuer;
 pub mod journal;
 pub(crate) mod openbao;
 pub(crate) mod revoke;
-pub mod spec;
 pub(crate) mod upstream;
 
 pub use broker::{CredentialError, CredentialView};

@@ -17,7 +17,7 @@ use crate::credentials::exchange::TokenExchange;
 use crate::credentials::issuer::Issuer;
 use crate::credentials::journal::{LeaseJournal, Leftover};
 use crate::credentials::openbao::OpenBao;
-use crate::credentials::spec::ProviderKind;
+use crate::policy::credential::ProviderKind;
 
 /// What undoing one credential takes.
 pub(crate) enum Undo {

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 
-use crate::caps::http::Stream;
+use crate::transport;
 
 /// The largest provider response read (a PKI bundle is a few KiB).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -72,14 +71,19 @@ pub(crate) async fn send(
             _ => return Err("the scheme must be http or https".to_owned()),
         };
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let stream = TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect: {e}"))?;
-        let io: Box<dyn Stream> = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS name: {e}"))?;
-            let tls = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream).await;
-            Box::new(tls.map_err(|e| format!("TLS: {e}"))?)
-        } else {
-            Box::new(stream)
+        // The operator's own server, by name: the system resolver
+        // (ambient authority), and no egress rule applies.
+        let addresses: Vec<std::net::IpAddr> = match host.parse() {
+            Ok(ip) => vec![ip],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("resolving `{host}`: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
         };
+        let io = transport::connect(&addresses, port, &host, https.then_some(tls), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;

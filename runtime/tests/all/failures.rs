@@ -2,11 +2,9 @@
 //! reported as such; components that are not runnable are refused at load
 //! with an error that says why.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use toolcell_runtime::{CallResult, InvokeError, LoadError, Manifest, ToolError};
 
 #[tokio::test]

@@ -2,11 +2,9 @@
 //! toolcell world) is one tool per function, with schemas from its WIT types
 //! and JSON in and out of every kind of type.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Harness, guests};
+use crate::common::{Harness, guests};
 use serde_json::json;
 use toolcell_runtime::{Call, CallResult, InvokeError, Manifest, Shape, ToolError};
 

@@ -3,19 +3,17 @@
 //! requests only, revealed only where the manifest says so, revoked at
 //! teardown on every path, and never visible where they should not be.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::http_server::TestServer;
-use common::{Harness, guests, secs};
+use crate::common::http_server::TestServer;
+use crate::common::{Harness, guests, secs};
 use secrecy::SecretString;
 use toolcell_runtime::credentials::config::{OpenBaoConfig, ProviderConfig, SecretSource, StaticSecret};
 use toolcell_runtime::credentials::issuer::{VerifyError, verify_with_jwks};
-use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind};
+use toolcell_runtime::policy::credential::{CredentialSpec, Exposure, Injection, ProviderKind};
 use toolcell_runtime::{
     Call, CallReport, CallResult, EgressRule, Manifest, Runtime, RuntimeConfig, StaticResolver, TaskRequest, TimeSpan,
     ToolError,

@@ -4,17 +4,15 @@
 //! is injected into the bound API's requests and revoked (RFC 7009) when the
 //! call ends.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::http_server::TestServer;
-use common::{Harness, guests, secs};
+use crate::common::http_server::TestServer;
+use crate::common::{Harness, guests, secs};
 use toolcell_runtime::credentials::config::{IssuerConfig, ProviderConfig, SecretSource, TokenExchangeConfig};
-use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, Injection, ProviderKind};
+use toolcell_runtime::policy::credential::{CredentialSpec, Exposure, Injection, ProviderKind};
 use toolcell_runtime::{
     Call, CallResult, EgressRule, Manifest, Runtime, RuntimeConfig, StaticResolver, TaskRequest, TimeSpan, ToolError,
 };

@@ -2,9 +2,7 @@
 //! sockets and name lookup are refused. Every socket attempt aims at
 //! loopback, so a bug could never send a packet off this machine.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use toolcell_runtime::{EnvGrant, EnvSource, SocketGrant, SocketProtocol};
 
 #[tokio::test]

@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use toolcell_test_guests as guests;
 
+use crate::common::text;
+
 struct Cli {
     state: tempfile::TempDir,
 }
@@ -39,10 +41,6 @@ impl Cli {
     fn audit(&self) -> String {
         std::fs::read_to_string(self.state.path().join("toolcell/audit.jsonl")).unwrap_or_default()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]

@@ -3,15 +3,13 @@
 //! ever aimed at a non-loopback address (the metadata name is refused on its
 //! resolved address before any connection is tried).
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::http_server::{TestServer, test_ca};
-use common::*;
+use crate::common::http_server::{TestServer, test_ca};
+use crate::common::*;
 use toolcell_runtime::{
     Call, CallReport, EgressNarrowing, EgressRule, Manifest, Narrowing, Runtime, RuntimeConfig, StaticResolver,
     TaskError, TaskRequest,

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use toolcell_test_guests as guests;
 use toolcell_test_guests::openbao::openbao;
 
+use crate::common::text;
+
 fn toolcell(state: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
     command
@@ -23,10 +25,6 @@ fn toolcell(state: &Path) -> Command {
 
 fn run(state: &Path, args: &[&str]) -> Output {
     toolcell(state).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -2,8 +2,6 @@
 //! process (compiling components once), a runtime per test with its own
 //! audit file, and helpers to run the probe guests.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -2,12 +2,10 @@
 //! fresh instance, teardown runs on every exit path (including a dropped
 //! future), and the audit trail records it all without values.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use toolcell_runtime::{
     Call, CallResult, DirMode, DirNarrowing, EnvGrant, EnvSource, InvokeError, LimitKind, LimitsNarrowing, Manifest,
     Narrowing, TaskError, TaskRequest,

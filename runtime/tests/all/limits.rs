@@ -1,9 +1,7 @@
 //! Every limit is hit on purpose; each stop names the limit and its value,
 //! and the host keeps serving afterwards.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use toolcell_runtime::{ByteSize, CallResult, InvokeError, LimitKind};
 
 #[track_caller]

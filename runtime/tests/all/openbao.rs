@@ -4,16 +4,14 @@
 //! it, and teardown revokes the lease when the call ends — however it ends —
 //! and the child token when the task closes.
 
-mod common;
-
-use common::slow_proxy::SlowProxy;
+use crate::common::slow_proxy::SlowProxy;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Harness, guests, secs};
+use crate::common::{Harness, guests, secs};
 use toolcell_runtime::credentials::config::{OpenBaoConfig, ProviderConfig, SecretSource};
-use toolcell_runtime::credentials::spec::{CredentialSpec, Exposure, ProviderKind};
+use toolcell_runtime::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 use toolcell_runtime::{Call, CallResult, InvokeError, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan};
 use toolcell_test_guests::openbao::{OpenBao, openbao};
 

@@ -1,9 +1,7 @@
 //! Filesystem grants: what is granted can be read (and written where
 //! read-write); every way out of a granted directory fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use toolcell_runtime::{CallResult, DirMode};
 
 /// A host tree: `granted/` (with a file, a subdir and a symlink that points

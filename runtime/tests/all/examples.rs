@@ -3,12 +3,10 @@
 //! the same answers under the same rules, and the other examples do what
 //! their manifests allow and nothing else.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Harness, guests};
+use crate::common::{Harness, guests};
 use toolcell_runtime::{Call, CallResult, Manifest, TaskRequest, ToolError};
 
 fn policy(name: &str) -> Manifest {
@@ -151,7 +149,7 @@ fn runtime_for(h: &mut Harness, names: &[&str], ca_pem: Option<&str>, statics: &
 /// Moves a policy's egress rules (and the credentials bound to them) onto
 /// the test server's port, and lets them reach it on loopback.
 fn onto_port(manifest: &mut Manifest, port: u16) {
-    use toolcell_runtime::credentials::spec::Exposure;
+    use toolcell_runtime::policy::credential::Exposure;
     let mut moved = Vec::new();
     for rule in &mut manifest.egress {
         let old = rule.url.clone();
@@ -177,7 +175,7 @@ fn onto_port(manifest: &mut Manifest, port: u16) {
 
 #[tokio::test]
 async fn github_issues_lists_and_creates_with_a_token_it_never_sees() {
-    use common::http_server::{TestServer, test_ca};
+    use crate::common::http_server::{TestServer, test_ca};
     let ca = test_ca(&["api.github.com"]);
     let server = TestServer::start(Some(ca.server.clone())).await;
     let secret = "ghp_exampleStaticToken0123456789";
@@ -226,7 +224,7 @@ async fn github_issues_lists_and_creates_with_a_token_it_never_sees() {
 
 #[tokio::test]
 async fn http_get_fetches_allowed_urls_only() {
-    use common::http_server::TestServer;
+    use crate::common::http_server::TestServer;
     let server = TestServer::start(None).await;
     let mut h = Harness::new();
     runtime_for(&mut h, &["api.test"], None, &[]);
@@ -250,7 +248,7 @@ async fn http_get_fetches_allowed_urls_only() {
 
 #[tokio::test]
 async fn the_sdk_streams_a_response_body_as_it_arrives() {
-    use common::http_server::TestServer;
+    use crate::common::http_server::TestServer;
     let server = TestServer::start(None).await;
     let mut h = Harness::new();
     runtime_for(&mut h, &["api.test"], None, &[]);

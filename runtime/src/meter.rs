@@ -1,0 +1,91 @@
+//! What one call has used of its budgets: the first limit it hit, its
+//! output, and its refusals. Shared by the store, the capabilities and the
+//! broker of one invocation, and by the code that runs the call.
+
+use std::sync::Mutex;
+
+use crate::error::{LimitHit, LimitKind};
+use crate::units::ByteSize;
+
+/// Limits recorded during a call, the shared output budget and the
+/// refusal count. Recording a limit also stops the call: code that runs the
+/// call waits on [`Meter::stopped`] beside the call itself, so a limit that
+/// host code records (a tool looping on refusals) ends the call at once.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    hit: Mutex<Option<LimitHit>>,
+    output_limit: ByteSize,
+    output_used: Mutex<u64>,
+    refusal_limit: u32,
+    refusals: std::sync::atomic::AtomicU32,
+    stop: tokio::sync::Notify,
+}
+
+impl Meter {
+    pub(crate) fn new(limits: &crate::policy::limits::Limits) -> Meter {
+        Meter {
+            hit: Mutex::new(None),
+            output_limit: limits.max_output,
+            output_used: Mutex::new(0),
+            refusal_limit: limits.max_refusals,
+            refusals: std::sync::atomic::AtomicU32::new(0),
+            stop: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Records the first limit hit; later ones are consequences of it.
+    pub(crate) fn record(&self, hit: LimitHit) -> LimitHit {
+        let mut slot = self.hit.lock().unwrap_or_else(|p| p.into_inner());
+        let first = slot.is_none();
+        let hit = slot.get_or_insert(hit).clone();
+        if first {
+            // One waiter (the call's runner); a permit is kept if it is not waiting yet.
+            self.stop.notify_one();
+        }
+        hit
+    }
+
+    pub(crate) fn hit(&self) -> Option<LimitHit> {
+        self.hit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves once a limit has been recorded.
+    pub(crate) async fn stopped(&self) -> LimitHit {
+        loop {
+            if let Some(hit) = self.hit() {
+                return hit;
+            }
+            self.stop.notified().await;
+        }
+    }
+
+    /// Counts one refused request; past `max_refusals` it records the limit,
+    /// which stops the call.
+    pub(crate) fn refused(&self) -> Result<(), LimitHit> {
+        let count = self.refusals.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        if count > self.refusal_limit {
+            return Err(self.record(LimitHit {
+                kind: LimitKind::Refusals,
+                value: self.refusal_limit.to_string(),
+                detail: Some(format!("{count} requests refused in this call")),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Takes `bytes` from the output budget shared by stdout, stderr, log
+    /// lines and the tool's result; records the `max_output` limit when it runs out.
+    pub(crate) fn take_output(&self, bytes: usize) -> Result<(), LimitHit> {
+        let mut used = self.output_used.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = used.saturating_add(bytes as u64);
+        if wanted > self.output_limit.0 {
+            return Err(self.record(LimitHit {
+                kind: LimitKind::Output,
+                value: self.output_limit.to_string(),
+                detail: Some(format!("{wanted} bytes written")),
+            }));
+        }
+        *used = wanted;
+        Ok(())
+    }
+}
