@@ -127,7 +127,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
              toolcell start retries"
         );
     }
-    drop(serving);
+    // `serving` (and with it the transport) goes when this function returns.
     Ok(match stopped {
         Some(stop) => ExitCode::from(stop.code()),
         None => ExitCode::SUCCESS,
