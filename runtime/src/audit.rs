@@ -291,3 +291,16 @@ impl AuditScope {
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC times always format")
 }
+
+/// At most `max` bytes of `text` (on a character boundary), marked when cut:
+/// what a tool can make the audit trail hold is bounded.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes cut]", &text[..end], text.len() - end)
+}

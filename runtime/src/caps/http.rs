@@ -31,11 +31,11 @@ use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-use crate::audit::{AuditKind, AuditScope};
+use crate::audit::{AuditKind, AuditScope, clip};
 use crate::policy::egress::{
     EgressRule, NEVER_WITH_CREDENTIALS, RequestLine, Scheme, check_addresses, check_request_path, refusal,
 };
-use crate::credentials::broker::{Broker, clip};
+use crate::credentials::broker::Broker;
 use crate::policy::credential::Exposure;
 use crate::grant::Grant;
 use crate::meter::Meter;

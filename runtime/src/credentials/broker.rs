@@ -1,271 +1,25 @@
-//! The broker: mints credentials just in time for one invocation, hands the
-//! guest handles (never values, except for `reveal` credentials), gives the
-//! egress hook the header to inject, and revokes everything at teardown.
-//!
-//! [`Providers`] lives as long as the runtime, [`TaskCredentials`] as long
-//! as a task (an OpenBao child token), and [`Broker`] as long as one
-//! invocation: it is shared by the guest's `credentials` import and the
-//! egress hook, and closed after the store is dropped.
+//! The broker: one invocation's credentials. It mints just in time,
+//! hands the guest handles (never values, except for `reveal` credentials),
+//! gives the egress hook the header to inject, and revokes everything at
+//! teardown. It is shared by the guest's `credentials` import and the egress
+//! hook, and closed after the store is dropped.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::audit::{AuditKind, AuditScope};
-use crate::credentials::config::ProviderConfig;
-use crate::credentials::exchange::TokenExchange;
-use crate::credentials::issuer::{Issuer, MintRequest};
-use crate::credentials::journal::{LeaseJournal, Leftover};
-use crate::credentials::openbao::{ChildToken, LeaseVars, OpenBao};
-use crate::credentials::revoke::{Revocation, Revoker, Undo};
-use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
+use crate::audit::{AuditKind, AuditScope, clip};
+use crate::credentials::error::{CredentialError, MintError};
+use crate::credentials::issuer::MintRequest;
+use crate::credentials::journal::Leftover;
+use crate::credentials::openbao::LeaseVars;
+use crate::credentials::providers::Providers;
+use crate::credentials::revoke::{Revocation, Undo};
+use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::grant::Grant;
 use crate::meter::Meter;
-
-/// Why the guest did not get a credential. The text names the rule or the
-/// provider; it never holds a secret.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CredentialError {
-    /// The grant does not allow it.
-    #[error("denied: {0}")]
-    Denied(String),
-    /// The provider failed or did not answer in time.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// The runtime's providers, built from the operator's config.
-#[derive(Debug)]
-pub(crate) struct Providers {
-    pub(crate) issuer: Arc<Issuer>,
-    config: ProviderConfig,
-    openbao: Option<Arc<OpenBao>>,
-    exchange: Option<Arc<TokenExchange>>,
-    pub(crate) revoker: Arc<Revoker>,
-}
-
-impl Providers {
-    /// Builds the providers; returns what a previous run left in the journal.
-    pub(crate) fn new(
-        config: ProviderConfig,
-        issuer: Arc<Issuer>,
-        journal: Option<LeaseJournal>,
-        tls: &Arc<rustls::ClientConfig>,
-    ) -> Providers {
-        let openbao = config.openbao.clone().map(|c| Arc::new(OpenBao::new(c, tls.clone())));
-        let exchange = config.oauth_token_exchange.clone().map(|c| Arc::new(TokenExchange::new(c, tls.clone())));
-        let revoker = Arc::new(Revoker::new(issuer.clone(), openbao.clone(), exchange.clone(), journal));
-        Providers { issuer, config, openbao, exchange, revoker }
-    }
-
-    /// Revokes what runtimes that stopped mid-task left in the journal
-    /// (already adopted into this runtime's journal).
-    pub(crate) fn recover(&self, leftovers: Vec<(Leftover, String)>, audit: &Arc<crate::audit::Audit>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        for (leftover, task) in leftovers {
-            let id = leftover.id();
-            // Audited by lease id or accessor, as when they were minted.
-            let (undo, credential, audit_id) = match leftover {
-                Leftover::IssuerToken { jti, exp } => {
-                    if exp > now {
-                        // Deny-listed again until it expires; it stays journaled until then.
-                        self.issuer.revoke(&jti, exp);
-                    } else {
-                        self.revoker.journal_closed(&id);
-                    }
-                    continue;
-                }
-                Leftover::OpenbaoLease { lease_id } => {
-                    (Undo::OpenbaoLease { lease_id: lease_id.clone() }, "lease", lease_id)
-                }
-                Leftover::OpenbaoToken { accessor } => {
-                    (Undo::OpenbaoToken { accessor: accessor.clone() }, "task token", accessor)
-                }
-            };
-            let scope = AuditScope {
-                audit: audit.clone(),
-                task,
-                tool: String::new(),
-                principal: "toolcell".into(),
-                request: None,
-            };
-            self.revoker.revoke_later(Revocation {
-                id: audit_id,
-                undo,
-                credential: credential.to_owned(),
-                provider: ProviderKind::Openbao,
-                invocation: None,
-                audit: scope,
-                reason: Some("left over by a runtime that stopped before its teardown".to_owned()),
-            });
-        }
-    }
-}
-
-/// Who an invocation's credentials are for.
-#[derive(Clone, Debug)]
-pub(crate) struct Workload {
-    /// `spiffe://<trust-domain>/tool/<tool>/task/<task>`.
-    pub(crate) id: String,
-    pub(crate) principal: String,
-    pub(crate) tool: String,
-    pub(crate) task: String,
-}
-
-/// A task's credential state: its OpenBao child token, made on first use.
-pub(crate) struct TaskCredentials {
-    providers: Arc<Providers>,
-    workload: Workload,
-    deadline: SystemTime,
-    audit: AuditScope,
-    /// The union of the scopes of the grant's `openbao` credentials: the
-    /// child token's policies.
-    openbao_policies: Vec<String>,
-    /// The child token, and whether the task has closed. A plain mutex,
-    /// never held across an await, so closing never misses a token.
-    child: std::sync::Mutex<ChildState>,
-    /// Serialises creation, so a task makes one child token.
-    creating: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default)]
-struct ChildState {
-    token: Option<Arc<ChildToken>>,
-    closed: bool,
-}
-
-impl std::fmt::Debug for TaskCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskCredentials").field("workload", &self.workload.id).finish_non_exhaustive()
-    }
-}
-
-impl TaskCredentials {
-    pub(crate) fn new(
-        providers: Arc<Providers>,
-        workload: Workload,
-        deadline: SystemTime,
-        audit: AuditScope,
-        specs: &[CredentialSpec],
-    ) -> TaskCredentials {
-        let mut openbao_policies: Vec<String> = Vec::new();
-        for spec in specs.iter().filter(|s| s.provider == ProviderKind::Openbao) {
-            for scope in &spec.scopes {
-                if !openbao_policies.contains(scope) {
-                    openbao_policies.push(scope.clone());
-                }
-            }
-        }
-        TaskCredentials {
-            providers,
-            workload,
-            deadline,
-            audit,
-            openbao_policies,
-            child: std::sync::Mutex::new(ChildState::default()),
-            creating: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn child_state(&self) -> std::sync::MutexGuard<'_, ChildState> {
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn child_token(&self, openbao: &OpenBao) -> Result<Arc<ChildToken>, MintError> {
-        let _creating = self.creating.lock().await;
-        {
-            let state = self.child_state();
-            if state.closed {
-                return Err(MintError::Refused(CredentialError::Unavailable("the task has closed".into())));
-            }
-            if let Some(token) = &state.token {
-                return Ok(token.clone());
-            }
-        }
-        // An empty policy list would let OpenBao give the child its
-        // parent's policies: a child token carries granted policies or none.
-        if self.openbao_policies.is_empty() {
-            return Err(MintError::Refused(CredentialError::Denied(
-                "no OpenBao policy is granted to this task (the openbao credentials' scopes are empty), \
-                 so there is nothing a task token could carry"
-                    .into(),
-            )));
-        }
-        let ttl = self.deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-        if ttl < Duration::from_secs(1) {
-            return Err(MintError::Refused(CredentialError::Unavailable("the task's deadline has passed".into())));
-        }
-        let metadata = serde_json::json!({
-            "toolcell_task": self.workload.task,
-            "toolcell_tool": self.workload.tool,
-            "toolcell_principal": self.workload.principal,
-        });
-        let provider = |detail| MintError::Provider { provider: ProviderKind::Openbao, detail };
-        let token = openbao.create_child_token(&self.openbao_policies, ttl, metadata).await.map_err(provider)?;
-        let leftover = Leftover::OpenbaoToken { accessor: token.accessor.clone() };
-        if let Err(error) = self.providers.revoker.journal(&leftover, &self.workload.task) {
-            // Not journaled means a crash could leak it: revoke it and refuse.
-            let _ = openbao.revoke_token(&token.accessor).await;
-            return Err(provider(error));
-        }
-        self.audit.record_or_log(AuditKind::CredentialMinted {
-            invocation: None,
-            credential: "task token".into(),
-            provider: ProviderKind::Openbao.name(),
-            scopes: self.openbao_policies.clone(),
-            audience: openbao.config.address.clone(),
-            id: token.accessor.clone(),
-            expires_at: token.expires_at,
-            exposure: "inject",
-        });
-        let token = Arc::new(token);
-        let mut state = self.child_state();
-        if state.closed {
-            // The task closed while the token was being made: it goes at once.
-            drop(state);
-            let mut revocation = self.revocation(&token);
-            revocation.reason = Some("made after its task closed".into());
-            self.providers.revoker.revoke_later(revocation);
-            return Err(MintError::Refused(CredentialError::Unavailable("the task has closed".into())));
-        }
-        state.token = Some(token.clone());
-        Ok(token)
-    }
-
-    fn revocation(&self, token: &ChildToken) -> Revocation {
-        Revocation {
-            undo: Undo::OpenbaoToken { accessor: token.accessor.clone() },
-            credential: "task token".into(),
-            provider: ProviderKind::Openbao,
-            id: token.accessor.clone(),
-            invocation: None,
-            audit: self.audit.clone(),
-            reason: Some("the task closed".into()),
-        }
-    }
-
-    /// Marks the task closed and takes its child token, if it has one.
-    fn take_for_close(&self) -> Option<Arc<ChildToken>> {
-        let mut state = self.child_state();
-        state.closed = true;
-        state.token.take()
-    }
-
-    /// Task close: revokes the child token, and every lease left under it.
-    pub(crate) async fn close(&self) {
-        if let Some(token) = self.take_for_close() {
-            self.providers.revoker.revoke(self.revocation(&token)).await;
-        }
-    }
-
-    /// Task close without an executor to wait on (a dropped task).
-    pub(crate) fn close_later(&self) {
-        if let Some(token) = self.take_for_close() {
-            self.providers.revoker.revoke_later(self.revocation(&token));
-        }
-    }
-}
+use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 
 /// One credential minted for an invocation.
 struct Held {
@@ -298,15 +52,6 @@ pub struct CredentialView {
 pub(crate) struct Injected {
     pub(crate) header: http::HeaderName,
     pub(crate) value: http::HeaderValue,
-}
-
-/// Why a mint failed, before it is shown to the tool.
-enum MintError {
-    /// Shown to the tool as it is (names a rule or a limit, never a provider's answer).
-    Refused(CredentialError),
-    /// A provider failed: the detail (endpoint, the provider's own error
-    /// text) goes to the audit trail only; the tool learns which provider failed.
-    Provider { provider: ProviderKind, detail: String },
 }
 
 /// Longest credential name a tool may ask for (manifest names are at most 64).
@@ -806,19 +551,6 @@ impl Broker {
             reason: None,
         }
     }
-}
-
-/// At most `max` bytes of `text` (on a character boundary), marked when cut:
-/// what a tool can make the audit trail hold is bounded.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[{} bytes cut]", &text[..end], text.len() - end)
 }
 
 /// An exchanged token's id for the audit trail: a digest prefix, which names
