@@ -18,11 +18,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::policy::egress::{EgressRule, Scheme};
 use crate::config::RuntimeConfig;
 use crate::credentials::config::{SecretSource, StaticSecret};
-use crate::policy::credential::{Exposure, ProviderKind};
 use crate::manifest::Manifest;
+use crate::policy::credential::{Exposure, ProviderKind};
+use crate::policy::egress::{EgressRule, Scheme};
 use crate::policy::env::EnvSource;
 use crate::units::TimeSpan;
 
@@ -121,7 +121,8 @@ impl Boundary {
             return Err(format!("the runtime config has no [[static]] secret for audience `{audience}`"));
         };
         let allowed = secret.origins.iter().any(|origin| {
-            EgressRule::parse(origin).is_ok_and(|o| o.scheme == rule.scheme && o.host == rule.host && o.port == rule.port)
+            EgressRule::parse(origin)
+                .is_ok_and(|o| o.scheme == rule.scheme && o.host == rule.host && o.port == rule.port)
         });
         if allowed {
             return Ok(());
@@ -248,7 +249,10 @@ mod tests {
     #[test]
     fn a_static_secret_goes_only_to_the_origins_the_operator_lists() {
         let boundary = Boundary::new(&config(), Path::new("/nonexistent/scratch"));
-        let ok = manifest_with("https://api.github.com/repos/*", injected(ProviderKind::Static, "github", "https://api.github.com/repos/*"));
+        let ok = manifest_with(
+            "https://api.github.com/repos/*",
+            injected(ProviderKind::Static, "github", "https://api.github.com/repos/*"),
+        );
         assert_eq!(boundary.check(&ok), Ok(()));
         for elsewhere in ["https://evil.test/*", "https://api.github.com:8443/*", "https://*.github.com/*"] {
             let manifest = manifest_with(elsewhere, injected(ProviderKind::Static, "github", elsewhere));
@@ -263,7 +267,8 @@ mod tests {
     #[test]
     fn credentials_go_over_plaintext_only_where_the_operator_allows_and_never_live_past_the_ceiling() {
         let mut config = config();
-        let plain = manifest_with("http://127.0.0.1:9000/*", injected(ProviderKind::Issuer, "api", "http://127.0.0.1:9000/*"));
+        let plain =
+            manifest_with("http://127.0.0.1:9000/*", injected(ProviderKind::Issuer, "api", "http://127.0.0.1:9000/*"));
         let crossing = Boundary::new(&config, Path::new("/s")).check(&plain).unwrap_err();
         assert!(crossing.reason.contains("plain http") && crossing.reason.contains("(none)"), "{}", crossing.reason);
         config.plaintext_credential_hosts = vec!["127.0.0.1".into()];
@@ -273,7 +278,11 @@ mod tests {
         long.credentials[0].max_ttl = TimeSpan(Duration::from_secs(3600));
         let crossing = Boundary::new(&config, Path::new("/s")).check(&long).unwrap_err();
         assert_eq!(crossing.field, "credentials[0].max_ttl");
-        assert!(crossing.reason.contains("1h") && crossing.reason.contains("max_credential_ttl of 5m"), "{}", crossing.reason);
+        assert!(
+            crossing.reason.contains("1h") && crossing.reason.contains("max_credential_ttl of 5m"),
+            "{}",
+            crossing.reason
+        );
     }
 
     #[test]
@@ -305,7 +314,8 @@ mod tests {
         let link = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(state.path().join("leases"), link.path().join("l")).unwrap();
         let mut manifest = Manifest::ad_hoc(Path::new("t.wasm"));
-        manifest.filesystem = vec![DirGrant { host: link.path().join("l"), guest: "/d".into(), mode: DirMode::ReadOnly }];
+        manifest.filesystem =
+            vec![DirGrant { host: link.path().join("l"), guest: "/d".into(), mode: DirMode::ReadOnly }];
         let crossing = boundary.check(&manifest).unwrap_err();
         assert!(crossing.reason.contains("leases"), "{}", crossing.reason);
     }

@@ -218,7 +218,8 @@ field = "certificate"
         let openbao = config.credentials.openbao.unwrap();
         assert_eq!(openbao.token, SecretSource::File(dir.path().join("bao-token")));
         assert_eq!(openbao.secrets[0].field.as_deref(), Some("certificate"));
-        std::fs::write(&path, "[[static]]\naudience = \"a\"\nsecret = { value = \"hunter2\" }\norigins = []\n").unwrap();
+        std::fs::write(&path, "[[static]]\naudience = \"a\"\nsecret = { value = \"hunter2\" }\norigins = []\n")
+            .unwrap();
         let error = RuntimeConfig::load(&path).unwrap_err();
         assert!(error.message.contains("unknown variant `value`"), "{error}");
     }

@@ -15,11 +15,12 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::call::CallInput;
 use crate::caps::http::SendRequestFuture;
 use crate::engine::{PlainFunction, Pre, Shape, ToolEngine};
 use crate::error::LoadError;
 use crate::grant::Grant;
-use crate::task::{CallInput, Tool};
+use crate::runtime::Tool;
 
 /// The data of a floor's store: an empty (or given) WASI context and
 /// `wasi:http` with hooks `H` — [`NoEgress`] unless a bench sends requests.
@@ -203,7 +204,7 @@ impl Floor {
             }
             CallInput::Function { arguments, .. } => {
                 let function = self.function.as_ref().ok_or("not a plain component's function")?;
-                crate::task::plain_arguments(function, arguments)?
+                crate::invocation::plain_arguments(function, arguments)?
             }
         };
         let mut store = FloorState::new(wasi.build(), NoEgress).into_store(&self.engine);

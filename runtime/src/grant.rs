@@ -11,13 +11,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::policy::egress::EgressRule;
-use crate::policy::socket::SocketGrant;
-use crate::policy::credential::{CredentialSpec, ProviderKind};
 use crate::manifest::Manifest;
+use crate::policy::credential::{CredentialSpec, ProviderKind};
 use crate::policy::dir::{DirGrant, DirMode};
+use crate::policy::egress::EgressRule;
 use crate::policy::env::EnvSource;
 use crate::policy::limits::Limits;
+use crate::policy::socket::SocketGrant;
 use crate::units::{ByteSize, TimeSpan};
 
 /// What a task asks to keep of its manifest's grants. `None` fields keep the

@@ -26,6 +26,7 @@
 
 mod audit;
 mod boundary;
+mod call;
 mod caps;
 mod config;
 pub mod credentials;
@@ -33,9 +34,11 @@ mod engine;
 mod error;
 mod floor;
 mod grant;
+mod invocation;
 mod manifest;
 mod meter;
 pub mod policy;
+mod runtime;
 mod schema;
 mod scratch;
 mod store;
@@ -44,10 +47,8 @@ mod transport;
 mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
-pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
+pub use call::{Call, CallInput, CallReport, CallResult, TaskRequest, TaskSummary, ToolError, ToolInfo};
 pub use caps::http::SendRequestFuture;
-pub use transport::{Resolver, StaticResolver, SystemResolver};
-pub use policy::socket::{SocketGrant, SocketProtocol};
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::{DEFAULT_MAX_CREDENTIAL_TTL, RuntimeConfig};
 pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
@@ -59,9 +60,11 @@ pub use grant::{
 };
 pub use manifest::{Manifest, ManifestError, validate_tool_name};
 pub use policy::dir::{DirGrant, DirMode};
+pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
 pub use policy::env::{EnvGrant, EnvSource};
 pub use policy::limits::Limits;
-pub use task::{
-    Call, CallInput, CallReport, CallResult, Runtime, Task, TaskRequest, TaskSummary, Tool, ToolError, ToolInfo,
-};
+pub use policy::socket::{SocketGrant, SocketProtocol};
+pub use runtime::{Runtime, Tool};
+pub use task::Task;
+pub use transport::{Resolver, StaticResolver, SystemResolver};
 pub use units::{ByteSize, TimeSpan, UnitError};

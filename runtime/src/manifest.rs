@@ -487,7 +487,8 @@ impl ManifestFile {
                     }
                     for url in &rules {
                         let rule = egress.iter().find(|rule| &rule.url == url).expect("checked above");
-                        if let Some(method) = rule.methods.iter().find(|m| NEVER_WITH_CREDENTIALS.contains(&m.as_str())) {
+                        if let Some(method) = rule.methods.iter().find(|m| NEVER_WITH_CREDENTIALS.contains(&m.as_str()))
+                        {
                             return Err(at.at(
                                 &inject.egress,
                                 field("inject.egress"),
@@ -658,7 +659,6 @@ pub(crate) fn env_name(name: &str) -> Result<(), String> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if valid { Ok(()) } else { Err(format!("`{name}` is not a variable name: use letters, digits and `_`")) }
 }
-
 
 #[cfg(test)]
 mod tests {

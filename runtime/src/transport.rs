@@ -138,8 +138,8 @@ pub(crate) async fn connect(
         Err(_) => return Err(ConnectError::Timeout("connect")),
     };
     let Some(tls) = tls else { return Ok(Box::new(stream)) };
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|_| ConnectError::TlsName(host.to_owned()))?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::TlsName(host.to_owned()))?;
     let connector = tokio_rustls::TlsConnector::from(tls.clone());
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(tls)) => Ok(Box::new(tls)),

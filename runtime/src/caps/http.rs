@@ -32,13 +32,13 @@ use wasmtime_wasi_http::{
 };
 
 use crate::audit::{AuditKind, AuditScope, clip};
+use crate::credentials::broker::Broker;
+use crate::grant::Grant;
+use crate::meter::Meter;
+use crate::policy::credential::Exposure;
 use crate::policy::egress::{
     EgressRule, NEVER_WITH_CREDENTIALS, RequestLine, Scheme, check_addresses, check_request_path, refusal,
 };
-use crate::credentials::broker::Broker;
-use crate::policy::credential::Exposure;
-use crate::grant::Grant;
-use crate::meter::Meter;
 use crate::transport::{self, ConnectError, Network};
 
 /// Headers the guest may never set: wasi-http's own list, every header that
@@ -185,8 +185,7 @@ impl WasiHttpHooks for EgressHooks {
         let deadline = self.deadline;
         let credentials = self.credentials.clone();
         Box::new(async move {
-            let connect_timeout =
-                clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
+            let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
             let addresses = resolve_checked(&rule, &host, connect_timeout, &network).await;
             let addresses = addresses.map_err(|failure| record.failure(&rule.url, failure))?;
             // Credentials bound to `rule` are minted and added only now: after

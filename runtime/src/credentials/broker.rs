@@ -255,7 +255,9 @@ impl Broker {
             let _ = sender.send(outcome);
         });
         match tokio::time::timeout(left, receiver).await {
-            Ok(outcome) => outcome.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into()))),
+            Ok(outcome) => {
+                outcome.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into())))
+            }
             Err(_) => Err(self.refuse(
                 &spec.name,
                 MintError::Refused(CredentialError::Unavailable(format!(
@@ -300,7 +302,9 @@ impl Broker {
         let state = self.state();
         let Some(held) = state.held.get(index) else {
             drop(state);
-            return Err(self.refuse("", MintError::Refused(CredentialError::Denied("no such credential handle".into()))));
+            return Err(
+                self.refuse("", MintError::Refused(CredentialError::Denied("no such credential handle".into())))
+            );
         };
         let spec = self.grant.credentials.iter().find(|s| s.name == held.name).expect("held credentials are granted");
         match &spec.exposure {

@@ -382,7 +382,10 @@ mod tests {
         }
         for starter in starters {
             let adopted = starter.join().unwrap();
-            assert!(adopted.iter().all(|id| !id.starts_with("live-")), "a live runtime's lease was adopted: {adopted:?}");
+            assert!(
+                adopted.iter().all(|id| !id.starts_with("live-")),
+                "a live runtime's lease was adopted: {adopted:?}"
+            );
         }
         for (n, journal) in owners.iter().enumerate() {
             let text = std::fs::read_to_string(journal.path()).unwrap();

@@ -13,8 +13,8 @@
 //!   journal a restarted runtime recovers from.
 
 pub(crate) mod broker;
-pub(crate) mod error;
 pub mod config;
+pub(crate) mod error;
 pub(crate) mod exchange;
 pub mod issuer;
 pub mod journal;

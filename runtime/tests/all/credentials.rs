@@ -387,7 +387,10 @@ async fn a_provider_that_is_down_fails_closed_with_a_clear_error() {
     let refused = events_of(&events, "credential_refused");
     assert_eq!(refused.len(), 2);
     let reason = refused[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("creating the task's child token") && reason.contains(&format!("127.0.0.1:{closed}")), "{reason}");
+    assert!(
+        reason.contains("creating the task's child token") && reason.contains(&format!("127.0.0.1:{closed}")),
+        "{reason}"
+    );
     h.still_serves().await;
 }
 
@@ -407,10 +410,19 @@ async fn a_tool_flooding_mints_and_refusals_is_bounded_and_stopped() {
     manifest.limits.max_credentials = 3;
 
     // Each distinct scope list would mint again: the call's cap stops it at 3.
-    let report = h.call(manifest.clone(), repeat(10, serde_json::json!({ "action": "acquire", "name": "api", "scopes": ["s{n}"] }))).await.unwrap();
+    let report = h
+        .call(
+            manifest.clone(),
+            repeat(10, serde_json::json!({ "action": "acquire", "name": "api", "scopes": ["s{n}"] })),
+        )
+        .await
+        .unwrap();
     let counts = output(&report);
     assert_eq!((counts["ok"].as_u64(), counts["failed"].as_u64()), (Some(3), Some(7)), "{counts}");
-    assert!(counts["last_error"].as_str().unwrap().contains("minted its limit of 3 credentials (limits.max_credentials)"), "{counts}");
+    assert!(
+        counts["last_error"].as_str().unwrap().contains("minted its limit of 3 credentials (limits.max_credentials)"),
+        "{counts}"
+    );
     let events = h.audit_events();
     assert_eq!(events_of(&events, "credential_minted").len(), 3);
 
@@ -515,21 +527,38 @@ async fn manifests_are_refused_what_only_the_operator_may_grant() {
     let error = refused(long);
     assert!(error.contains("credentials[0].max_ttl") && error.contains("1h") && error.contains("5m"), "{error}");
     // The operator's root secret sent somewhere the operator did not list.
-    let elsewhere = spec("root", ProviderKind::Static, &[], inject_into(&format!("http://other.test:{port}/*"), "authorization", "token {token}"));
+    let elsewhere = spec(
+        "root",
+        ProviderKind::Static,
+        &[],
+        inject_into(&format!("http://other.test:{port}/*"), "authorization", "token {token}"),
+    );
     let error = refused(probe(port, vec![elsewhere]));
     assert!(error.contains("may go to http://api.test") && error.contains("other.test"), "{error}");
     // Plain http to a host the operator did not allow.
     let mut plain = probe(port, vec![]);
     plain.egress.push(rule(&format!("http://plain.test:{port}/*")));
-    plain.credentials = vec![spec("api", ProviderKind::Issuer, &[], inject_into(&format!("http://plain.test:{port}/*"), "authorization", "Bearer {token}"))];
+    plain.credentials = vec![spec(
+        "api",
+        ProviderKind::Issuer,
+        &[],
+        inject_into(&format!("http://plain.test:{port}/*"), "authorization", "Bearer {token}"),
+    )];
     assert!(refused(plain).contains("over plain http"));
     // The runtime's own state and secrets, by directory and by variable.
     for host in [h.dir.path().to_owned(), dir.path().to_owned()] {
         let mut manifest = probe(port, vec![]);
-        manifest.filesystem = vec![toolcell_runtime::DirGrant { host: host.canonicalize().unwrap(), guest: "/x".into(), mode: toolcell_runtime::DirMode::ReadOnly }];
+        manifest.filesystem = vec![toolcell_runtime::DirGrant {
+            host: host.canonicalize().unwrap(),
+            guest: "/x".into(),
+            mode: toolcell_runtime::DirMode::ReadOnly,
+        }];
         assert!(refused(manifest).contains("overlaps the runtime's own state"));
     }
     let mut manifest = probe(port, vec![]);
-    manifest.env = vec![toolcell_runtime::EnvGrant { name: "TOOLCELL_OAUTH_SECRET".into(), source: toolcell_runtime::EnvSource::Host }];
+    manifest.env = vec![toolcell_runtime::EnvGrant {
+        name: "TOOLCELL_OAUTH_SECRET".into(),
+        source: toolcell_runtime::EnvSource::Host,
+    }];
     assert!(refused(manifest).contains("`TOOLCELL_OAUTH_SECRET`"));
 }

@@ -176,8 +176,11 @@ async fn a_precompiled_artifact_others_could_write_is_never_loaded() {
     let engine = || {
         let settings = EngineSettings { cache_dir: Some(cache.path().to_owned()), ..EngineSettings::default() };
         let engine = ToolEngine::new(settings).unwrap();
-        Runtime::with_engine(engine, RuntimeConfig { scratch_root: Some(cache.path().join("scratch")), ..RuntimeConfig::default() })
-            .unwrap()
+        Runtime::with_engine(
+            engine,
+            RuntimeConfig { scratch_root: Some(cache.path().join("scratch")), ..RuntimeConfig::default() },
+        )
+        .unwrap()
     };
     let runtime = engine();
     let artifacts = || -> Vec<std::path::PathBuf> {

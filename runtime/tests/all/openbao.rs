@@ -296,10 +296,11 @@ async fn a_task_token_never_carries_a_policy_that_was_not_granted() {
     let look = async {
         bao.minted_lease(1).await;
         let (server, accessor) = (bao.server, bao.task_token());
-        let lookup =
-            tokio::task::spawn_blocking(move || server.must(&["token", "lookup", "-format=json", "-accessor", &accessor]))
-                .await
-                .unwrap();
+        let lookup = tokio::task::spawn_blocking(move || {
+            server.must(&["token", "lookup", "-format=json", "-accessor", &accessor])
+        })
+        .await
+        .unwrap();
         serde_json::from_str::<serde_json::Value>(&lookup).unwrap()["data"]["policies"].clone()
     };
     let (report, policies) = tokio::join!(call, look);

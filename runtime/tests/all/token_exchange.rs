@@ -186,7 +186,8 @@ async fn a_token_that_would_outlive_its_call_is_revoked_before_any_use() {
     for audience in ["https://long.test", "https://vague.test"] {
         let mut manifest = manifest(api.port);
         manifest.credentials[0].audience = audience.into();
-        let get = serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://api.test:{}/ok", api.port) });
+        let get =
+            serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://api.test:{}/ok", api.port) });
         let before = oauth.issued().len();
         let report = h.call(manifest, Call::tool(get.to_string())).await.unwrap();
         assert!(
@@ -200,8 +201,12 @@ async fn a_token_that_would_outlive_its_call_is_revoked_before_any_use() {
         let info = tokio::task::block_in_place(|| oauth.introspect(&token));
         assert_eq!(info["active"], false, "{audience}: the over-long token was not revoked: {info}");
         let events = h.audit_events();
-        let reason = events.iter().rfind(|e| e["event"] == "credential_refused").unwrap()["reason"].as_str().unwrap().to_owned();
-        assert!(reason.contains("only uses exchanged tokens that die by the call's deadline, and it was revoked"), "{reason}");
+        let reason =
+            events.iter().rfind(|e| e["event"] == "credential_refused").unwrap()["reason"].as_str().unwrap().to_owned();
+        assert!(
+            reason.contains("only uses exchanged tokens that die by the call's deadline, and it was revoked"),
+            "{reason}"
+        );
         assert!(!h.audit_text().contains(&token), "the token reached the audit trail");
     }
     // Nothing reached the API: the request stopped before it left.

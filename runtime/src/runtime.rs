@@ -1,0 +1,368 @@
+//! The runtime: the public API's entry point. It loads tools (checking the
+//! operator's boundary and the component's pin), describes them, opens
+//! tasks, and holds what every task shares: the engine, the network, the
+//! audit trail, the scratch root and the credential providers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant, SystemTime};
+
+use secrecy::SecretString;
+
+use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
+use crate::boundary::Boundary;
+use crate::call::{TaskRequest, ToolInfo};
+use crate::caps::http::EgressHooks;
+use crate::caps::stdio::OutputSink;
+use crate::config::RuntimeConfig;
+use crate::credentials::broker::Broker;
+use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
+use crate::credentials::journal::LeaseJournal;
+use crate::credentials::providers::Providers;
+use crate::credentials::task_token::{TaskCredentials, Workload};
+use crate::engine::{LoadedComponent, Pre, Shape, ToolEngine};
+use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
+use crate::grant::{Grant, Narrowing};
+use crate::invocation::{build_store, classify, millis, new_id, with_timeout};
+use crate::manifest::Manifest;
+use crate::meter::Meter;
+use crate::scratch::ScratchRoot;
+use crate::store::{InvocationIds, WitToolInfo};
+use crate::task::{Task, Teardowns};
+use crate::transport::Network;
+
+/// Runs tools: loads components, opens tasks, records the audit trail.
+#[derive(Debug)]
+pub struct Runtime {
+    engine: Arc<ToolEngine>,
+    network: Network,
+    audit: Arc<Audit>,
+    trust_domain: String,
+    scratch: Arc<ScratchRoot>,
+    boundary: Boundary,
+    providers: Arc<Providers>,
+}
+
+/// A loaded tool: its manifest and its linked component.
+#[derive(Debug)]
+pub struct Tool {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The compiled, linked component.
+    pub component: LoadedComponent,
+}
+
+impl Runtime {
+    /// Builds a runtime with its own engine.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = ToolEngine::new(config.engine.clone())?;
+        Runtime::with_engine(engine, config)
+    }
+
+    /// Builds a runtime on an existing engine (`config.engine` is ignored).
+    /// Runtimes sharing an engine share its compiled code and its
+    /// concurrency limit.
+    pub fn with_engine(engine: Arc<ToolEngine>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let audit = match &config.audit_log {
+            Some(path) => Audit::to_file(path)?,
+            None => Audit::tracing_only(),
+        };
+        let tls = Arc::new(crate::transport::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
+        let audit = Arc::new(audit);
+        let issuer_url =
+            config.credentials.issuer.url.clone().unwrap_or_else(|| format!("https://{}", config.trust_domain));
+        let issuer = Arc::new(match &config.credentials.issuer.keys {
+            Some(path) => Issuer::open(issuer_url, path)?,
+            None => Issuer::new(issuer_url),
+        });
+        let (journal, leftovers) = match &config.lease_journal {
+            Some(path) => {
+                let (journal, leftovers) = LeaseJournal::open(path)?;
+                (Some(journal), leftovers)
+            }
+            None => (None, Vec::new()),
+        };
+        let scratch_root = config.scratch_root.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch = ScratchRoot::open(&scratch_root)
+            .map_err(|cause| RuntimeError::Scratch { path: scratch_root.clone(), cause })?;
+        let boundary = Boundary::new(&config, scratch.dir());
+        let providers = Arc::new(Providers::new(config.credentials, issuer, journal, &tls));
+        // What a runtime that crashed mid-task left is revoked first.
+        providers.recover(leftovers, &audit);
+        Ok(Runtime {
+            engine,
+            network: Network { resolver: config.resolver, tls },
+            audit,
+            trust_domain: config.trust_domain,
+            scratch: Arc::new(scratch),
+            boundary,
+            providers,
+        })
+    }
+
+    /// This runtime's scratch directory: each invocation granted scratch
+    /// space gets a fresh directory inside it.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        self.scratch.dir()
+    }
+
+    /// The built-in issuer's public keys (a JWKS, RFC 7517), for services
+    /// that verify the tokens tools carry.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.providers.issuer.jwks()
+    }
+
+    /// The built-in issuer: its URL, rotation of its keys, and verification.
+    pub fn issuer(&self) -> &Issuer {
+        &self.providers.issuer
+    }
+
+    /// Verifies an issuer token for `audience` as this runtime sees it:
+    /// revoked tokens (every token after its call's teardown) are refused.
+    pub fn verify_token(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
+        self.providers.issuer.verify(token, audience)
+    }
+
+    /// An RFC 7662 introspection answer for `token`: `"active": true` with
+    /// its claims while it is one of this runtime's issuer tokens, unexpired
+    /// and not revoked; `"active": false` (and nothing else) otherwise — the
+    /// moment the call that minted it ends, its token answers inactive.
+    pub fn introspect(&self, token: &SecretString) -> serde_json::Value {
+        match self.providers.issuer.introspect(token) {
+            Ok(claims) => serde_json::json!({
+                "active": true,
+                "token_type": "Bearer",
+                "iss": claims.iss,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iat": claims.iat,
+                "nbf": claims.nbf,
+                "exp": claims.exp,
+                "jti": claims.jti,
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "act": claims.act,
+            }),
+            Err(_) => serde_json::json!({ "active": false }),
+        }
+    }
+
+    /// Waits until revocations retrying in the background have finished, or
+    /// `within` has passed; returns how many are still pending. A process
+    /// about to exit calls this; what is still pending stays in the lease
+    /// journal for the next start.
+    pub async fn settle_revocations(&self, within: Duration) -> usize {
+        self.providers.revoker.settled(within).await
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<ToolEngine> {
+        &self.engine
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Loads the component a manifest names, checking its pin, after
+    /// checking the manifest against the operator's boundary (see
+    /// `boundary.rs`: credential lifetimes, where static secrets and
+    /// plaintext credentials may go, reserved variables and directories).
+    pub fn load_tool(&self, manifest: Manifest) -> Result<Arc<Tool>, LoadError> {
+        if let Err(crossing) = self.boundary.check(&manifest) {
+            return Err(LoadError::Boundary {
+                tool: manifest.name.clone(),
+                field: crossing.field,
+                reason: crossing.reason,
+            });
+        }
+        let ceiling = self.engine.settings.max_memory;
+        if manifest.limits.memory > ceiling {
+            return Err(LoadError::MemoryAboveCeiling {
+                tool: manifest.name.clone(),
+                limit: manifest.limits.memory.to_string(),
+                ceiling: ceiling.to_string(),
+            });
+        }
+        let component = self.engine.load(&manifest.component, manifest.sha256.as_ref())?;
+        Ok(Arc::new(Tool { manifest, component }))
+    }
+
+    /// Describes a tool by calling its `describe` in a fresh instance that is
+    /// granted nothing. Commands are described from their manifest.
+    pub async fn describe(&self, tool: &Tool) -> Result<ToolInfo, InvokeError> {
+        let manifest = &tool.manifest;
+        if tool.component.shape == Shape::Plain {
+            let names: Vec<&str> = tool.component.functions.iter().map(|f| f.name.as_str()).collect();
+            return Ok(ToolInfo {
+                name: manifest.name.clone(),
+                description: format!("{} (exports {})", manifest.purpose, names.join(", ")),
+                input_schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "function": { "type": "string", "enum": names },
+                        "arguments": { "type": "object" }
+                    },
+                    "required": ["function"]
+                }),
+                output_schema: None,
+                shape: Shape::Plain.name(),
+                functions: tool.component.functions.clone(),
+            });
+        }
+        let Pre::Tool(pre) = &tool.component.pre else {
+            return Ok(ToolInfo {
+                name: manifest.name.clone(),
+                description: format!("WASI command: {}", manifest.purpose),
+                input_schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "args": { "type": "array", "items": { "type": "string" } },
+                        "stdin": { "type": "string" }
+                    },
+                    "additionalProperties": false
+                }),
+                output_schema: None,
+                shape: Shape::Command.name(),
+                functions: Vec::new(),
+            });
+        };
+        let grant = Grant::new(
+            &Manifest {
+                filesystem: vec![],
+                env: vec![],
+                scratch: None,
+                egress: vec![],
+                sockets: vec![],
+                credentials: vec![],
+                ..manifest.clone()
+            },
+            &Narrowing::default(),
+        )
+        .map(Arc::new)
+        .map_err(|error| InvokeError::Host(error.to_string()))?;
+        let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
+        let meter = Arc::new(Meter::new(&grant.limits));
+        let sink = OutputSink { forward: None, captured: Default::default() };
+        let work = async {
+            let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
+            // `describe` is granted nothing, egress included.
+            let audit = AuditScope {
+                audit: self.audit.clone(),
+                task: ids.task.clone(),
+                tool: ids.tool.clone(),
+                principal: "toolcell".into(),
+                request: None,
+            };
+            let deadline = Instant::now() + grant.limits.timeout.0;
+            let broker = Arc::new(Broker::granting_nothing(
+                self.providers.clone(),
+                grant.clone(),
+                audit.clone(),
+                ids.invocation.clone(),
+                meter.clone(),
+            ));
+            let egress = EgressHooks::new(
+                grant.clone(),
+                self.network.clone(),
+                audit,
+                ids.invocation.clone(),
+                deadline,
+                broker.clone(),
+                meter.clone(),
+            );
+            let mut store =
+                build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress, broker)?;
+            let info: WitToolInfo = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.call_describe(&mut store).await
+            }
+            .await
+            .map_err(|error| classify(error, &meter, &self.engine.settings))?;
+            Ok::<_, InvokeError>(info)
+        };
+        let info = with_timeout(grant.limits.timeout.0, None, &meter, work).await?;
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str(text).map_err(|error| InvokeError::Host(format!("tool's {what} is not JSON: {error}")))
+        };
+        Ok(ToolInfo {
+            input_schema: parse("input schema", &info.input_schema)?,
+            output_schema: info.output_schema.as_deref().map(|s| parse("output schema", s)).transpose()?,
+            name: info.name,
+            description: info.description,
+            shape: Shape::Tool.name(),
+            functions: Vec::new(),
+        })
+    }
+
+    /// Opens a task: validates the narrowing against the manifest into a
+    /// grant, and records the grant in the audit trail.
+    pub fn open_task(&self, tool: &Arc<Tool>, request: TaskRequest) -> Result<Task, TaskError> {
+        if request.principal.trim().is_empty() {
+            return Err(TaskError::NoPrincipal);
+        }
+        let id = new_id();
+        let grant = match Grant::new(&tool.manifest, &request.narrowing) {
+            Ok(grant) => grant,
+            Err(error) => {
+                // A refusal is a decision too: it goes on the record.
+                self.audit.record(AuditEvent {
+                    time: now_rfc3339(),
+                    task: id,
+                    tool: tool.manifest.name.clone(),
+                    principal: request.principal,
+                    request: request.request_id,
+                    kind: AuditKind::TaskRefused { reason: error.what.clone() },
+                })?;
+                return Err(error.into());
+            }
+        };
+        let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
+        let opened = Instant::now();
+        let credentials = Arc::new(TaskCredentials::new(
+            self.providers.clone(),
+            Workload {
+                id: workload.clone(),
+                principal: request.principal.clone(),
+                tool: tool.manifest.name.clone(),
+                task: id.clone(),
+            },
+            SystemTime::now() + request.deadline,
+            AuditScope {
+                audit: self.audit.clone(),
+                task: id.clone(),
+                tool: tool.manifest.name.clone(),
+                principal: request.principal.clone(),
+                request: request.request_id.clone(),
+            },
+            &grant.credentials,
+        ));
+        let task = Task {
+            credentials,
+            providers: self.providers.clone(),
+            id,
+            workload,
+            principal: request.principal,
+            request_id: request.request_id,
+            opened,
+            deadline: opened + request.deadline,
+            grant: Arc::new(grant),
+            tool: tool.clone(),
+            engine: self.engine.clone(),
+            network: self.network.clone(),
+            audit: self.audit.clone(),
+            scratch: self.scratch.clone(),
+            invocations: AtomicU64::new(0),
+            failures: Arc::new(AtomicU64::new(0)),
+            teardowns: Arc::new(Teardowns::default()),
+            closed: AtomicBool::new(false),
+        };
+        task.audit.record(task.event(AuditKind::TaskOpened {
+            workload: task.workload.clone(),
+            deadline_ms: millis(request.deadline),
+            grant: task.grant.summary(),
+        }))?;
+        Ok(task)
+    }
+}
