@@ -11,8 +11,8 @@ use toolcell_runtime::{
 };
 
 use crate::exit;
-use crate::signals::Signals;
 use crate::grants::{DirFlag, EnvFlag, GrantFlags, HttpFlag, parse_dir, parse_env, parse_http};
+use crate::signals::Signals;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\

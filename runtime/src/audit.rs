@@ -304,3 +304,11 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
     }
     format!("{}…[{} bytes cut]", &text[..end], text.len() - end)
 }
+
+/// Ids that tag everything an invocation emits.
+#[derive(Clone, Debug)]
+pub(crate) struct InvocationIds {
+    pub(crate) task: String,
+    pub(crate) invocation: String,
+    pub(crate) tool: String,
+}

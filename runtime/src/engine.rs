@@ -22,8 +22,10 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::bindings::ToolPre;
 use crate::error::{Hex, LoadError, RuntimeError};
-use crate::store::{InvocationState, ToolPre};
+use crate::manifest::Manifest;
+use crate::store::InvocationState;
 use crate::units::ByteSize;
 
 /// Engine-wide settings. These are the operator's, not a tool's: a manifest
@@ -196,8 +198,9 @@ impl ToolEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         // Only the HTTP interfaces: WASI above already added the rest.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        crate::caps::log::add_to_linker(&mut linker).map_err(engine_error)?;
-        crate::caps::credentials::add_to_linker(&mut linker).map_err(engine_error)?;
+        crate::caps::log::add_to_linker(&mut linker, InvocationState::log_view).map_err(engine_error)?;
+        crate::caps::credentials::add_to_linker(&mut linker, InvocationState::credentials_view)
+            .map_err(engine_error)?;
 
         if let Some(dir) = &settings.cache_dir {
             use std::os::unix::fs::DirBuilderExt;
@@ -597,4 +600,13 @@ mod tests {
         assert!(matches!(wasm_kind(b"\x7fELF\x02\x01\x01\0"), WasmKind::NotWasm));
         assert!(matches!(wasm_kind(b""), WasmKind::NotWasm));
     }
+}
+
+/// A loaded tool: its manifest and its linked component.
+#[derive(Debug)]
+pub struct Tool {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The compiled, linked component.
+    pub component: LoadedComponent,
 }

@@ -94,51 +94,7 @@ pub enum LoadError {
     },
 }
 
-/// A limit of an invocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LimitKind {
-    /// Linear memory.
-    Memory,
-    /// Guest CPU time.
-    Cpu,
-    /// Wall-clock time of the call.
-    Timeout,
-    /// Input bytes.
-    Input,
-    /// Output bytes.
-    Output,
-    /// Wasm call stack.
-    Stack,
-    /// Requests the host refused (egress and credentials).
-    Refusals,
-}
-
-impl LimitKind {
-    /// The limit's name as written in manifests and audit events.
-    pub fn name(self) -> &'static str {
-        match self {
-            LimitKind::Memory => "memory",
-            LimitKind::Cpu => "cpu",
-            LimitKind::Timeout => "timeout",
-            LimitKind::Input => "max_input",
-            LimitKind::Output => "max_output",
-            LimitKind::Stack => "stack",
-            LimitKind::Refusals => "max_refusals",
-        }
-    }
-}
-
-/// An invocation was stopped because it exceeded a limit.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{} limit of {value} exceeded{}", kind.name(), detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-pub struct LimitHit {
-    /// Which limit.
-    pub kind: LimitKind,
-    /// Its value, as written in manifests (`64MiB`, `2s`).
-    pub value: String,
-    /// More about it, such as the size that was asked for.
-    pub detail: Option<String>,
-}
+pub use crate::meter::{LimitHit, LimitKind};
 
 /// An invocation did not produce a result.
 #[derive(Debug, thiserror::Error)]

@@ -17,10 +17,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::call::CallInput;
 use crate::caps::http::SendRequestFuture;
+use crate::engine::Tool;
 use crate::engine::{PlainFunction, Pre, Shape, ToolEngine};
 use crate::error::LoadError;
 use crate::grant::Grant;
-use crate::runtime::Tool;
 
 /// The data of a floor's store: an empty (or given) WASI context and
 /// `wasi:http` with hooks `H` — [`NoEgress`] unless a bench sends requests.

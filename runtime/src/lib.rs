@@ -25,6 +25,7 @@
 //! ```
 
 mod audit;
+mod bindings;
 mod boundary;
 mod call;
 mod caps;
@@ -51,7 +52,7 @@ pub use call::{Call, CallInput, CallReport, CallResult, TaskRequest, TaskSummary
 pub use caps::http::SendRequestFuture;
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::{DEFAULT_MAX_CREDENTIAL_TTL, RuntimeConfig};
-pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, ToolEngine, component_digest};
+pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, Tool, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
 pub use floor::{Floor, FloorState, NoEgress, floor_linker};
 pub use grant::{
@@ -64,7 +65,7 @@ pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify
 pub use policy::env::{EnvGrant, EnvSource};
 pub use policy::limits::Limits;
 pub use policy::socket::{SocketGrant, SocketProtocol};
-pub use runtime::{Runtime, Tool};
+pub use runtime::Runtime;
 pub use task::Task;
 pub use transport::{Resolver, StaticResolver, SystemResolver};
 pub use units::{ByteSize, TimeSpan, UnitError};

@@ -20,15 +20,16 @@ use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
 use crate::credentials::journal::LeaseJournal;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::{TaskCredentials, Workload};
-use crate::engine::{LoadedComponent, Pre, Shape, ToolEngine};
+use crate::engine::{Pre, Shape, Tool, ToolEngine};
 use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
+use crate::invocation::Teardowns;
 use crate::invocation::{build_store, classify, millis, new_id, with_timeout};
 use crate::manifest::Manifest;
 use crate::meter::Meter;
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
-use crate::task::{Task, Teardowns};
+use crate::task::Task;
 use crate::transport::Network;
 
 /// Runs tools: loads components, opens tasks, records the audit trail.
@@ -41,15 +42,6 @@ pub struct Runtime {
     scratch: Arc<ScratchRoot>,
     boundary: Boundary,
     providers: Arc<Providers>,
-}
-
-/// A loaded tool: its manifest and its linked component.
-#[derive(Debug)]
-pub struct Tool {
-    /// The validated manifest.
-    pub manifest: Manifest,
-    /// The compiled, linked component.
-    pub component: LoadedComponent,
 }
 
 impl Runtime {

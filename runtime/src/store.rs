@@ -13,28 +13,18 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::caps::credentials::CredentialsView;
 use crate::caps::http::EgressHooks;
+use crate::caps::log::LogView;
 use crate::caps::stdio::OutputSink;
 use crate::credentials::broker::Broker;
 use crate::error::{LimitHit, LimitKind};
 use crate::meter::Meter;
 use crate::units::ByteSize;
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "tool",
-    imports: { default: async | trappable },
-    exports: { default: async },
-    // The WASI interfaces come from wasmtime-wasi(-http), linked separately.
-    with: {
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "toolcell:tool/credentials.credential": crate::caps::credentials::CredentialHandle,
-    },
-});
+pub(crate) use crate::bindings::{WitToolError, WitToolInfo};
 
-pub(crate) use self::toolcell::tool::types::{ToolError as WitToolError, ToolInfo as WitToolInfo};
+pub(crate) use crate::audit::InvocationIds;
 
 /// The data of one invocation's `Store`.
 pub(crate) struct InvocationState {
@@ -49,12 +39,16 @@ pub(crate) struct InvocationState {
     pub(crate) credentials: Arc<Broker>,
 }
 
-/// Ids that tag everything an invocation emits.
-#[derive(Clone, Debug)]
-pub(crate) struct InvocationIds {
-    pub(crate) task: String,
-    pub(crate) invocation: String,
-    pub(crate) tool: String,
+impl InvocationState {
+    /// What the `log` capability sees of the invocation.
+    pub(crate) fn log_view(&mut self) -> LogView<'_> {
+        LogView { meter: &self.meter, sink: &self.sink, ids: &self.ids }
+    }
+
+    /// What the `credentials` capability sees of the invocation.
+    pub(crate) fn credentials_view(&mut self) -> CredentialsView<'_> {
+        CredentialsView { table: &mut self.table, broker: &self.credentials }
+    }
 }
 
 impl WasiHttpView for InvocationState {

@@ -21,12 +21,13 @@ use crate::caps::stdio::{Captured, OutputSink};
 use crate::credentials::broker::Broker;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::TaskCredentials;
+use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
+use crate::invocation::Teardowns;
 use crate::invocation::{Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
-use crate::runtime::Tool;
 use crate::scratch::ScratchRoot;
 use crate::store::InvocationIds;
 use crate::transport::Network;
@@ -54,38 +55,6 @@ pub struct Task {
     /// Invocation teardowns still running on the runtime's side.
     pub(crate) teardowns: Arc<Teardowns>,
     pub(crate) closed: AtomicBool,
-}
-
-/// Counts a task's invocation teardowns that have not finished, so closing
-/// the task waits for them (a cancelled call's teardown runs on its own).
-#[derive(Debug, Default)]
-pub(crate) struct Teardowns {
-    running: std::sync::Mutex<usize>,
-    idle: tokio::sync::Notify,
-}
-
-impl Teardowns {
-    pub(crate) fn started(&self) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    pub(crate) fn ended(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
-        if *running == 0 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    async fn finished(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if *self.running.lock().unwrap_or_else(|p| p.into_inner()) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
 }
 
 impl Task {

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use toolcell_runtime::{ByteSize, TimeSpan};
 use toolcell_runtime::credentials::config::SecretSource;
+use toolcell_runtime::{ByteSize, TimeSpan};
 
 /// What `toolcell serve` reads from `[serve]`.
 #[derive(Debug, Deserialize)]
@@ -164,7 +164,10 @@ impl ServeConfig {
                     .map_err(anyhow::Error::msg)
                     .with_context(|| format!("[serve] introspection client `{}`", client.client_id))?;
                 if value.expose_secret().len() < 16 {
-                    anyhow::bail!("[serve] introspection client `{}`: secret shorter than 16 characters", client.client_id);
+                    anyhow::bail!(
+                        "[serve] introspection client `{}`: secret shorter than 16 characters",
+                        client.client_id
+                    );
                 }
                 Ok(Token { principal: client.client_id.clone(), value })
             })

@@ -352,7 +352,11 @@ impl ServerHandler for Server {
         task.close().await;
         let Some(outcome) = outcome else {
             if self.state.shutdown.is_cancelled() {
-                return Err(McpError::new(ErrorCode(-32000), "toolcell is shutting down; the call was cancelled", None));
+                return Err(McpError::new(
+                    ErrorCode(-32000),
+                    "toolcell is shutting down; the call was cancelled",
+                    None,
+                ));
             }
             return Err(McpError::new(ErrorCode(-32800), "the client cancelled the call", None));
         };

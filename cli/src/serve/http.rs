@@ -154,7 +154,10 @@ fn percent_decode(text: &str) -> String {
         match bytes[index] {
             b'+' => out.push(b' '),
             b'%' if index + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[index + 1..index + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[index + 1..index + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(byte) => {
                         out.push(byte);
                         index += 2;
@@ -217,8 +220,9 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                     ENDPOINT => {}
                     // Public keys: anyone may verify a token's signature.
                     "/.well-known/jwks.json" => {
-                        let mut response =
-                            http::Response::new(Full::new(Bytes::from(state.runtime.jwks().to_string())).boxed_unsync());
+                        let mut response = http::Response::new(
+                            Full::new(Bytes::from(state.runtime.jwks().to_string())).boxed_unsync(),
+                        );
                         response
                             .headers_mut()
                             .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));

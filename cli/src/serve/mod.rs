@@ -19,10 +19,10 @@ use toolcell_runtime::{Runtime, TimeSpan};
 
 use crate::run::{default_principal, runtime_config};
 use crate::signals::Signals;
-use toolcell_runtime::credentials::config::SecretSource;
 use catalog::{Catalog, Sources};
 use config::ServeConfig;
 use handler::{Server, State};
+use toolcell_runtime::credentials::config::SecretSource;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\

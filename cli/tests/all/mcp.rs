@@ -370,12 +370,21 @@ fn a_plain_component_is_one_tool_per_function() {
 /// One HTTP/1.1 request to the server behind `url` (`http://HOST:PORT/mcp`),
 /// by hand, so a test controls every header; returns status, headers
 /// (lowercase names) and body.
-fn http_request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+fn http_request(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let authority = url.trim_start_matches("http://").split('/').next().unwrap();
     let mut stream = std::net::TcpStream::connect(authority).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -451,7 +460,9 @@ fn http_publishes_jwks_and_says_a_token_is_active_only_while_its_call_runs() {
     assert_eq!(jwks["keys"][0]["kty"], "OKP", "{jwks}");
 
     use base64::Engine as _;
-    let basic = |id: &str, secret: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")));
+    let basic = |id: &str, secret: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let introspect = |token: &str, auth: Option<String>| {
         let mut headers: Vec<(&str, &str)> = form.to_vec();
@@ -469,10 +480,13 @@ fn http_publishes_jwks_and_says_a_token_is_active_only_while_its_call_runs() {
     assert_eq!(introspect("not-a-token", Some(basic("rs", secret))), (200, serde_json::json!({ "active": false })));
 
     // A call that sends its token to the API, then keeps running a while.
-    let scenario = call("api", serde_json::json!({
-        "action": "http", "method": "GET", "url": format!("http://127.0.0.1:{api}/x"),
-        "then": { "action": "sleep", "seconds": 3 },
-    }));
+    let scenario = call(
+        "api",
+        serde_json::json!({
+            "action": "http", "method": "GET", "url": format!("http://127.0.0.1:{api}/x"),
+            "then": { "action": "sleep", "seconds": 3 },
+        }),
+    );
     let client = std::thread::scope(|scope| {
         let running = scope.spawn(|| setup.http(&server, scenario, None, None));
         let started = std::time::Instant::now();
@@ -550,7 +564,9 @@ fn http_sessions_belong_to_their_principal_and_calls_are_capped_per_principal() 
     let outcomes = busy["outcomes"].as_array().unwrap();
     let refused = outcomes
         .iter()
-        .filter(|o| o["error"]["message"].as_str().is_some_and(|m| m.contains("principal `alice` is running its limit of 1")))
+        .filter(|o| {
+            o["error"]["message"].as_str().is_some_and(|m| m.contains("principal `alice` is running its limit of 1"))
+        })
         .count();
     let served = outcomes.iter().filter(|o| o["structured"]["slept"] == 2).count();
     assert_eq!((served, refused), (1, 1), "{busy}");
@@ -627,14 +643,18 @@ fn serve_stops_on_sigterm_after_revoking_what_running_calls_hold() {
     stdout.read_line(&mut line).unwrap();
     assert!(line.contains("\"result\""), "{line}");
     writeln!(stdin, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#).unwrap();
-    let arguments = serde_json::json!({ "action": "acquire", "name": "cert", "then": { "action": "sleep", "seconds": 60 } });
+    let arguments =
+        serde_json::json!({ "action": "acquire", "name": "cert", "then": { "action": "sleep", "seconds": 60 } });
     let request = serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "cert", "arguments": arguments } });
     writeln!(stdin, "{request}").unwrap();
     let started = std::time::Instant::now();
     let (lease, accessor) = loop {
         let events = setup.audit();
         let id = |name: &str| {
-            events.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == name).map(|e| e["id"].as_str().unwrap().to_owned())
+            events
+                .iter()
+                .find(|e| e["event"] == "credential_minted" && e["credential"] == name)
+                .map(|e| e["id"].as_str().unwrap().to_owned())
         };
         if let (Some(lease), Some(accessor)) = (id("cert"), id("task token")) {
             break (lease, accessor);

@@ -4,21 +4,34 @@
 //! `reveal`. Everything goes through the invocation's broker, which also
 //! serves the egress hook's injection and revokes at teardown.
 
-use wasmtime::component::{HasSelf, Linker, Resource};
+use std::sync::Arc;
 
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::bindings::CredentialHandle;
+use crate::bindings::toolcell::tool::credentials::{Error as WitError, Host, HostCredential};
+use crate::credentials::broker::Broker;
 use crate::credentials::{CredentialError, CredentialView};
-use crate::store::InvocationState;
-use crate::store::toolcell::tool::credentials::{Error as WitError, Host, HostCredential};
 
-/// The host side of a guest's `credential` handle: an index into the
-/// invocation's broker. It holds no secret.
-#[derive(Debug)]
-pub struct CredentialHandle {
-    index: usize,
+/// What the guest's credentials need of its invocation: the handles' table
+/// and the call's broker.
+pub(crate) struct CredentialsView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) broker: &'a Arc<Broker>,
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-    crate::store::toolcell::tool::credentials::add_to_linker::<_, HasSelf<InvocationState>>(linker, |state| state)
+struct Credentials;
+
+impl HasData for Credentials {
+    type Data<'a> = CredentialsView<'a>;
+}
+
+/// Links the `credentials` import; `view` gives it its part of the store's data.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> CredentialsView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::toolcell::tool::credentials::add_to_linker::<T, Credentials>(linker, view)
 }
 
 impl From<CredentialError> for WitError {
@@ -30,21 +43,21 @@ impl From<CredentialError> for WitError {
     }
 }
 
-impl InvocationState {
+impl CredentialsView<'_> {
     /// What a handle refers to.
     fn credential(&mut self, handle: &Resource<CredentialHandle>) -> wasmtime::Result<CredentialView> {
         let index = self.table.get(handle)?.index;
-        self.credentials.view(index).ok_or_else(|| wasmtime::Error::msg("stale credential handle"))
+        self.broker.view(index).ok_or_else(|| wasmtime::Error::msg("stale credential handle"))
     }
 }
 
-impl Host for InvocationState {
+impl Host for CredentialsView<'_> {
     async fn acquire(
         &mut self,
         name: String,
         scopes: Vec<String>,
     ) -> wasmtime::Result<Result<Resource<CredentialHandle>, WitError>> {
-        let broker = self.credentials.clone();
+        let broker = self.broker.clone();
         match broker.acquire(&name, &scopes).await {
             Ok(index) => Ok(Ok(self.table.push(CredentialHandle { index })?)),
             Err(error) => Ok(Err(error.into())),
@@ -52,7 +65,7 @@ impl Host for InvocationState {
     }
 }
 
-impl HostCredential for InvocationState {
+impl HostCredential for CredentialsView<'_> {
     async fn name(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
         Ok(self.credential(&handle)?.name)
     }
@@ -73,7 +86,7 @@ impl HostCredential for InvocationState {
         let index = self.table.get(&handle)?.index;
         // The broker's copy is zeroized when it drops; the string handed to
         // the guest is the one copy that leaves the host's control.
-        Ok(self.credentials.reveal(index).map(|value| String::clone(&value)).map_err(WitError::from))
+        Ok(self.broker.reveal(index).map(|value| String::clone(&value)).map_err(WitError::from))
     }
 
     async fn drop(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<()> {
