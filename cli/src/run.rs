@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use toolcell_runtime::{
@@ -151,11 +150,7 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
     let runtime = Runtime::new(runtime_config(config, audit_log)?)?;
     let tool = runtime.load_tool(manifest)?;
     let principal = args.principal.unwrap_or_else(default_principal);
-    // One task for one call: it lives a little past the call's own timeout,
-    // so the call's limit, not the task's deadline, is what stops it.
-    let timeout = narrowing.limits.timeout.unwrap_or(tool.manifest.limits.timeout);
-    let request = TaskRequest { narrowing, ..TaskRequest::new(principal, timeout.0 + Duration::from_secs(5)) };
-    let task = runtime.open_task(&tool, request)?;
+    let task = runtime.open_task(&tool, TaskRequest::one_call(principal, &tool, narrowing))?;
     let max_input = task.grant().limits.max_input;
 
     if args.function.is_some() && tool.component.shape != Shape::Plain {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::caps::stdio::{LogLine, OutputSender};
-use crate::engine::FunctionInfo;
+use crate::engine::{FunctionInfo, Shape, Tool};
 use crate::grant::Narrowing;
 use crate::store::WitToolError;
 
@@ -47,7 +47,19 @@ impl TaskRequest {
     pub fn new(principal: impl Into<String>, deadline: Duration) -> TaskRequest {
         TaskRequest { principal: principal.into(), deadline, narrowing: Narrowing::default(), request_id: None }
     }
+
+    /// A task for one call of `tool` (the CLI's `run`, one MCP `tools/call`):
+    /// it lives a little past the call's own timeout (the narrowing's, or the
+    /// manifest's), so the call's limit, not the task's deadline, is what
+    /// stops the call, and the task still has time for its teardown.
+    pub fn one_call(principal: impl Into<String>, tool: &Tool, narrowing: Narrowing) -> TaskRequest {
+        let timeout = narrowing.limits.timeout.unwrap_or(tool.manifest.limits.timeout).0;
+        TaskRequest { narrowing, ..TaskRequest::new(principal, timeout + ONE_CALL_GRACE) }
+    }
 }
+
+/// How long a one-call task outlives its call's timeout.
+const ONE_CALL_GRACE: Duration = Duration::from_secs(5);
 
 /// One call of a tool.
 #[derive(Debug)]
@@ -93,6 +105,34 @@ impl Call {
     /// A call of a command component.
     pub fn command(args: Vec<String>, stdin: Vec<u8>) -> Call {
         Call { input: CallInput::Command { args, stdin }, output: None }
+    }
+
+    /// A call of `tool` from JSON arguments, as MCP's `tools/call` carries
+    /// them: a tool's input object; a plain component's function (by name)
+    /// with its arguments object; a command's `{"args": [...], "stdin": "..."}`.
+    /// The error says what the arguments lack.
+    pub fn from_json(tool: &Tool, function: Option<&str>, arguments: &serde_json::Value) -> Result<Call, String> {
+        match tool.component.shape {
+            Shape::Plain => {
+                let Some(function) = function else {
+                    return Err(format!("`{}` is a plain component: name one of its functions", tool.manifest.name));
+                };
+                Ok(Call::function(function, arguments.to_string()))
+            }
+            Shape::Tool => Ok(Call::tool(arguments.to_string())),
+            Shape::Command => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct CommandInput {
+                    #[serde(default)]
+                    args: Vec<String>,
+                    #[serde(default)]
+                    stdin: String,
+                }
+                let input: CommandInput = serde_json::from_value(arguments.clone()).map_err(|e| e.to_string())?;
+                Ok(Call::command(input.args, input.stdin.into_bytes()))
+            }
+        }
     }
 
     /// Streams output to `sender` instead of capturing it.

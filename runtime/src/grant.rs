@@ -40,6 +40,80 @@ pub struct Narrowing {
     pub limits: LimitsNarrowing,
 }
 
+/// The narrowing's one JSON shape, as callers send it (an MCP client in
+/// `_meta["toolcell/narrowing"]`, an embedder from its own config): every
+/// key optional, unknown keys refused.
+///
+/// ```json
+/// {"timeout": "2s", "memory": "32MiB", "cpu": "1s", "max_output": "64KiB",
+///  "filesystem": [{"guest": "/data", "read_only": true}], "env": ["LANG"],
+///  "egress": ["https://api.example.com/v1/*"],
+///  "credentials": [{"name": "github", "scopes": ["issues:read"], "max_ttl": "1m"}]}
+/// ```
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NarrowingJson {
+    timeout: Option<TimeSpan>,
+    memory: Option<ByteSize>,
+    cpu: Option<TimeSpan>,
+    max_output: Option<ByteSize>,
+    filesystem: Option<Vec<DirJson>>,
+    env: Option<Vec<String>>,
+    egress: Option<Vec<String>>,
+    credentials: Option<Vec<CredentialJson>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialJson {
+    name: String,
+    scopes: Option<Vec<String>>,
+    max_ttl: Option<TimeSpan>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirJson {
+    guest: String,
+    #[serde(default)]
+    read_only: bool,
+}
+
+impl Narrowing {
+    /// A narrowing from its JSON shape (see the example on `NarrowingJson` in the source: the keys are the limits, `filesystem`, `env`, `egress` and `credentials`);
+    /// the error names the key that was wrong.
+    pub fn from_json(value: &serde_json::Value) -> Result<Narrowing, serde_json::Error> {
+        let json: NarrowingJson = serde_json::from_value(value.clone())?;
+        Ok(Narrowing {
+            filesystem: json.filesystem.map(|dirs| {
+                dirs.into_iter()
+                    .map(|d| DirNarrowing {
+                        guest: d.guest,
+                        mode: if d.read_only { DirMode::ReadOnly } else { DirMode::ReadWrite },
+                    })
+                    .collect()
+            }),
+            env: json.env,
+            egress: json.egress.map(|urls| {
+                urls.into_iter().map(|url| EgressNarrowing { url, methods: None, max_requests: None }).collect()
+            }),
+            credentials: json.credentials.map(|c| {
+                c.into_iter()
+                    .map(|c| CredentialNarrowing { name: c.name, scopes: c.scopes, max_ttl: c.max_ttl })
+                    .collect()
+            }),
+            limits: LimitsNarrowing {
+                timeout: json.timeout,
+                memory: json.memory,
+                cpu: json.cpu,
+                max_output: json.max_output,
+                ..LimitsNarrowing::default()
+            },
+            ..Narrowing::default()
+        })
+    }
+}
+
 /// One directory a task keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirNarrowing {

@@ -13,12 +13,8 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-use toolcell_runtime::{
-    ByteSize, Call, CallResult, CredentialNarrowing, DirMode, DirNarrowing, EgressNarrowing, LimitsNarrowing,
-    Narrowing, Runtime, Shape, TaskRequest, TimeSpan,
-};
+use toolcell_runtime::{Call, CallResult, Narrowing, Runtime, TaskRequest};
 
 use super::catalog::{Catalog, Sources};
 
@@ -160,69 +156,13 @@ pub struct Server {
     pub state: Arc<State>,
 }
 
-/// The narrowing a client may pass in `_meta["toolcell/narrowing"]`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NarrowingWire {
-    timeout: Option<TimeSpan>,
-    memory: Option<ByteSize>,
-    cpu: Option<TimeSpan>,
-    max_output: Option<ByteSize>,
-    /// Directories to keep: guest path, and `read-only` to drop writes.
-    filesystem: Option<Vec<DirWire>>,
-    env: Option<Vec<String>>,
-    /// Egress rules to keep, by URL pattern.
-    egress: Option<Vec<String>>,
-    credentials: Option<Vec<CredentialWire>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CredentialWire {
-    name: String,
-    scopes: Option<Vec<String>>,
-    max_ttl: Option<TimeSpan>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DirWire {
-    guest: String,
-    #[serde(default)]
-    read_only: bool,
-}
-
 const NARROWING_KEY: &str = "toolcell/narrowing";
 
+/// The narrowing a client may pass in `_meta["toolcell/narrowing"]`: the
+/// runtime's one JSON shape (`Narrowing::from_json`).
 fn narrowing(meta: Option<&serde_json::Value>) -> Result<Narrowing, String> {
     let Some(value) = meta else { return Ok(Narrowing::default()) };
-    let wire: NarrowingWire =
-        serde_json::from_value(value.clone()).map_err(|e| format!("_meta[\"{NARROWING_KEY}\"]: {e}"))?;
-    Ok(Narrowing {
-        filesystem: wire.filesystem.map(|dirs| {
-            dirs.into_iter()
-                .map(|d| DirNarrowing {
-                    guest: d.guest,
-                    mode: if d.read_only { DirMode::ReadOnly } else { DirMode::ReadWrite },
-                })
-                .collect()
-        }),
-        env: wire.env,
-        egress: wire.egress.map(|urls| {
-            urls.into_iter().map(|url| EgressNarrowing { url, methods: None, max_requests: None }).collect()
-        }),
-        credentials: wire.credentials.map(|c| {
-            c.into_iter().map(|c| CredentialNarrowing { name: c.name, scopes: c.scopes, max_ttl: c.max_ttl }).collect()
-        }),
-        limits: LimitsNarrowing {
-            timeout: wire.timeout,
-            memory: wire.memory,
-            cpu: wire.cpu,
-            max_output: wire.max_output,
-            ..LimitsNarrowing::default()
-        },
-        ..Narrowing::default()
-    })
+    Narrowing::from_json(value).map_err(|e| format!("_meta[\"{NARROWING_KEY}\"]: {e}"))
 }
 
 fn failed(message: impl Into<String>) -> CallToolResponse {
@@ -299,24 +239,18 @@ impl ServerHandler for Server {
             Err(reason) => return Ok(failed(format!("invalid narrowing: {reason}"))),
         };
         let tool = entry.tool.clone();
-        let timeout = narrowing.limits.timeout.unwrap_or(tool.manifest.limits.timeout).0;
         let task_request = TaskRequest {
-            narrowing,
             request_id: Some(context.id.to_string()),
-            ..TaskRequest::new(principal, timeout + Duration::from_secs(5))
+            ..TaskRequest::one_call(principal, &tool, narrowing)
         };
         let task = match self.state.runtime.open_task(&tool, task_request) {
             Ok(task) => task,
             Err(error) => return Ok(failed(format!("refused: {error}"))),
         };
         let arguments = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
-        let call = match tool.component.shape {
-            Shape::Plain => Call::function(entry.function.clone().unwrap_or_default(), arguments.to_string()),
-            Shape::Tool => Call::tool(arguments.to_string()),
-            Shape::Command => match command_input(&arguments) {
-                Ok((args, stdin)) => Call::command(args, stdin),
-                Err(reason) => return Ok(failed(format!("invalid input: {reason}"))),
-            },
+        let call = match Call::from_json(&tool, entry.function.as_deref(), &arguments) {
+            Ok(call) => call,
+            Err(reason) => return Ok(failed(format!("invalid input: {reason}"))),
         };
 
         let progress = context.meta.get_progress_token().map(|token| {
@@ -387,18 +321,4 @@ impl ServerHandler for Server {
             },
         })
     }
-}
-
-/// `{"args": [...], "stdin": "..."}` for a WASI command.
-fn command_input(arguments: &serde_json::Value) -> Result<(Vec<String>, Vec<u8>), String> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct CommandInput {
-        #[serde(default)]
-        args: Vec<String>,
-        #[serde(default)]
-        stdin: String,
-    }
-    let input: CommandInput = serde_json::from_value(arguments.clone()).map_err(|e| e.to_string())?;
-    Ok((input.args, input.stdin.into_bytes()))
 }
