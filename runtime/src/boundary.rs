@@ -188,6 +188,7 @@ fn real_path(path: &Path) -> PathBuf {
     let mut existing = absolute.as_path();
     let mut rest = Vec::new();
     loop {
+        // Ambient authority: the host filesystem resolves the runtime's state paths.
         if let Ok(real) = existing.canonicalize() {
             return rest.iter().rev().fold(real, |path: PathBuf, part| path.join(part));
         }

@@ -114,6 +114,7 @@ impl RuntimeConfig {
     /// Reads a runtime config file. Relative paths are resolved against the
     /// file's directory; unknown keys are errors naming the line.
     pub fn load(path: &Path) -> Result<RuntimeConfig, ManifestError> {
+        // Ambient authority: the operator's config file.
         let text = std::fs::read_to_string(path).map_err(|error| ManifestError::unreadable(path, "config", &error))?;
         let at = Locator { text: &text, file: path };
         let file: ConfigFile = toml::from_str(&text).map_err(|e| at.toml_error(&e, String::new()))?;

@@ -59,6 +59,7 @@ impl Default for EngineSettings {
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
+    // Ambient authority: the default cache directory comes from the user's environment.
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
@@ -459,6 +460,7 @@ pub fn component_digest(path: &Path, pin: Option<&[u8; 32]>) -> Result<[u8; 32],
 }
 
 fn read_pinned(path: &Path, pin: Option<&[u8; 32]>) -> Result<(Vec<u8>, [u8; 32]), LoadError> {
+    // Ambient authority: the component file the manifest (or the caller) names.
     let bytes = std::fs::read(path).map_err(|cause| LoadError::Read { path: path.to_owned(), cause })?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(pin) = pin.filter(|pin| **pin != sha256) {

@@ -280,6 +280,7 @@ impl Grant {
             .into_iter()
             .filter_map(|grant| match grant.source {
                 EnvSource::Value(value) => Some((grant.name, value)),
+                // Ambient authority: a granted variable's value comes from the host's environment.
                 EnvSource::Host => std::env::var(&grant.name).ok().map(|value| (grant.name, value)),
             })
             .collect();

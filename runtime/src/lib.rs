@@ -1,6 +1,10 @@
 //! toolcell-runtime: runs AI-agent tools as WebAssembly components, each call
 //! in a fresh sandbox holding only what its task was granted.
 //!
+//! `ARCHITECTURE.md` beside this crate's `Cargo.toml` shows the layers, how
+//! to add a capability or a limit, and every place that uses ambient
+//! authority (marked `Ambient authority:` in the code).
+//!
 //! Data flows one way: [`Manifest`] (the ceiling an operator writes) ->
 //! [`Grant`] (the manifest narrowed by a task) -> a fresh store per
 //! [`Task::invoke`] -> one module per capability (filesystem, environment,

@@ -243,6 +243,7 @@ impl Manifest {
     /// against the directory that holds it.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let text =
+            // Ambient authority: the manifest file.
             std::fs::read_to_string(path).map_err(|error| ManifestError::unreadable(path, "manifest", &error))?;
         Manifest::parse(&text, path)
     }
@@ -625,6 +626,7 @@ pub(crate) fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
 /// Checks that `path` is an existing directory and returns its canonical form.
 pub(crate) fn host_dir(path: &Path) -> Result<PathBuf, String> {
     let canonical =
+        // Ambient authority: a granted host directory is resolved on the host filesystem.
         path.canonicalize().map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
     if !canonical.is_dir() {
         return Err(format!("`{}` is not a directory", path.display()));

@@ -74,6 +74,7 @@ impl Runtime {
             }
             None => (None, Vec::new()),
         };
+        // Ambient authority: the system temp dir, unless the operator names a scratch root.
         let scratch_root = config.scratch_root.clone().unwrap_or_else(std::env::temp_dir);
         let scratch = ScratchRoot::open(&scratch_root)
             .map_err(|cause| RuntimeError::Scratch { path: scratch_root.clone(), cause })?;

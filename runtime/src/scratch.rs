@@ -48,6 +48,7 @@ impl ScratchRoot {
     /// runtime's directory there. Creates `root` if needed (reads and writes
     /// the host filesystem: ambient authority, the operator's path).
     pub(crate) fn open(root: &Path) -> std::io::Result<ScratchRoot> {
+        // Ambient authority: the operator's scratch root.
         std::fs::create_dir_all(root)?;
         if let Ok(entries) = std::fs::read_dir(root) {
             for entry in entries.flatten() {

@@ -26,6 +26,7 @@ pub struct SystemResolver;
 impl Resolver for SystemResolver {
     fn resolve<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
         Box::pin(async move {
+            // Ambient authority: the operating system's resolver.
             let addresses = tokio::net::lookup_host((host, 0)).await?;
             Ok(addresses.map(|a| a.ip()).collect())
         })
@@ -68,6 +69,7 @@ pub(crate) struct Network {
 /// Builds the TLS client config: the system's roots plus `extra` PEM roots.
 pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
+    // Ambient authority: the system's TLS roots.
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         // A system root rustls cannot parse is skipped, as browsers do.

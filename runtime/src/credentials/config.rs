@@ -54,6 +54,7 @@ impl SecretSource {
     /// Reads the secret. The error names the source, never a value.
     pub fn read(&self) -> Result<SecretString, String> {
         let value = match self {
+            // Ambient authority: the runtime's environment and files hold the operator's secrets.
             SecretSource::Env(name) => {
                 std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?
             }

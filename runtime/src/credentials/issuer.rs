@@ -238,6 +238,7 @@ impl Issuer {
     /// retirement rewrite it, so the JWKS outlives the process.
     pub fn open(url: impl Into<String>, key_file: &Path) -> Result<Issuer, KeyFileError> {
         let fail = |reason: String| KeyFileError { path: key_file.to_owned(), reason };
+        // Ambient authority: the operator's key file.
         let keys = match std::fs::read(key_file) {
             Ok(bytes) => {
                 let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a key file: {e}")))?;

@@ -168,6 +168,7 @@ impl LeaseJournal {
         };
         {
             use std::os::unix::fs::DirBuilderExt;
+            // Ambient authority: the operator's journal directory.
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail(dir))?;
         }
         let id = uuid::Uuid::new_v4();

@@ -75,6 +75,7 @@ pub(crate) async fn send(
         // (ambient authority), and no egress rule applies.
         let addresses: Vec<std::net::IpAddr> = match host.parse() {
             Ok(ip) => vec![ip],
+            // Ambient authority: the system resolver, for a server the operator configured.
             Err(_) => tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| format!("resolving `{host}`: {e}"))?
