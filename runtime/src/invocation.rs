@@ -225,6 +225,11 @@ pub(crate) fn cpu_limit(store: &mut Store<InvocationState>, limits: &Limits, tic
     let mut used: u64 = 0;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
+        // A limit host code recorded (refusals, output) stops the guest at
+        // its next tick, even before the call's runner next looks.
+        if let Some(hit) = meter.hit() {
+            return Err(wasmtime::Error::msg(hit.to_string()));
+        }
         used += 1;
         if used > budget {
             let hit = meter.record(LimitHit { kind: LimitKind::Cpu, value: value.clone(), detail: None });

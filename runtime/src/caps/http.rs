@@ -274,6 +274,11 @@ impl Record {
     /// A request the policy refused: audited, and counted against the
     /// call's `max_refusals` (past it, the call is stopped).
     fn refused(&self, reason: &str) {
+        // Once a limit has stopped the call, a guest still running until it
+        // is cut off writes nothing more: the record stays bounded.
+        if self.meter.hit().is_some() {
+            return;
+        }
         let reason = clip(reason, 1024);
         tracing::info!(target: "toolcell::egress", host = %self.host, "denied: {reason}");
         self.write("denied", None, Some(&reason), None, 0, 0);

@@ -159,6 +159,10 @@ impl Broker {
                 )),
             ),
         };
+        if self.meter.hit().is_some() {
+            // The call is being stopped: nothing more is recorded for it.
+            return shown;
+        }
         self.task.audit.record_or_log(AuditKind::CredentialRefused {
             invocation: self.invocation.clone(),
             credential: clip(name, MAX_NAME),
