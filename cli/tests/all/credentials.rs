@@ -65,6 +65,20 @@ impl Drop for Killed {
     }
 }
 
+/// Writes `probe.toml` in `dir`: the probe tool with one credential (its
+/// TOML fields after `name`), a 60s call timeout unless `timeout` says less.
+fn probe_manifest(dir: &Path, purpose: &str, credential: &str, timeout: &str) {
+    std::fs::write(
+        dir.join("probe.toml"),
+        format!(
+            "[tool]\nname = \"probe\"\ncomponent = \"{}\"\nowner = \"tests\"\npurpose = \"{purpose}\"\n\
+             review_by = 2099-01-01\n\n[[credentials]]\n{credential}\n\n[limits]\ntimeout = \"{timeout}\"\n",
+            guests::PROBE_TOOL
+        ),
+    )
+    .unwrap();
+}
+
 /// A state directory with a runtime config for the shared OpenBao server
 /// (lease journal and audit log inside it) and a probe manifest whose `cert`
 /// credential is a PKI lease. Returns the config's path.
@@ -93,31 +107,12 @@ field = "certificate"
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("probe.toml"),
-        format!(
-            r#"
-[tool]
-name = "probe"
-component = "{}"
-owner = "tests"
-purpose = "holds a certificate while it sleeps"
-review_by = 2099-01-01
-
-[[credentials]]
-name = "cert"
-provider = "openbao"
-scopes = ["tool-pki"]
-audience = "pki:tool"
-exposure = "reveal"
-
-[limits]
-timeout = "60s"
-"#,
-            guests::PROBE_TOOL
-        ),
-    )
-    .unwrap();
+    probe_manifest(
+        dir,
+        "holds a certificate while it sleeps",
+        "name = \"cert\"\nprovider = \"openbao\"\nscopes = [\"tool-pki\"]\naudience = \"pki:tool\"\nexposure = \"reveal\"",
+        "60s",
+    );
     dir.join("toolcell.toml")
 }
 
@@ -378,31 +373,13 @@ subject_audience = "{0}"
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("probe.toml"),
-        format!(
-            r#"
-[tool]
-name = "probe"
-component = "{}"
-owner = "tests"
-purpose = "holds an exchanged token while it sleeps"
-review_by = 2099-01-01
-
-[[credentials]]
-name = "github"
-provider = "oauth-token-exchange"
-scopes = ["repo:read"]
-audience = "https://api.test"
-exposure = "reveal"
-
-[limits]
-timeout = "6s"
-"#,
-            guests::PROBE_TOOL
-        ),
-    )
-    .unwrap();
+    probe_manifest(
+        dir,
+        "holds an exchanged token while it sleeps",
+        "name = \"github\"\nprovider = \"oauth-token-exchange\"\nscopes = [\"repo:read\"]\n\
+         audience = \"https://api.test\"\nexposure = \"reveal\"",
+        "6s",
+    );
     let input = r#"{"action":"acquire","name":"github","then":{"action":"sleep","seconds":60}}"#;
     let started = Instant::now();
     let mut child = Killed(

@@ -394,14 +394,7 @@ impl Issuer {
     /// Verifies a token for `audience` as the runtime sees it: signed by one
     /// of its keys, unexpired, and not deny-listed.
     pub fn verify(&self, token: &SecretString, audience: &str) -> Result<AccessClaims, VerifyError> {
-        let claims = verify_signed(token, &self.url, Some(audience), |kid| {
-            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            keys.iter().find(|k| k.kid == kid).map(|k| k.signing.verifying_key())
-        })?;
-        if self.is_revoked(&claims.jti) {
-            return Err(VerifyError::Revoked(claims.jti));
-        }
-        Ok(claims)
+        self.verify_live(token, Some(audience))
     }
 
     /// What an RFC 7662 introspection endpoint answers from: the token's
@@ -409,7 +402,13 @@ impl Issuer {
     /// holds, unexpired and not deny-listed (for any audience); an error
     /// otherwise, which the endpoint answers as `"active": false`.
     pub fn introspect(&self, token: &SecretString) -> Result<AccessClaims, VerifyError> {
-        let claims = verify_signed(token, &self.url, None, |kid| {
+        self.verify_live(token, None)
+    }
+
+    /// Signed by one of this issuer's keys, unexpired, for `audience` if
+    /// one is given, and not deny-listed.
+    fn verify_live(&self, token: &SecretString, audience: Option<&str>) -> Result<AccessClaims, VerifyError> {
+        let claims = verify_signed(token, &self.url, audience, |kid| {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             keys.iter().find(|k| k.kid == kid).map(|k| k.signing.verifying_key())
         })?;
