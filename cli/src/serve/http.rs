@@ -60,8 +60,9 @@ struct Sessions {
     owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
-/// The most sessions remembered; the oldest owners are forgotten past it
-/// (their sessions then answer no one, which fails closed).
+/// The most sessions remembered; past it the owners are forgotten, and
+/// their sessions answer no one (an unknown session is refused): clients
+/// then open new ones.
 const MAX_SESSIONS: usize = 10_000;
 
 impl Sessions {
@@ -251,9 +252,10 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                 };
                 let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 if let Some(session) = &session
-                    && sessions.owner(session).is_some_and(|owner| owner != principal)
+                    && sessions.owner(session).is_none_or(|owner| owner != principal)
                 {
-                    // As if it did not exist: another principal learns nothing of it.
+                    // Another principal's session, or one toolcell never
+                    // handed out (or has forgotten): as if it did not exist.
                     return Ok(reply(http::StatusCode::NOT_FOUND, "no such MCP session"));
                 }
                 let too_large = request

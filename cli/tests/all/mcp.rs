@@ -546,6 +546,8 @@ fn http_sessions_belong_to_their_principal_and_calls_are_capped_per_principal() 
     assert_eq!(send("POST", as_who(bob, Some(&session)), list).0, 404);
     assert_eq!(send("GET", as_who(bob, Some(&session)), "").0, 404);
     assert_eq!(send("DELETE", as_who(bob, Some(&session)), "").0, 404);
+    // A session id toolcell never handed out is refused, whoever presents it.
+    assert_eq!(send("POST", as_who(alice, Some("made-up-session-id")), list).0, 404);
     // Alice still can.
     let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
     assert!(send("POST", as_who(alice, Some(&session)), initialized).0 < 300);
