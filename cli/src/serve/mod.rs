@@ -116,8 +116,10 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             if tokio::time::timeout(grace, state.calls_finished()).await.is_err() {
                 eprintln!("toolcell: {} call(s) still running after {}", state.running(), TimeSpan(grace));
             }
-            // The cancelled calls' answers are on their way to the clients.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if stopped.is_some() {
+                // The cancelled calls' answers are on their way to the clients.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             state.runtime.settle_revocations(grace.saturating_sub(started.elapsed())).await
         })
         .await;
