@@ -194,7 +194,8 @@ impl WasiHttpHooks for EgressHooks {
             // They only travel to the origins this rule allows; a redirect is
             // a new request, matched afresh. A provider that fails stops the
             // request before it leaves.
-            match credentials.injections(&rule.url, &host).await {
+            // The recorded host is the clipped one: a wildcard rule lets a tool choose long names.
+            match credentials.injections(&rule.url, &record.host).await {
                 Ok(headers) => {
                     for injected in headers {
                         request.headers_mut().insert(injected.header, injected.value);
