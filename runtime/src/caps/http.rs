@@ -2,15 +2,19 @@
 //! request before a byte leaves.
 //!
 //! [`EgressHooks::send_request`] is the only way out (toolcell builds
-//! wasmtime-wasi-http without its default sender). For each request it:
-//! matches a grant rule (scheme, host, port, method, path) and the rule's
-//! request count; strips credential headers; resolves the name with the
-//! runtime's resolver and checks every address (loopback, private,
-//! link-local, metadata and special ranges are refused unless the rule names
-//! the address); connects to an address it checked (no rebinding between
-//! check and connect); clamps timeouts to the rule and the call's deadline;
-//! caps both bodies; never follows redirects; and records one audit event.
-//! A refusal reaches the guest as an error naming the rule or reason.
+//! wasmtime-wasi-http without its default sender). For each request, in
+//! order, it: refuses paths that servers normalise into other paths
+//! (`policy::egress::check_request_path`); matches a grant rule (scheme,
+//! host, port, method, path) and the rule's request count, and refuses TRACE
+//! and CONNECT on a rule that carries a credential; strips credential
+//! headers; resolves the name with the runtime's resolver and checks every
+//! address (loopback, private, link-local, metadata and special ranges are
+//! refused unless the rule names the address); only then mints and injects
+//! the credentials bound to the rule; connects to an address it checked (no
+//! rebinding between check and connect); clamps timeouts to the rule and the
+//! call's deadline; caps both bodies; never follows redirects; and records
+//! one audit event. A refusal reaches the guest as an error naming the rule
+//! or reason, and counts against the call's `max_refusals`.
 //!
 //! The connection driving below follows wasmtime-wasi-http's own
 //! `default_send_request` (Apache-2.0 WITH LLVM-exception).
