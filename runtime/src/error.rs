@@ -116,22 +116,38 @@ pub enum InvokeError {
     /// The task's deadline has passed; no invocation starts.
     #[error("task deadline has passed; open a new task")]
     TaskExpired,
-    /// The runtime failed (not the guest's doing).
-    #[error("host error: {0}")]
-    Host(String),
+    /// The runtime failed (not the guest's doing): what it was doing, and
+    /// the error underneath, kept whole for callers that look into it.
+    #[error("host error: {what}{}", chain(cause.as_deref()))]
+    Host {
+        /// What the runtime was doing.
+        what: String,
+        /// The error underneath, where there is one. It is printed as part
+        /// of the message (its whole chain), not offered as a `source`, so a
+        /// printed chain names it once.
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The audit trail could not be written, so nothing ran.
     #[error(transparent)]
     Audit(#[from] AuditError),
 }
 
 impl InvokeError {
+    /// A host error: `what` the runtime was doing, and the `cause` underneath.
+    pub(crate) fn host(
+        what: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> InvokeError {
+        InvokeError::Host { what: what.into(), cause: Some(cause.into()) }
+    }
+
     /// The short outcome name used in audit events.
     pub fn outcome(&self) -> &'static str {
         match self {
             InvokeError::Limit(_) => "limit",
             InvokeError::Trap { .. } => "trap",
             InvokeError::WrongShape(_) | InvokeError::TaskExpired => "refused",
-            InvokeError::Host(_) | InvokeError::Audit(_) => "host_error",
+            InvokeError::Host { .. } | InvokeError::Audit(_) => "host_error",
         }
     }
 }
@@ -192,5 +208,45 @@ pub(crate) struct Hex<'a>(pub &'a [u8]);
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+/// `": cause: its source: …"`, or nothing without a cause.
+fn chain(cause: Option<&(dyn std::error::Error + Send + Sync)>) -> String {
+    let mut text = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = match cause {
+        Some(cause) => {
+            text.push_str(&format!(": {cause}"));
+            cause.source()
+        }
+        None => None,
+    };
+    while let Some(error) = next {
+        let line = error.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.ends_with(&line) {
+            text.push_str(&format!(": {line}"));
+        }
+        next = error.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_error_keeps_its_cause_and_prints_its_chain_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+        let error = InvokeError::host("opening the call's scratch dir", io);
+        assert_eq!(error.to_string(), "host error: opening the call's scratch dir: no such directory");
+        let InvokeError::Host { cause: Some(cause), .. } = &error else { panic!("{error:?}") };
+        assert_eq!(cause.downcast_ref::<std::io::Error>().unwrap().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(error.outcome(), "host_error");
+        // A wasmtime error's whole context chain is in the message, once.
+        let wasm = wasmtime::Error::msg("inner failure").context("outer step");
+        let text = InvokeError::host("running the call", wasm).to_string();
+        assert_eq!(text, "host error: running the call: outer step: inner failure");
     }
 }

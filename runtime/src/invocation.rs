@@ -258,7 +258,7 @@ pub(crate) fn classify(error: wasmtime::Error, meter: &Meter, settings: &EngineS
             };
             InvokeError::Trap { reason: format!("{trap}{hint}"), detail: format!("{error:?}") }
         }
-        None => InvokeError::Host(format!("{error:#}")),
+        None => InvokeError::host("running the call", error),
     }
 }
 

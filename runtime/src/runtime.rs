@@ -234,12 +234,17 @@ impl Runtime {
             &Narrowing::default(),
         )
         .map(Arc::new)
-        .map_err(|error| InvokeError::Host(error.to_string()))?;
+        .map_err(|error| InvokeError::host("building describe's empty grant", error))?;
         let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
         let meter = Arc::new(Meter::new(&grant.limits));
         let sink = OutputSink { forward: None, captured: Default::default() };
         let work = async {
-            let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
+            let _slot = self
+                .engine
+                .slots
+                .acquire()
+                .await
+                .map_err(|error| InvokeError::host("waiting for an engine slot", error))?;
             // `describe` is granted nothing, egress included.
             let audit = AuditScope {
                 audit: self.audit.clone(),
@@ -277,7 +282,8 @@ impl Runtime {
         };
         let info = with_timeout(grant.limits.timeout.0, None, &meter, work).await?;
         let parse = |what: &str, text: &str| {
-            serde_json::from_str(text).map_err(|error| InvokeError::Host(format!("tool's {what} is not JSON: {error}")))
+            serde_json::from_str(text)
+                .map_err(|error| InvokeError::host(format!("reading the tool's {what} as JSON"), error))
         };
         Ok(ToolInfo {
             input_schema: parse("input schema", &info.input_schema)?,

@@ -193,12 +193,17 @@ impl Task {
 
         let work = async {
             // Waiting for a slot counts against the call's time.
-            let _slot = self.engine.slots.acquire().await.map_err(|_| InvokeError::Host("engine closed".into()))?;
+            let _slot = self
+                .engine
+                .slots
+                .acquire()
+                .await
+                .map_err(|error| InvokeError::host("waiting for an engine slot", error))?;
             let scratch = match &self.grant.scratch {
                 Some(_) => Some(
                     self.scratch
                         .invocation_dir()
-                        .map_err(|error| InvokeError::Host(format!("cannot create scratch dir: {error}")))?,
+                        .map_err(|error| InvokeError::host("creating the call's scratch dir", error))?,
                 ),
                 None => None,
             };

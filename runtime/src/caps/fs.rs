@@ -19,13 +19,12 @@ pub(crate) fn grant_dirs(wasi: &mut WasiCtxBuilder, grant: &Grant, scratch: Opti
             DirMode::ReadOnly => FsPerms::ReadOnly,
             DirMode::ReadWrite => FsPerms::ReadWrite,
         };
-        wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|error| {
-            InvokeError::Host(format!("cannot open granted directory `{}`: {error:#}", dir.host.display()))
-        })?;
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|error| InvokeError::host(format!("opening granted directory `{}`", dir.host.display()), error))?;
     }
     if let (Some(guest), Some(host)) = (&grant.scratch, scratch) {
         wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|error| InvokeError::Host(format!("cannot open scratch dir: {error:#}")))?;
+            .map_err(|error| InvokeError::host("opening the call's scratch dir", error))?;
     }
     Ok(())
 }
