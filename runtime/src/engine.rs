@@ -23,7 +23,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::bindings::ToolPre;
-use crate::error::{Hex, LoadError, RuntimeError};
+use crate::error::{Hex, InvokeError, LoadError, RuntimeError};
 use crate::manifest::Manifest;
 use crate::store::InvocationState;
 use crate::units::ByteSize;
@@ -232,6 +232,12 @@ impl ToolEngine {
     /// with exactly the same settings (see `benches/`).
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+
+    /// Waits for one of the engine's instance slots (the pool's size); the
+    /// slot is held until the permit drops.
+    pub(crate) async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
+        self.slots.acquire().await.map_err(|error| InvokeError::host("waiting for an engine slot", error))
     }
 
     /// Engine settings in force.

@@ -23,6 +23,7 @@ use crate::engine::{EngineSettings, PlainFunction, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
 use crate::meter::Meter;
+use crate::outstanding::Outstanding;
 use crate::policy::limits::Limits;
 use crate::store::{InvocationIds, InvocationState, MemoryLimiter};
 use crate::units::{ByteSize, TimeSpan};
@@ -34,7 +35,8 @@ use crate::units::{ByteSize, TimeSpan};
 pub(crate) struct Teardown {
     pub(crate) scope: AuditScope,
     pub(crate) failures: Arc<AtomicU64>,
-    pub(crate) teardowns: Arc<Teardowns>,
+    /// The task's teardowns still running.
+    pub(crate) teardowns: Arc<Outstanding>,
     pub(crate) revoker: Arc<Revoker>,
     pub(crate) invocation: String,
     pub(crate) started: Instant,
@@ -268,36 +270,4 @@ pub(crate) fn new_id() -> String {
 
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Counts a task's invocation teardowns that have not finished, so closing
-/// the task waits for them (a cancelled call's teardown runs on its own).
-#[derive(Debug, Default)]
-pub(crate) struct Teardowns {
-    running: std::sync::Mutex<usize>,
-    idle: tokio::sync::Notify,
-}
-
-impl Teardowns {
-    pub(crate) fn started(&self) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    pub(crate) fn ended(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
-        if *running == 0 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    pub(crate) async fn finished(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if *self.running.lock().unwrap_or_else(|p| p.into_inner()) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
 }

@@ -42,6 +42,7 @@ mod grant;
 mod invocation;
 mod manifest;
 mod meter;
+mod outstanding;
 pub mod policy;
 mod runtime;
 mod schema;

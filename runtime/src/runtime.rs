@@ -23,10 +23,10 @@ use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::engine::{Pre, Shape, Tool, ToolEngine};
 use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing};
-use crate::invocation::Teardowns;
 use crate::invocation::{build_store, classify, millis, new_id, with_timeout};
 use crate::manifest::Manifest;
 use crate::meter::Meter;
+use crate::outstanding::Outstanding;
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
 use crate::task::Task;
@@ -239,12 +239,7 @@ impl Runtime {
         let meter = Arc::new(Meter::new(&grant.limits));
         let sink = OutputSink { forward: None, captured: Default::default() };
         let work = async {
-            let _slot = self
-                .engine
-                .slots
-                .acquire()
-                .await
-                .map_err(|error| InvokeError::host("waiting for an engine slot", error))?;
+            let _slot = self.engine.slot().await?;
             // `describe` is granted nothing, egress included.
             let audit = AuditScope {
                 audit: self.audit.clone(),
@@ -354,7 +349,7 @@ impl Runtime {
             scratch: self.scratch.clone(),
             invocations: AtomicU64::new(0),
             failures: Arc::new(AtomicU64::new(0)),
-            teardowns: Arc::new(Teardowns::default()),
+            teardowns: Arc::new(Outstanding::default()),
             closed: AtomicBool::new(false),
         };
         task.audit.record(task.event(AuditKind::TaskOpened {

@@ -25,9 +25,9 @@ use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
-use crate::invocation::Teardowns;
 use crate::invocation::{Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
+use crate::outstanding::Outstanding;
 use crate::scratch::ScratchRoot;
 use crate::store::InvocationIds;
 use crate::transport::Network;
@@ -53,7 +53,7 @@ pub struct Task {
     pub(crate) invocations: AtomicU64,
     pub(crate) failures: Arc<AtomicU64>,
     /// Invocation teardowns still running on the runtime's side.
-    pub(crate) teardowns: Arc<Teardowns>,
+    pub(crate) teardowns: Arc<Outstanding>,
     pub(crate) closed: AtomicBool,
 }
 
@@ -193,12 +193,7 @@ impl Task {
 
         let work = async {
             // Waiting for a slot counts against the call's time.
-            let _slot = self
-                .engine
-                .slots
-                .acquire()
-                .await
-                .map_err(|error| InvokeError::host("waiting for an engine slot", error))?;
+            let _slot = self.engine.slot().await?;
             let scratch = match &self.grant.scratch {
                 Some(_) => Some(
                     self.scratch
@@ -309,7 +304,7 @@ impl Task {
     pub async fn close(self) -> TaskSummary {
         // Calls that were cancelled finish their teardown first, so the
         // task's record closes after every invocation's.
-        self.teardowns.finished().await;
+        self.teardowns.idle().await;
         self.credentials.close().await;
         self.finish("closed")
     }

@@ -158,18 +158,8 @@ impl ServeConfig {
         self.introspection_clients
             .iter()
             .map(|client| {
-                let value = client
-                    .secret
-                    .read()
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("[serve] introspection client `{}`", client.client_id))?;
-                if value.expose_secret().len() < 16 {
-                    anyhow::bail!(
-                        "[serve] introspection client `{}`: secret shorter than 16 characters",
-                        client.client_id
-                    );
-                }
-                Ok(Token { principal: client.client_id.clone(), value })
+                let name = format!("introspection client `{}`", client.client_id);
+                read_secret(&client.secret, &client.client_id, &name, &format!("{name}: secret"))
             })
             .collect()
     }
@@ -179,16 +169,20 @@ impl ServeConfig {
         self.tokens
             .iter()
             .map(|entry| {
-                let value = entry
-                    .token
-                    .read()
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("[serve] token for principal `{}`", entry.principal))?;
-                if value.expose_secret().len() < 16 {
-                    anyhow::bail!("[serve] token for `{}` is shorter than 16 characters", entry.principal);
-                }
-                Ok(Token { principal: entry.principal.clone(), value })
+                let principal = &entry.principal;
+                let context = format!("token for principal `{principal}`");
+                read_secret(&entry.token, principal, &context, &format!("token for `{principal}` is"))
             })
             .collect()
     }
+}
+
+/// Reads one `[serve]` secret for `owner`; `context` names it in a read
+/// error, `short` starts the message for one under 16 characters.
+fn read_secret(source: &SecretSource, owner: &str, context: &str, short: &str) -> Result<Token> {
+    let value = source.read().map_err(anyhow::Error::msg).with_context(|| format!("[serve] {context}"))?;
+    if value.expose_secret().len() < 16 {
+        anyhow::bail!("[serve] {short} shorter than 16 characters");
+    }
+    Ok(Token { principal: owner.to_owned(), value })
 }

@@ -170,13 +170,18 @@ fn minted(dir: &Path, count: usize, child: &mut Killed) -> Vec<(String, String)>
                 .collect();
         }
         if let Some(status) = child.0.try_wait().unwrap() {
-            let mut stderr = String::new();
-            let _ = std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr);
-            panic!("toolcell exited ({status}) before its lease was minted: {stderr}");
+            panic!("toolcell exited ({status}) before its lease was minted: {}", stderr_of(child));
         }
         assert!(started.elapsed() < Duration::from_secs(60), "no lease was minted");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What an exited child printed on stderr.
+fn stderr_of(child: &mut Killed) -> String {
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr);
+    stderr
 }
 
 fn signal(child: &Killed, name: &str) {
@@ -207,8 +212,7 @@ fn sigterm_cancels_the_call_revokes_its_credentials_and_exits_143() {
     signal(&child, "TERM");
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(143), "{status:?}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_of(&mut child);
     assert!(stderr.contains("SIGTERM: cancelling the call and revoking its credentials"), "{stderr}");
     // Revoked by the process itself, before it exited: not left to the journal.
     assert!(!bao.lease_exists(&lease), "the lease outlived the stopped process");
@@ -246,8 +250,7 @@ fn a_second_signal_exits_at_once_and_the_next_start_revokes_the_rest() {
     signal(&child, "INT");
     let status = wait_exit(&mut child, Duration::from_secs(2));
     assert_eq!(status.code(), Some(130), "{status:?}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_of(&mut child);
     assert!(stderr.contains("SIGINT again: exiting now") && stderr.contains("lease journal"), "{stderr}");
     assert!(bao.lease_exists(&lease), "nothing could revoke it with a bad token");
 

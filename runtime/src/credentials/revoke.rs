@@ -7,7 +7,6 @@
 //! that stops before the retries succeed revokes it at its next start.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -17,6 +16,7 @@ use crate::credentials::exchange::TokenExchange;
 use crate::credentials::issuer::Issuer;
 use crate::credentials::journal::{LeaseJournal, Leftover};
 use crate::credentials::openbao::OpenBao;
+use crate::outstanding::Outstanding;
 use crate::policy::credential::ProviderKind;
 
 /// What undoing one credential takes.
@@ -86,8 +86,8 @@ pub(crate) struct Revoker {
     pub(crate) openbao: Option<Arc<OpenBao>>,
     pub(crate) exchange: Option<Arc<TokenExchange>>,
     pub(crate) journal: Option<LeaseJournal>,
-    pending: AtomicUsize,
-    idle: tokio::sync::Notify,
+    /// Everything it runs on the runtime's side: teardowns, mints, retries.
+    work: Outstanding,
 }
 
 impl Revoker {
@@ -97,7 +97,7 @@ impl Revoker {
         exchange: Option<Arc<TokenExchange>>,
         journal: Option<LeaseJournal>,
     ) -> Revoker {
-        Revoker { issuer, openbao, exchange, journal, pending: AtomicUsize::new(0), idle: tokio::sync::Notify::new() }
+        Revoker { issuer, openbao, exchange, journal, work: Outstanding::default() }
     }
 
     /// Records a credential in the journal before the tool gets it.
@@ -212,13 +212,11 @@ impl Revoker {
     /// [`Revoker::settled`] waits for it, so a process about to exit lets it
     /// finish.
     pub(crate) fn run_owned(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.work.started();
         let revoker = self.clone();
         let work = async move {
             work.await;
-            if revoker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                revoker.idle.notify_waiters();
-            }
+            revoker.work.ended();
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -236,24 +234,9 @@ impl Revoker {
         }
     }
 
-    /// Teardowns, mints and revocations still running in the background.
-    pub(crate) fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    /// Waits until no revocation is pending, or `within` has passed; returns
-    /// how many are still pending.
+    /// Waits until nothing the runtime owns is running (teardowns, mints,
+    /// revocations), or `within` has passed; returns how many still are.
     pub(crate) async fn settled(&self, within: Duration) -> usize {
-        let wait = async {
-            loop {
-                let idle = self.idle.notified();
-                if self.pending() == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        let _ = tokio::time::timeout(within, wait).await;
-        self.pending()
+        self.work.idle_within(within).await
     }
 }
