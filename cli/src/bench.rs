@@ -88,7 +88,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     }
     let warm_up = (args.calls / 10).clamp(1, 50);
     for _ in 0..warm_up {
-        floor.call(&input).await.map_err(anyhow::Error::msg).context("floor call")?;
+        floor.call(&input).await.context("floor call")?;
         task.invoke(toolcell_call()).await?;
     }
     // Interleaved, so drift in the machine hits both alike.
@@ -96,7 +96,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     let mut toolcell_times = Vec::with_capacity(args.calls);
     for _ in 0..args.calls {
         let started = Instant::now();
-        floor.call(&input).await.map_err(anyhow::Error::msg).context("floor call")?;
+        floor.call(&input).await.context("floor call")?;
         floor_times.push(started.elapsed());
         let started = Instant::now();
         task.invoke(toolcell_call()).await?;

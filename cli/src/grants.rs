@@ -71,7 +71,7 @@ pub fn parse_http(text: &str) -> Result<HttpFlag, String> {
         _ => (None, text),
     };
     // Validated here so a typo fails before anything runs.
-    EgressRule::parse(url)?;
+    EgressRule::parse(url).map_err(|e| e.to_string())?;
     Ok(HttpFlag { url: url.to_owned(), methods })
 }
 
@@ -103,7 +103,7 @@ impl GrantFlags {
             manifest.env.push(EnvGrant { name: env.name.clone(), source });
         }
         for flag in &self.http {
-            let mut rule = EgressRule::parse(&flag.url).map_err(anyhow::Error::msg).context("--allow-http")?;
+            let mut rule = EgressRule::parse(&flag.url).context("--allow-http")?;
             if let Some(methods) = &flag.methods {
                 rule.methods = methods.clone();
             }

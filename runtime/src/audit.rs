@@ -111,6 +111,20 @@ pub enum AuditKind {
         /// Milliseconds from the request to the end of its response.
         duration_ms: u64,
     },
+    /// A raw socket operation the grant does not allow (allowed ones are
+    /// not recorded one by one: the grant names their exact addresses).
+    Socket {
+        /// Invocation id.
+        invocation: String,
+        /// `denied`.
+        decision: &'static str,
+        /// `tcp_connect`, `tcp_bind`, `tcp_listen`, `tcp_accept`, `udp_send` or `udp_bind`.
+        operation: &'static str,
+        /// The address asked for.
+        address: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A credential was minted (or a task's OpenBao child token created).
     /// Ids and names only, never the value.
     CredentialMinted {

@@ -111,11 +111,15 @@ impl Call {
     /// them: a tool's input object; a plain component's function (by name)
     /// with its arguments object; a command's `{"args": [...], "stdin": "..."}`.
     /// The error says what the arguments lack.
-    pub fn from_json(tool: &Tool, function: Option<&str>, arguments: &serde_json::Value) -> Result<Call, String> {
+    pub fn from_json(
+        tool: &Tool,
+        function: Option<&str>,
+        arguments: &serde_json::Value,
+    ) -> Result<Call, CallArgumentsError> {
         match tool.component.shape {
             Shape::Plain => {
                 let Some(function) = function else {
-                    return Err(format!("`{}` is a plain component: name one of its functions", tool.manifest.name));
+                    return Err(CallArgumentsError::NoFunction { tool: tool.manifest.name.clone() });
                 };
                 Ok(Call::function(function, arguments.to_string()))
             }
@@ -129,7 +133,8 @@ impl Call {
                     #[serde(default)]
                     stdin: String,
                 }
-                let input: CommandInput = serde_json::from_value(arguments.clone()).map_err(|e| e.to_string())?;
+                let input: CommandInput =
+                    serde_json::from_value(arguments.clone()).map_err(CallArgumentsError::Command)?;
                 Ok(Call::command(input.args, input.stdin.into_bytes()))
             }
         }
@@ -140,6 +145,20 @@ impl Call {
         self.output = Some(sender);
         self
     }
+}
+
+/// JSON arguments that do not make a call of the tool.
+#[derive(Debug, thiserror::Error)]
+pub enum CallArgumentsError {
+    /// A plain component's call names no function.
+    #[error("`{tool}` is a plain component: name one of its functions")]
+    NoFunction {
+        /// The tool.
+        tool: String,
+    },
+    /// A command's arguments are not `{"args": [...], "stdin": "..."}`.
+    #[error("{0}")]
+    Command(serde_json::Error),
 }
 
 /// What a finished call returned.

@@ -504,23 +504,36 @@ fn load_precompiled(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<
 /// holds it, belong to the user the runtime runs as and nobody else may
 /// write them: then only that user (who could change toolcell itself) can
 /// have put native code there.
-fn trusted_artifact(path: &Path) -> Result<(), String> {
+fn trusted_artifact(path: &Path) -> Result<(), UntrustedArtifact> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
     let dir = path.parent().unwrap_or(Path::new("."));
     for (what, checked) in [("artifact", path), ("cache directory", dir)] {
-        let meta = std::fs::symlink_metadata(checked).map_err(|e| format!("{what}: {e}"))?;
+        let meta = std::fs::symlink_metadata(checked).map_err(|cause| UntrustedArtifact::Unreadable { what, cause })?;
         if meta.uid() != me {
-            return Err(format!("the {what} belongs to uid {}, not to toolcell's uid {me}", meta.uid()));
+            return Err(UntrustedArtifact::Owner { what, owner: meta.uid(), me });
         }
         if meta.mode() & 0o022 != 0 {
-            return Err(format!("the {what} is writable by its group or others (mode {:o})", meta.mode() & 0o777));
+            return Err(UntrustedArtifact::Writable { what, mode: meta.mode() & 0o777 });
         }
         if what == "artifact" && !meta.file_type().is_file() {
-            return Err("the artifact is not a regular file".into());
+            return Err(UntrustedArtifact::NotAFile);
         }
     }
     Ok(())
+}
+
+/// Why a precompiled artifact is not loaded (it is recompiled instead).
+#[derive(Debug, thiserror::Error)]
+enum UntrustedArtifact {
+    #[error("{what}: {cause}")]
+    Unreadable { what: &'static str, cause: std::io::Error },
+    #[error("the {what} belongs to uid {owner}, not to toolcell's uid {me}")]
+    Owner { what: &'static str, owner: u32, me: u32 },
+    #[error("the {what} is writable by its group or others (mode {mode:o})")]
+    Writable { what: &'static str, mode: u32 },
+    #[error("the artifact is not a regular file")]
+    NotAFile,
 }
 
 /// Writes the artifact to a temporary file and renames it into place, so a

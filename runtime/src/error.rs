@@ -177,7 +177,7 @@ pub enum RuntimeError {
     Audit(#[from] AuditError),
     /// The TLS roots for egress could not be loaded.
     #[error("TLS roots for egress: {0}")]
-    Tls(String),
+    Tls(crate::transport::TlsError),
     /// The issuer's key file could not be read or written.
     #[error(transparent)]
     IssuerKeys(#[from] crate::credentials::issuer::KeyFileError),

@@ -189,11 +189,11 @@ impl Floor {
 
     /// One bare call: fresh store, instantiate, call, drop. `Err` carries a
     /// trap's message; a tool's own error value is still a completed call.
-    pub async fn call(&self, input: &CallInput) -> Result<(), String> {
+    pub async fn call(&self, input: &CallInput) -> Result<(), FloorError> {
         let mut wasi = WasiCtxBuilder::new();
         if let Some(grant) = &self.grant {
             crate::caps::env::grant_env(&mut wasi, grant);
-            crate::caps::fs::grant_dirs(&mut wasi, grant, None).map_err(|e| e.to_string())?;
+            crate::caps::fs::grant_dirs(&mut wasi, grant, None).map_err(|e| FloorError::Grant(Box::new(e)))?;
         }
         let params = match input {
             CallInput::Tool(json) => vec![Val::String(json.clone())],
@@ -203,19 +203,42 @@ impl Floor {
                 Vec::new()
             }
             CallInput::Function { arguments, .. } => {
-                let function = self.function.as_ref().ok_or("not a plain component's function")?;
-                crate::invocation::plain_arguments(function, arguments)?
+                let function = self.function.as_ref().ok_or(FloorError::NotAFunction)?;
+                crate::invocation::plain_arguments(function, arguments).map_err(FloorError::Arguments)?
             }
         };
         let mut store = FloorState::new(wasi.build(), NoEgress).into_store(&self.engine);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| format!("{e:#}"))?;
-        let func = instance.get_func(&mut store, self.target).ok_or("the export is gone")?;
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(FloorError::Wasm)?;
+        let func = instance.get_func(&mut store, self.target).ok_or(FloorError::ExportGone)?;
         let mut results = vec![Val::Bool(false); self.results];
-        func.call_async(&mut store, &params, &mut results).await.map_err(|e| format!("{e:#}"))?;
+        func.call_async(&mut store, &params, &mut results).await.map_err(FloorError::Wasm)?;
         // A command that fails did less work than one that succeeds: not a fair floor.
         if self.shape == Shape::Command && matches!(results.first(), Some(Val::Result(Err(_)))) {
-            return Err("the command exited with an error on the floor".into());
+            return Err(FloorError::CommandFailed);
         }
         Ok(())
     }
+}
+
+/// Why a bare call on the floor did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorError {
+    /// The grant's directories could not be opened.
+    #[error("{0}")]
+    Grant(Box<crate::error::InvokeError>),
+    /// Arguments were given for a function, but the floor does not call one.
+    #[error("not a plain component's function")]
+    NotAFunction,
+    /// The function's arguments do not fit its parameters.
+    #[error("{0}")]
+    Arguments(String),
+    /// Instantiating or calling trapped or failed.
+    #[error("{0:#}")]
+    Wasm(wasmtime::Error),
+    /// The export is not in the instance.
+    #[error("the export is gone")]
+    ExportGone,
+    /// The command exited with an error: it did less work than the measured call.
+    #[error("the command exited with an error on the floor")]
+    CommandFailed,
 }

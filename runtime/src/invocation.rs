@@ -19,13 +19,14 @@ use crate::caps::stdio::{CappedOutput, Channel, OutputSink};
 use crate::caps::{env, fs, net};
 use crate::credentials::broker::Broker;
 use crate::credentials::revoke::Revoker;
+use crate::decide::CallContext;
 use crate::engine::{EngineSettings, PlainFunction, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
-use crate::grant::Grant;
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
 use crate::policy::limits::Limits;
 use crate::store::{InvocationIds, InvocationState, MemoryLimiter};
+use crate::transport::Network;
 use crate::units::{ByteSize, TimeSpan};
 
 /// Closes an invocation on every path: `finish` on the paths that return,
@@ -177,24 +178,35 @@ pub(crate) async fn with_timeout<T>(
     }
 }
 
+/// What one invocation's store is built from. A call and `describe` build
+/// theirs the same way; `describe`'s grant holds nothing.
+pub(crate) struct StoreParts<'a> {
+    pub(crate) ids: &'a InvocationIds,
+    /// On whose behalf: the task's names and its audit trail.
+    pub(crate) who: AuditScope,
+    /// The call's grant, counters and meter, which every decision reads.
+    pub(crate) call: Arc<CallContext>,
+    /// The call's credentials.
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) network: Network,
+    /// When the call must be over; egress timeouts are clamped to it.
+    pub(crate) deadline: Instant,
+    pub(crate) sink: OutputSink,
+    /// A command's arguments and stdin (empty for tools).
+    pub(crate) args: &'a [String],
+    pub(crate) stdin: Vec<u8>,
+    /// The call's scratch dir, if its grant has one.
+    pub(crate) scratch: Option<&'a std::path::Path>,
+}
+
 /// Builds the store of one invocation from the grant.
-#[allow(clippy::too_many_arguments, reason = "each argument is one part of the store; issue 12 makes them one struct")]
-pub(crate) fn build_store(
-    engine: &ToolEngine,
-    grant: &Grant,
-    ids: &InvocationIds,
-    meter: &Arc<Meter>,
-    sink: OutputSink,
-    args: &[String],
-    stdin: Vec<u8>,
-    scratch: Option<&std::path::Path>,
-    egress: EgressHooks,
-    credentials: Arc<Broker>,
-) -> Result<Store<InvocationState>, InvokeError> {
+pub(crate) fn build_store(engine: &ToolEngine, parts: StoreParts<'_>) -> Result<Store<InvocationState>, InvokeError> {
+    let StoreParts { ids, who, call, broker, network, deadline, sink, args, stdin, scratch } = parts;
+    let (grant, meter) = (&call.grant, &call.meter);
     let mut wasi = WasiCtxBuilder::new();
     env::grant_env(&mut wasi, grant);
     fs::grant_dirs(&mut wasi, grant, scratch)?;
-    net::grant_sockets(&mut wasi, grant);
+    net::grant_sockets(&mut wasi, &who, &call);
     wasi.arg(&ids.tool).args(args);
     wasi.stdin(MemoryInputPipe::new(stdin));
     wasi.stdout(CappedOutput { channel: Channel::Stdout, meter: meter.clone(), sink: sink.clone() });
@@ -208,12 +220,12 @@ pub(crate) fn build_store(
         sink,
         ids: ids.clone(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        egress,
-        credentials,
+        egress: EgressHooks::new(call.clone(), network, who, deadline, broker.clone()),
+        credentials: broker,
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.memory);
-    cpu_limit(&mut store, &grant.limits, engine.settings.epoch_tick, meter.clone());
+    cpu_limit(&mut store, &call.grant.limits, engine.settings.epoch_tick, call.meter.clone());
     Ok(store)
 }
 

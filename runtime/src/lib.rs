@@ -35,6 +35,7 @@ mod call;
 mod caps;
 mod config;
 pub mod credentials;
+mod decide;
 mod engine;
 mod error;
 mod floor;
@@ -53,13 +54,15 @@ mod transport;
 mod units;
 
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
-pub use call::{Call, CallInput, CallReport, CallResult, TaskRequest, TaskSummary, ToolError, ToolInfo};
+pub use call::{
+    Call, CallArgumentsError, CallInput, CallReport, CallResult, TaskRequest, TaskSummary, ToolError, ToolInfo,
+};
 pub use caps::http::SendRequestFuture;
 pub use caps::stdio::{LogLevel, LogLine, OutputChunk, OutputSender};
 pub use config::{DEFAULT_MAX_CREDENTIAL_TTL, RuntimeConfig};
 pub use engine::{EngineSettings, FunctionInfo, LoadedComponent, Shape, Tool, ToolEngine, component_digest};
 pub use error::{InvokeError, LimitHit, LimitKind, LoadError, RuntimeError, TaskError};
-pub use floor::{Floor, FloorState, NoEgress, floor_linker};
+pub use floor::{Floor, FloorError, FloorState, NoEgress, floor_linker};
 pub use grant::{
     CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,
     limits_table,
@@ -72,5 +75,5 @@ pub use policy::limits::Limits;
 pub use policy::socket::{SocketGrant, SocketProtocol};
 pub use runtime::Runtime;
 pub use task::Task;
-pub use transport::{Resolver, StaticResolver, SystemResolver};
+pub use transport::{Resolver, StaticResolver, SystemResolver, TlsError};
 pub use units::{ByteSize, TimeSpan, UnitError};

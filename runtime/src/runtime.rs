@@ -9,10 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
 
-use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope, now_rfc3339};
+use crate::audit::{Audit, AuditKind, AuditScope};
 use crate::boundary::Boundary;
 use crate::call::{TaskRequest, ToolInfo};
-use crate::caps::http::EgressHooks;
 use crate::caps::stdio::OutputSink;
 use crate::config::RuntimeConfig;
 use crate::credentials::broker::Broker;
@@ -20,10 +19,12 @@ use crate::credentials::issuer::{AccessClaims, Issuer, VerifyError};
 use crate::credentials::journal::LeaseJournal;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::{TaskCredentials, Workload};
+use crate::decide::task::OpenTask;
+use crate::decide::{CallContext, Denial, Request, decide};
 use crate::engine::{Pre, Shape, Tool, ToolEngine};
 use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
-use crate::grant::{Grant, Narrowing};
-use crate::invocation::{build_store, classify, millis, new_id, with_timeout};
+use crate::grant::{Grant, Narrowing, WideningError};
+use crate::invocation::{StoreParts, build_store, classify, millis, new_id, with_timeout};
 use crate::manifest::Manifest;
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
@@ -236,37 +237,33 @@ impl Runtime {
         .map(Arc::new)
         .map_err(|error| InvokeError::host("building describe's empty grant", error))?;
         let ids = InvocationIds { task: "describe".into(), invocation: new_id(), tool: manifest.name.clone() };
+        let timeout = grant.limits.timeout.0;
         let meter = Arc::new(Meter::new(&grant.limits));
-        let sink = OutputSink { forward: None, captured: Default::default() };
         let work = async {
             let _slot = self.engine.slot().await?;
             // `describe` is granted nothing, egress included.
-            let audit = AuditScope {
+            let who = AuditScope {
                 audit: self.audit.clone(),
                 task: ids.task.clone(),
                 tool: ids.tool.clone(),
                 principal: "toolcell".into(),
                 request: None,
             };
-            let deadline = Instant::now() + grant.limits.timeout.0;
-            let broker = Arc::new(Broker::granting_nothing(
-                self.providers.clone(),
-                grant.clone(),
-                audit.clone(),
-                ids.invocation.clone(),
-                meter.clone(),
-            ));
-            let egress = EgressHooks::new(
-                grant.clone(),
-                self.network.clone(),
-                audit,
-                ids.invocation.clone(),
-                deadline,
-                broker.clone(),
-                meter.clone(),
-            );
-            let mut store =
-                build_store(&self.engine, &grant, &ids, &meter, sink, &[], Vec::new(), None, egress, broker)?;
+            let call = Arc::new(CallContext::new(ids.invocation.clone(), grant, meter.clone()));
+            let broker = Arc::new(Broker::granting_nothing(self.providers.clone(), call.clone(), who.clone()));
+            let parts = StoreParts {
+                ids: &ids,
+                who,
+                call,
+                broker,
+                network: self.network.clone(),
+                deadline: Instant::now() + timeout,
+                sink: OutputSink { forward: None, captured: Default::default() },
+                args: &[],
+                stdin: Vec::new(),
+                scratch: None,
+            };
+            let mut store = build_store(&self.engine, parts)?;
             let info: WitToolInfo = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 instance.call_describe(&mut store).await
@@ -275,7 +272,7 @@ impl Runtime {
             .map_err(|error| classify(error, &meter, &self.engine.settings))?;
             Ok::<_, InvokeError>(info)
         };
-        let info = with_timeout(grant.limits.timeout.0, None, &meter, work).await?;
+        let info = with_timeout(timeout, None, &meter, work).await?;
         let parse = |what: &str, text: &str| {
             serde_json::from_str(text)
                 .map_err(|error| InvokeError::host(format!("reading the tool's {what} as JSON"), error))
@@ -297,19 +294,20 @@ impl Runtime {
             return Err(TaskError::NoPrincipal);
         }
         let id = new_id();
-        let grant = match Grant::new(&tool.manifest, &request.narrowing) {
+        let who = AuditScope {
+            audit: self.audit.clone(),
+            task: id.clone(),
+            tool: tool.manifest.name.clone(),
+            principal: request.principal.clone(),
+            request: request.request_id.clone(),
+        };
+        let asked = OpenTask { manifest: &tool.manifest, narrowing: &request.narrowing };
+        let grant = match decide(Request { who: &who, call: None, action: asked }) {
             Ok(grant) => grant,
-            Err(error) => {
-                // A refusal is a decision too: it goes on the record.
-                self.audit.record(AuditEvent {
-                    time: now_rfc3339(),
-                    task: id,
-                    tool: tool.manifest.name.clone(),
-                    principal: request.principal,
-                    request: request.request_id,
-                    kind: AuditKind::TaskRefused { reason: error.what.clone() },
-                })?;
-                return Err(error.into());
+            // A refusal is a decision too; a task is not refused unrecorded.
+            Err(Denial { unrecorded: Some(error), .. }) => return Err(error.into()),
+            Err(denial) => {
+                return Err(WideningError { tool: tool.manifest.name.clone(), what: denial.reason }.into());
             }
         };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
@@ -323,13 +321,7 @@ impl Runtime {
                 task: id.clone(),
             },
             SystemTime::now() + request.deadline,
-            AuditScope {
-                audit: self.audit.clone(),
-                task: id.clone(),
-                tool: tool.manifest.name.clone(),
-                principal: request.principal.clone(),
-                request: request.request_id.clone(),
-            },
+            who,
             &grant.credentials,
         ));
         let task = Task {

@@ -16,16 +16,16 @@ use wasmtime_wasi::I32Exit;
 
 use crate::audit::{Audit, AuditEvent, AuditKind, AuditScope};
 use crate::call::{Call, CallInput, CallReport, CallResult, TaskSummary, ToolError};
-use crate::caps::http::EgressHooks;
 use crate::caps::stdio::{Captured, OutputSink};
 use crate::credentials::broker::Broker;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::TaskCredentials;
+use crate::decide::CallContext;
 use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
-use crate::invocation::{Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
+use crate::invocation::{StoreParts, Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
 use crate::scratch::ScratchRoot;
@@ -93,13 +93,12 @@ impl Task {
             (self.grant.limits.timeout.0, None)
         };
         let meter = Arc::new(Meter::new(&self.grant.limits));
+        let call_context = Arc::new(CallContext::new(ids.invocation.clone(), self.grant.clone(), meter.clone()));
         let broker = Arc::new(Broker::new(
             self.providers.clone(),
             self.credentials.clone(),
-            self.grant.clone(),
-            ids.invocation.clone(),
+            call_context.clone(),
             SystemTime::now() + timeout,
-            meter.clone(),
         ));
         let mut teardown = Teardown {
             scope: self.scope(),
@@ -111,7 +110,7 @@ impl Task {
             broker: broker.clone(),
             done: false,
         };
-        let run = self.run(&ids, call, started, (timeout, cause), broker, meter);
+        let run = self.run(&ids, call, started, (timeout, cause), broker, call_context);
         let result = tracing::Instrument::instrument(run, span).await;
         // The store is gone. From here the outcome is the call's own, and
         // the teardown runs to the end even if this future is dropped.
@@ -126,8 +125,9 @@ impl Task {
         started: Instant,
         (timeout, cause): (Duration, Option<&'static str>),
         broker: Arc<Broker>,
-        meter: Arc<Meter>,
+        call_context: Arc<CallContext>,
     ) -> Result<CallReport, InvokeError> {
+        let meter = call_context.meter.clone();
         if timeout.is_zero() {
             return Err(InvokeError::TaskExpired);
         }
@@ -203,17 +203,19 @@ impl Task {
                 None => None,
             };
             let scratch_path = scratch.as_ref().map(|dir| dir.path());
-            let egress = EgressHooks::new(
-                self.grant.clone(),
-                self.network.clone(),
-                self.scope(),
-                ids.invocation.clone(),
-                started + timeout,
-                broker.clone(),
-                meter.clone(),
-            );
-            let mut store =
-                build_store(&self.engine, &self.grant, ids, &meter, sink, &args, stdin, scratch_path, egress, broker)?;
+            let parts = StoreParts {
+                ids,
+                who: self.scope(),
+                call: call_context,
+                broker,
+                network: self.network.clone(),
+                deadline: started + timeout,
+                sink,
+                args: &args,
+                stdin,
+                scratch: scratch_path,
+            };
+            let mut store = build_store(&self.engine, parts)?;
             let classify = |error| classify(error, &meter, &self.engine.settings);
             let result = match (&component.pre, json) {
                 (Pre::Plain(pre, _), Some(arguments)) => {

@@ -66,8 +66,32 @@ pub(crate) struct Network {
     pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
+/// Why the TLS client config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A root file could not be read or parsed as PEM.
+    #[error("TLS root file `{}`: {cause}", path.display())]
+    File {
+        /// The file the runtime config names.
+        path: std::path::PathBuf,
+        /// What went wrong reading it.
+        cause: rustls::pki_types::pem::Error,
+    },
+    /// A certificate in a root file is not one rustls accepts as a root.
+    #[error("TLS root in `{}`: {cause}", path.display())]
+    Root {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why the certificate was refused.
+        cause: rustls::Error,
+    },
+    /// The crypto provider refused the protocol versions.
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 /// Builds the TLS client config: the system's roots plus `extra` PEM roots.
-pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     // Ambient authority: the system's TLS roots.
     let native = rustls_native_certs::load_native_certs();
@@ -77,17 +101,15 @@ pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientC
     }
     for path in extra {
         use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("TLS root file `{}`: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| format!("TLS root in `{}`: {e}", path.display()))?;
+        let file = |cause| TlsError::File { path: path.clone(), cause };
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(file)? {
+            roots.add(cert.map_err(file)?).map_err(|cause| TlsError::Root { path: path.clone(), cause })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

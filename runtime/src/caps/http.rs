@@ -3,18 +3,20 @@
 //!
 //! [`EgressHooks::send_request`] is the only way out (toolcell builds
 //! wasmtime-wasi-http without its default sender). For each request, in
-//! order, it: refuses paths that servers normalise into other paths
-//! (`policy::egress::check_request_path`); matches a grant rule (scheme,
-//! host, port, method, path) and the rule's request count, and refuses TRACE
-//! and CONNECT on a rule that carries a credential; strips credential
-//! headers; resolves the name with the runtime's resolver and checks every
-//! address (loopback, private, link-local, metadata and special ranges are
-//! refused unless the rule names the address); only then mints and injects
-//! the credentials bound to the rule; connects to an address it checked (no
-//! rebinding between check and connect); clamps timeouts to the rule and the
-//! call's deadline; caps both bodies; never follows redirects; and records
-//! one audit event. A refusal reaches the guest as an error naming the rule
-//! or reason, and counts against the call's `max_refusals`.
+//! order, it: asks the decision point about the request line
+//! (`decide::http::HttpRequest`: a path servers cannot normalise into
+//! another, a grant rule for its scheme, host, port, method and path,
+//! requests left on the rule, no TRACE or CONNECT on a rule that carries a
+//! credential); strips credential headers; resolves the name with the
+//! runtime's resolver and asks the decision point about every address
+//! (`decide::http::HttpAddresses`: loopback, private, link-local, metadata
+//! and special ranges only where the rule names the address); only then
+//! mints and injects the credentials bound to the rule; connects to an
+//! address it checked (no rebinding between check and connect); clamps
+//! timeouts to the rule and the call's deadline; caps both bodies; never
+//! follows redirects; and records one audit event. A refusal reaches the
+//! guest as an error naming the rule or reason, and counts against the
+//! call's `max_refusals`.
 //!
 //! The connection driving below follows wasmtime-wasi-http's own
 //! `default_send_request` (Apache-2.0 WITH LLVM-exception).
@@ -35,14 +37,12 @@ use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-use crate::audit::{AuditKind, AuditScope, clip};
+use crate::audit::{AuditScope, clip};
 use crate::credentials::broker::Broker;
-use crate::grant::Grant;
-use crate::meter::Meter;
+use crate::decide::http::{HttpAddresses, HttpRequest, RequestNames};
+use crate::decide::{CallContext, Request, decide};
 use crate::policy::credential::Exposure;
-use crate::policy::egress::{
-    EgressRule, NEVER_WITH_CREDENTIALS, RequestLine, Scheme, check_addresses, check_request_path, refusal,
-};
+use crate::policy::egress::{EgressRule, RequestLine, Scheme};
 use crate::transport::{self, ConnectError, Network};
 
 /// Headers the guest may never set: wasi-http's own list, every header that
@@ -56,35 +56,29 @@ const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "
 
 /// The egress state of one invocation.
 pub(crate) struct EgressHooks {
-    /// The task's grant: its egress rules are what this hook enforces.
-    pub(crate) grant: Arc<Grant>,
-    pub(crate) sent: Vec<u32>,
-    pub(crate) network: Network,
-    pub(crate) audit: AuditScope,
-    pub(crate) invocation: String,
+    /// The call: its grant's egress rules, the requests sent on each, its refusal budget.
+    call: Arc<CallContext>,
+    network: Network,
+    who: AuditScope,
     /// When the whole call must be over; every timeout is clamped to it.
-    pub(crate) deadline: Instant,
+    deadline: Instant,
     /// The call's credentials, injected into requests their rule allows.
-    pub(crate) credentials: Arc<Broker>,
+    credentials: Arc<Broker>,
     /// Headers the grant injects credentials into, on any rule.
-    pub(crate) injected: Arc<[HeaderName]>,
-    /// Counts refused requests against the call's `max_refusals`.
-    pub(crate) meter: Arc<Meter>,
+    injected: Arc<[HeaderName]>,
 }
 
 impl EgressHooks {
-    /// The egress state of one invocation: the grant's rules with no requests sent yet.
+    /// The egress state of one invocation.
     pub(crate) fn new(
-        grant: Arc<Grant>,
+        call: Arc<CallContext>,
         network: Network,
-        audit: AuditScope,
-        invocation: String,
+        who: AuditScope,
         deadline: Instant,
         credentials: Arc<Broker>,
-        meter: Arc<Meter>,
     ) -> EgressHooks {
         let mut injected: Vec<HeaderName> = Vec::new();
-        for spec in &grant.credentials {
+        for spec in &call.grant.credentials {
             if let Exposure::Inject(injection) = &spec.exposure {
                 let name = HeaderName::from_bytes(injection.header.as_bytes()).expect("checked in the manifest");
                 if !injected.contains(&name) {
@@ -92,17 +86,7 @@ impl EgressHooks {
                 }
             }
         }
-        EgressHooks {
-            sent: vec![0; grant.egress.len()],
-            grant,
-            network,
-            audit,
-            invocation,
-            deadline,
-            credentials,
-            injected: injected.into(),
-            meter,
-        }
+        EgressHooks { call, network, who, deadline, credentials, injected: injected.into() }
     }
 }
 
@@ -140,43 +124,13 @@ impl WasiHttpHooks for EgressHooks {
         let path = uri.path().to_owned();
         let scheme = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { Scheme::Https } else { Scheme::Http };
         let port = uri.port_u16().unwrap_or(if scheme == Scheme::Https { 443 } else { 80 });
-        let record = Record {
-            audit: self.audit.clone(),
-            invocation: self.invocation.clone(),
-            method: clip(&method, 32),
-            host: clip(&host, 256),
-            path: clip(&path, 512),
-            started,
-            meter: self.meter.clone(),
-        };
-
         let line = RequestLine { scheme, host: &host, port, method: &method, path: &path };
-        let decision = check_request_path(&path).and_then(|()| {
-            let rules = &self.grant.egress;
-            match rules.iter().position(|rule| rule.allows(&line)) {
-                None => Err(refusal(rules, &line)),
-                Some(index) if self.sent[index] >= rules[index].max_requests => Err(format!(
-                    "{method} {host}{path}: rule {} allows {} requests per call and they are used",
-                    rules[index].url, rules[index].max_requests
-                )),
-                Some(index) if NEVER_WITH_CREDENTIALS.contains(&method.as_str()) && self.carries_credentials(index) => {
-                    Err(format!(
-                        "{method} {host}{path}: rule {} carries a credential, and {method} is never sent with one",
-                        rules[index].url
-                    ))
-                }
-                Some(index) => {
-                    self.sent[index] += 1;
-                    Ok(rules[index].clone())
-                }
-            }
-        });
-        let rule = match decision {
+        let record =
+            Record { who: self.who.clone(), call: self.call.clone(), names: RequestNames::new(&line, started) };
+        let asked = HttpRequest { line: &line, names: &record.names };
+        let rule = match decide(Request { who: &self.who, call: Some(&self.call), action: asked }) {
             Ok(rule) => rule,
-            Err(reason) => {
-                record.refused(&reason);
-                return Box::new(std::future::ready(Err(denied(&clip(&reason, 1024)))));
-            }
+            Err(denial) => return Box::new(std::future::ready(Err(denied(&denial.reason)))),
         };
 
         for name in CREDENTIAL_HEADERS {
@@ -190,8 +144,11 @@ impl WasiHttpHooks for EgressHooks {
         let credentials = self.credentials.clone();
         Box::new(async move {
             let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
-            let addresses = resolve_checked(&rule, &host, connect_timeout, &network).await;
+            let addresses = resolve(&host, connect_timeout, &network).await;
             let addresses = addresses.map_err(|failure| record.failure(&rule.url, failure))?;
+            let asked = HttpAddresses { rule: &rule, addresses: &addresses, names: &record.names };
+            decide(Request { who: &record.who, call: Some(&record.call), action: asked })
+                .map_err(|denial| denied(&denial.reason))?;
             // Credentials bound to `rule` are minted and added only now: after
             // the strip, and after the addresses passed their checks, so a
             // request that is refused never causes a mint or an injection.
@@ -199,7 +156,7 @@ impl WasiHttpHooks for EgressHooks {
             // a new request, matched afresh. A provider that fails stops the
             // request before it leaves.
             // The recorded host is the clipped one: a wildcard rule lets a tool choose long names.
-            match credentials.injections(&rule.url, &record.host).await {
+            match credentials.injections(&rule.url, &record.names.host).await {
                 Ok(headers) => {
                     for injected in headers {
                         request.headers_mut().insert(injected.header, injected.value);
@@ -208,8 +165,8 @@ impl WasiHttpHooks for EgressHooks {
                 Err(error) => {
                     // The broker has audited and counted the refusal itself.
                     let reason = format!("{method} {host}{path}: {error}");
-                    record.write("denied", None, Some(&clip(&reason, 1024)), None, 0, 0);
-                    return Err(denied(&clip(&reason, 1024)));
+                    record.write("denied", None, Some(&reason), (None, 0, 0));
+                    return Err(denied(&reason));
                 }
             }
             send_to(request, &rule, &addresses, &host, port, scheme, options, &network, deadline, record.clone())
@@ -219,88 +176,36 @@ impl WasiHttpHooks for EgressHooks {
     }
 }
 
-impl EgressHooks {
-    /// True when a credential is injected into requests the rule at `index` allows.
-    fn carries_credentials(&self, index: usize) -> bool {
-        let url = &self.grant.egress[index].url;
-        self.grant.credentials.iter().any(|spec| match &spec.exposure {
-            Exposure::Inject(injection) => injection.egress.contains(url),
-            Exposure::Reveal => false,
-        })
-    }
-}
-
 /// The error a refused request gives the guest: `internal-error` is the one
 /// WASI error code that carries text, and the text names the rule.
 fn denied(reason: &str) -> HttpError {
-    HttpError::InternalError(Some(format!("denied by toolcell egress policy: {reason}")))
+    HttpError::InternalError(Some(format!("denied by toolcell egress policy: {}", clip(reason, 1024))))
 }
 
-/// The per-request audit record, written once: at refusal, at failure, or
-/// when the response body ends or is dropped. Every field a tool chooses
-/// (host, path, method) is clipped, so the record's size is bounded.
+/// The per-request audit record of an allowed request, written once: at
+/// failure, or when the response body ends or is dropped. (A refusal is
+/// recorded by the decision point.)
 #[derive(Clone)]
 struct Record {
-    audit: AuditScope,
-    invocation: String,
-    method: String,
-    host: String,
-    path: String,
-    started: Instant,
-    meter: Arc<Meter>,
+    who: AuditScope,
+    call: Arc<CallContext>,
+    names: RequestNames,
 }
 
 impl Record {
-    #[allow(clippy::too_many_arguments, reason = "the fields of one audit event, each distinct")]
     fn write(
         &self,
         decision: &'static str,
         rule: Option<&str>,
         reason: Option<&str>,
-        status: Option<u16>,
-        sent: u64,
-        received: u64,
+        outcome: (Option<u16>, u64, u64),
     ) {
-        self.audit.record_or_log(AuditKind::Egress {
-            invocation: self.invocation.clone(),
-            decision,
-            rule: rule.map(str::to_owned),
-            reason: reason.map(str::to_owned),
-            method: self.method.clone(),
-            host: self.host.clone(),
-            path: self.path.clone(),
-            status,
-            bytes_sent: sent,
-            bytes_received: received,
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
+        self.who.record_or_log(self.names.event(&self.call.invocation, decision, rule, reason, outcome));
     }
 
-    /// A request the policy refused: audited, and counted against the
-    /// call's `max_refusals` (past it, the call is stopped).
-    fn refused(&self, reason: &str) {
-        // Once a limit has stopped the call, a guest still running until it
-        // is cut off writes nothing more: the record stays bounded.
-        if self.meter.hit().is_some() {
-            return;
-        }
-        let reason = clip(reason, 1024);
-        tracing::info!(target: "toolcell::egress", host = %self.host, "denied: {reason}");
-        self.write("denied", None, Some(&reason), None, 0, 0);
-        let _ = self.meter.refused();
-    }
-
-    fn failed(&self, rule: &str, reason: &str) {
-        self.write("allowed", Some(rule), Some(&clip(reason, 1024)), None, 0, 0);
-    }
-
-    /// Audits a request that did not complete; returns the guest's error.
+    /// Audits an allowed request that did not complete; returns the guest's error.
     fn failure(&self, rule: &str, failure: Failure) -> HttpError {
-        if failure.refused {
-            self.refused(&failure.reason);
-        } else {
-            self.failed(rule, &failure.reason);
-        }
+        self.write("allowed", Some(rule), Some(&failure.reason), (None, 0, 0));
         failure.error
     }
 }
@@ -311,13 +216,11 @@ struct Failure {
     reason: String,
     /// For the guest.
     error: HttpError,
-    /// True when policy refused it (an address check), false when the network failed.
-    refused: bool,
 }
 
 impl From<(String, HttpError)> for Failure {
     fn from((reason, error): (String, HttpError)) -> Failure {
-        Failure { reason, error, refused: false }
+        Failure { reason, error }
     }
 }
 
@@ -327,15 +230,10 @@ fn clamp(cap: Duration, requested: Option<Duration>, deadline: Instant) -> Durat
     requested.unwrap_or(cap).min(cap).min(left)
 }
 
-/// Resolves `host` on the host and checks every address against the rule;
-/// the request may connect only to what this returns (no rebinding between
-/// the check and the connect).
-async fn resolve_checked(
-    rule: &EgressRule,
-    host: &str,
-    connect_timeout: Duration,
-    network: &Network,
-) -> Result<Vec<IpAddr>, Failure> {
+/// Resolves `host` with the runtime's resolver. The request connects only
+/// to what this returns, once the decision point has checked it (no
+/// rebinding between the check and the connect).
+async fn resolve(host: &str, connect_timeout: Duration, network: &Network) -> Result<Vec<IpAddr>, Failure> {
     let addresses = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => match tokio::time::timeout(connect_timeout, network.resolver.resolve(host)).await {
@@ -346,9 +244,6 @@ async fn resolve_checked(
             Err(_) => return Err((format!("resolving `{host}` timed out"), HttpError::DnsTimeout).into()),
         },
     };
-    if let Err(reason) = check_addresses(rule, &addresses) {
-        return Err(Failure { error: denied(&reason), reason, refused: true });
-    }
     Ok(addresses)
 }
 
@@ -494,7 +389,7 @@ impl ResponseBody {
     fn finish(&mut self, reason: Option<&str>) {
         if let Some((record, rule, status, sent)) = self.record.take() {
             let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-            record.write("allowed", Some(&rule), reason, Some(status), sent, self.received);
+            record.write("allowed", Some(&rule), reason, (Some(status), sent, self.received));
         }
     }
 }

@@ -10,15 +10,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::{AuditKind, AuditScope, clip};
-use crate::credentials::error::{CredentialError, MintError};
+use crate::credentials::error::{CredentialError, MintError, ProviderError};
 use crate::credentials::issuer::MintRequest;
 use crate::credentials::journal::Leftover;
 use crate::credentials::openbao::LeaseVars;
 use crate::credentials::providers::Providers;
 use crate::credentials::revoke::{Revocation, Undo};
 use crate::credentials::task_token::{TaskCredentials, Workload};
-use crate::grant::Grant;
-use crate::meter::Meter;
+use crate::decide::credential::{Acquire, MAX_NAME, Mint, Reveal, refused};
+use crate::decide::{CallContext, Denial, Request, decide, record_refusal};
 use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 
 /// One credential minted for an invocation.
@@ -54,24 +54,14 @@ pub(crate) struct Injected {
     pub(crate) value: http::HeaderValue,
 }
 
-/// Longest credential name a tool may ask for (manifest names are at most 64).
-const MAX_NAME: usize = 64;
-/// Longest scope a tool may ask for.
-const MAX_SCOPE: usize = 256;
-/// Most scopes in one `acquire`.
-const MAX_SCOPES: usize = 32;
-
 /// One invocation's credentials.
 pub(crate) struct Broker {
     providers: Arc<Providers>,
     task: Arc<TaskCredentials>,
-    /// The task's grant: its credentials are what this broker may mint.
-    grant: Arc<Grant>,
-    invocation: String,
+    /// The call: its grant's credentials are what this broker may mint.
+    call: Arc<CallContext>,
     /// `exp` of everything minted is capped here.
     not_after: SystemTime,
-    /// Counts refusals against the call's `max_refusals`.
-    meter: Arc<Meter>,
     /// What the call holds, and whether it has ended. A plain mutex, never
     /// held across an await: teardown always sees every credential.
     state: std::sync::Mutex<BrokerState>,
@@ -82,14 +72,14 @@ pub(crate) struct Broker {
 #[derive(Default)]
 struct BrokerState {
     held: Vec<Held>,
-    /// Credentials minted (or being minted) by this call.
-    mints: u32,
+    /// A mint was asked for (allowed or not): teardown cannot close inline.
+    minting: bool,
     closed: bool,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("invocation", &self.invocation).finish_non_exhaustive()
+        f.debug_struct("Broker").field("invocation", &self.call.invocation).finish_non_exhaustive()
     }
 }
 
@@ -97,31 +87,21 @@ impl Broker {
     pub(crate) fn new(
         providers: Arc<Providers>,
         task: Arc<TaskCredentials>,
-        grant: Arc<Grant>,
-        invocation: String,
+        call: Arc<CallContext>,
         not_after: SystemTime,
-        meter: Arc<Meter>,
     ) -> Broker {
         Broker {
             providers,
             task,
-            grant,
-            invocation,
+            call,
             not_after,
-            meter,
             state: std::sync::Mutex::new(BrokerState::default()),
             minting: tokio::sync::Mutex::new(()),
         }
     }
 
     /// A broker for `describe`, whose grant holds no credentials: every acquire is denied.
-    pub(crate) fn granting_nothing(
-        providers: Arc<Providers>,
-        grant: Arc<Grant>,
-        audit: AuditScope,
-        invocation: String,
-        meter: Arc<Meter>,
-    ) -> Broker {
+    pub(crate) fn granting_nothing(providers: Arc<Providers>, call: Arc<CallContext>, audit: AuditScope) -> Broker {
         let workload = Workload {
             id: String::new(),
             principal: audit.principal.clone(),
@@ -130,16 +110,22 @@ impl Broker {
         };
         let now = SystemTime::now();
         let task = Arc::new(TaskCredentials::new(providers.clone(), workload, now, audit, &[]));
-        Broker::new(providers, task, grant, invocation, now, meter)
+        Broker::new(providers, task, call, now)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, BrokerState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Audits a refusal, counts it against `max_refusals`, and returns what
-    /// the tool sees.
-    fn refuse(&self, name: &str, error: MintError) -> CredentialError {
+    /// Asks the decision point; a denial is what the tool sees.
+    fn decide<A: crate::decide::Action>(&self, action: A) -> Result<A::Allowed, CredentialError> {
+        decide(Request { who: &self.task.audit, call: Some(&self.call), action }).map_err(shown)
+    }
+
+    /// A mint that failed after it was allowed: recorded and counted as a
+    /// refusal (a tool looping on them is stopped by `max_refusals`), and
+    /// shown to the tool without the provider's own words.
+    fn failed(&self, name: &str, error: MintError) -> CredentialError {
         let (decision, reason, shown) = match error {
             MintError::Refused(CredentialError::Denied(reason)) => {
                 ("denied", reason.clone(), CredentialError::Denied(reason))
@@ -147,30 +133,19 @@ impl Broker {
             MintError::Refused(CredentialError::Unavailable(reason)) => {
                 ("unavailable", reason.clone(), CredentialError::Unavailable(reason))
             }
-            MintError::Provider { provider, detail } => (
+            MintError::Provider { provider, cause } => (
                 "unavailable",
-                detail,
+                cause.to_string(),
                 CredentialError::Unavailable(format!(
                     "credential `{}`: the {} provider could not mint it (its reason is in the audit trail of \
                      invocation {})",
                     clip(name, MAX_NAME),
                     provider.name(),
-                    self.invocation
+                    self.call.invocation
                 )),
             ),
         };
-        if self.meter.hit().is_some() {
-            // The call is being stopped: nothing more is recorded for it.
-            return shown;
-        }
-        self.task.audit.record_or_log(AuditKind::CredentialRefused {
-            invocation: self.invocation.clone(),
-            credential: clip(name, MAX_NAME),
-            decision,
-            reason: clip(&reason, 1024),
-        });
-        // A tool looping on refusals is stopped by the call's limit.
-        let _ = self.meter.refused();
+        record_refusal(&self.task.audit, Some(&self.call), refused(Some(&self.call), name, decision, &reason));
         shown
     }
 
@@ -178,28 +153,8 @@ impl Broker {
     /// all the grant allows), minted now unless this call already holds it.
     /// Returns the handle's index.
     pub(crate) async fn acquire(self: &Arc<Self>, name: &str, scopes: &[String]) -> Result<usize, CredentialError> {
-        let deny = |reason: String| self.refuse(name, MintError::Refused(CredentialError::Denied(reason)));
-        if name.len() > MAX_NAME {
-            return Err(deny(format!("a credential name is at most {MAX_NAME} bytes")));
-        }
-        if scopes.len() > MAX_SCOPES || scopes.iter().any(|s| s.len() > MAX_SCOPE) {
-            return Err(deny(format!("an acquire asks for at most {MAX_SCOPES} scopes of at most {MAX_SCOPE} bytes")));
-        }
-        let Some(spec) = self.grant.credentials.iter().find(|s| s.name == name) else {
-            let granted: Vec<&str> = self.grant.credentials.iter().map(|s| s.name.as_str()).collect();
-            return Err(deny(format!(
-                "credential `{name}` is not granted to this task (granted: {})",
-                if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
-            )));
-        };
-        let scopes = if scopes.is_empty() { spec.scopes.clone() } else { scopes.to_vec() };
-        if let Some(extra) = scopes.iter().find(|s| !spec.scopes.contains(s)) {
-            return Err(deny(format!(
-                "scope `{extra}` is beyond what credential `{name}` grants ([{}])",
-                spec.scopes.join(" ")
-            )));
-        }
-        self.obtain(spec, scopes, false).await
+        let (spec, scopes) = self.decide(Acquire { name, scopes })?;
+        self.obtain(&spec, scopes, false).await
     }
 
     /// The index of a credential the call holds, minting it first if it
@@ -221,28 +176,11 @@ impl Broker {
             if let Some(index) = found {
                 return Ok(index);
             }
-            let max = self.grant.limits.max_credentials;
-            if state.mints >= max {
-                drop(state);
-                return Err(self.refuse(
-                    &spec.name,
-                    MintError::Refused(CredentialError::Denied(format!(
-                        "this call has minted its limit of {max} credentials (limits.max_credentials)"
-                    ))),
-                ));
-            }
-            state.mints += 1;
+            // Marked under the lock that `close_if_unused` takes: a call
+            // that starts a mint is torn down by runtime-owned work.
+            state.minting = true;
         }
-        let left = self.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-        if left < Duration::from_secs(1) {
-            return Err(self.refuse(
-                &spec.name,
-                MintError::Refused(CredentialError::Unavailable(format!(
-                    "credential `{}`: less than a second is left before the call's deadline",
-                    spec.name
-                ))),
-            ));
-        }
+        let left = self.decide(Mint { spec, not_after: self.not_after })?;
         // The mint runs on the runtime's side and is never dropped half-way
         // (each provider request has its own timeout): if the call ends, or
         // stops waiting at its deadline, while a provider answers, what the
@@ -254,7 +192,7 @@ impl Broker {
         self.providers.revoker.run_owned(async move {
             let outcome = match broker.mint(&owned, scopes).await {
                 Ok(held) => broker.keep(held),
-                Err(error) => Err(broker.refuse(&owned.name, error)),
+                Err(error) => Err(broker.failed(&owned.name, error)),
             };
             let _ = sender.send(outcome);
         });
@@ -262,7 +200,7 @@ impl Broker {
             Ok(outcome) => {
                 outcome.unwrap_or_else(|_| Err(CredentialError::Unavailable("the mint was abandoned".into())))
             }
-            Err(_) => Err(self.refuse(
+            Err(_) => Err(self.failed(
                 &spec.name,
                 MintError::Refused(CredentialError::Unavailable(format!(
                     "credential `{}`: the {} provider did not answer before the call's deadline",
@@ -303,36 +241,21 @@ impl Broker {
     /// The guest's `reveal`: the value, only for `reveal` exposure. The copy
     /// handed over is zeroized when the guest's string is lowered.
     pub(crate) fn reveal(&self, index: usize) -> Result<zeroize::Zeroizing<String>, CredentialError> {
+        let name = self.state().held.get(index).map(|held| held.name.clone());
+        let spec = name.map(|name| {
+            self.call.grant.credentials.iter().find(|s| s.name == name).expect("held credentials are granted")
+        });
+        self.decide(Reveal { spec })?;
         let state = self.state();
         let Some(held) = state.held.get(index) else {
-            drop(state);
-            return Err(
-                self.refuse("", MintError::Refused(CredentialError::Denied("no such credential handle".into())))
-            );
+            return Err(CredentialError::Unavailable("the call has ended".into()));
         };
-        let spec = self.grant.credentials.iter().find(|s| s.name == held.name).expect("held credentials are granted");
-        match &spec.exposure {
-            Exposure::Reveal => {
-                self.task.audit.record_or_log(AuditKind::CredentialRevealed {
-                    invocation: self.invocation.clone(),
-                    credential: held.name.clone(),
-                    id: held.id.clone(),
-                });
-                Ok(zeroize::Zeroizing::new(held.value.expose_secret().to_owned()))
-            }
-            Exposure::Inject(injection) => {
-                let (name, reason) = (
-                    held.name.clone(),
-                    format!(
-                        "credential `{}` is injected by the host into requests matching {}; it is never revealed",
-                        held.name,
-                        injection.egress.join(", ")
-                    ),
-                );
-                drop(state);
-                Err(self.refuse(&name, MintError::Refused(CredentialError::Denied(reason))))
-            }
-        }
+        self.task.audit.record_or_log(AuditKind::CredentialRevealed {
+            invocation: self.call.invocation.clone(),
+            credential: held.name.clone(),
+            id: held.id.clone(),
+        });
+        Ok(zeroize::Zeroizing::new(held.value.expose_secret().to_owned()))
     }
 
     /// The headers to add to a request the egress rule `rule` allowed, to
@@ -341,7 +264,7 @@ impl Broker {
     /// all the grant's scopes.
     pub(crate) async fn injections(self: &Arc<Self>, rule: &str, host: &str) -> Result<Vec<Injected>, CredentialError> {
         let mut out = Vec::new();
-        for spec in self.grant.credentials.iter() {
+        for spec in self.call.grant.credentials.iter() {
             let Exposure::Inject(injection) = &spec.exposure else { continue };
             if !injection.egress.iter().any(|bound| bound == rule) {
                 continue;
@@ -354,7 +277,7 @@ impl Broker {
             let text = zeroize::Zeroizing::new(injection.format.replace("{token}", credential.value.expose_secret()));
             let Ok(mut value) = http::HeaderValue::from_str(&text) else {
                 drop(state);
-                return Err(self.refuse(
+                return Err(self.failed(
                     &spec.name,
                     MintError::Refused(CredentialError::Unavailable(format!(
                         "credential `{}` holds bytes a `{}` header cannot carry",
@@ -365,7 +288,7 @@ impl Broker {
             value.set_sensitive(true);
             let header = http::HeaderName::from_bytes(injection.header.as_bytes()).expect("checked in the manifest");
             self.task.audit.record_or_log(AuditKind::CredentialInjected {
-                invocation: self.invocation.clone(),
+                invocation: self.call.invocation.clone(),
                 credential: spec.name.clone(),
                 id: credential.id.clone(),
                 rule: rule.to_owned(),
@@ -383,7 +306,7 @@ impl Broker {
         let ttl = spec.max_ttl.0.min(left).max(Duration::from_secs(1));
         let held = self.mint_from_provider(spec, &scopes, ttl).await?;
         self.task.audit.record_or_log(AuditKind::CredentialMinted {
-            invocation: Some(self.invocation.clone()),
+            invocation: Some(self.call.invocation.clone()),
             credential: spec.name.clone(),
             provider: spec.provider.name(),
             scopes: held.scopes.clone(),
@@ -418,7 +341,7 @@ impl Broker {
         self.providers
             .revoker
             .journal(&leftover, &workload.task)
-            .map_err(|detail| MintError::Provider { provider: ProviderKind::Issuer, detail })?;
+            .map_err(|error| MintError::Provider { provider: ProviderKind::Issuer, cause: error.into() })?;
         Ok((minted.token, Undo::DenyList { jti: minted.jti.clone(), exp: minted.exp }, minted.jti, minted.exp))
     }
 
@@ -428,9 +351,9 @@ impl Broker {
         scopes: &[String],
         ttl: Duration,
     ) -> Result<Held, MintError> {
-        let failed = |detail: String| MintError::Provider {
+        let failed = |cause: ProviderError| MintError::Provider {
             provider: spec.provider,
-            detail: format!("credential `{}`: {detail}", spec.name),
+            cause: cause.during(format!("credential `{}`", spec.name)),
         };
         let held = |value, id, undo, expires_at, scopes: Vec<String>| Held {
             name: spec.name.clone(),
@@ -450,20 +373,25 @@ impl Broker {
             ProviderKind::Static => {
                 let secret =
                     self.providers.config.statics.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
-                        failed(format!("the runtime config has no static secret for audience `{}`", spec.audience))
+                        failed(ProviderError::NotConfigured(format!(
+                            "the runtime config has no static secret for audience `{}`",
+                            spec.audience
+                        )))
                     })?;
-                let value = secret.secret.read().map_err(failed)?;
+                let value =
+                    secret.secret.read().map_err(|cause| failed(ProviderError::Secret { what: None, cause }))?;
                 let expires_at = self.not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 Ok(held(value, format!("static:{}", spec.audience), Undo::Release, expires_at, Vec::new()))
             }
             ProviderKind::Openbao => {
-                let openbao = self
-                    .providers
-                    .openbao
-                    .as_ref()
-                    .ok_or_else(|| failed("the runtime config has no [openbao] server".into()))?;
+                let openbao = self.providers.openbao.as_ref().ok_or_else(|| {
+                    failed(ProviderError::NotConfigured("the runtime config has no [openbao] server".into()))
+                })?;
                 let secret = openbao.config.secrets.iter().find(|s| s.audience == spec.audience).ok_or_else(|| {
-                    failed(format!("the runtime config has no [[openbao.secrets]] for audience `{}`", spec.audience))
+                    failed(ProviderError::NotConfigured(format!(
+                        "the runtime config has no [[openbao.secrets]] for audience `{}`",
+                        spec.audience
+                    )))
                 })?;
                 if scopes.is_empty() {
                     return Err(MintError::Refused(CredentialError::Denied(format!(
@@ -473,22 +401,23 @@ impl Broker {
                 }
                 let child = self.task.child_token(openbao).await?;
                 let workload = &self.task.workload;
-                let vars = LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.invocation, ttl };
+                let vars =
+                    LeaseVars { task: &workload.task, tool: &workload.tool, invocation: &self.call.invocation, ttl };
                 let lease = openbao.lease(&child, secret, &vars).await.map_err(failed)?;
                 let leftover = Leftover::OpenbaoLease { lease_id: lease.lease_id.clone() };
                 if let Err(error) = self.providers.revoker.journal(&leftover, &workload.task) {
                     let _ = openbao.revoke_lease(&lease.lease_id).await;
-                    return Err(failed(error));
+                    return Err(failed(error.into()));
                 }
                 let undo = Undo::OpenbaoLease { lease_id: lease.lease_id.clone() };
                 Ok(held(lease.value, lease.lease_id, undo, lease.expires_at, scopes.to_vec()))
             }
             ProviderKind::OauthTokenExchange => {
-                let exchange = self
-                    .providers
-                    .exchange
-                    .as_ref()
-                    .ok_or_else(|| failed("the runtime config has no [oauth_token_exchange] server".into()))?;
+                let exchange = self.providers.exchange.as_ref().ok_or_else(|| {
+                    failed(ProviderError::NotConfigured(
+                        "the runtime config has no [oauth_token_exchange] server".into(),
+                    ))
+                })?;
                 // The subject token: the task's own issuer token, for the
                 // authorization server, carrying the scopes asked for.
                 let (subject, subject_undo, subject_jti, _) =
@@ -502,7 +431,7 @@ impl Broker {
                         credential: format!("{} (subject token)", spec.name),
                         provider: ProviderKind::Issuer,
                         id: subject_jti,
-                        invocation: Some(self.invocation.clone()),
+                        invocation: Some(self.call.invocation.clone()),
                         audit: self.task.audit.clone(),
                         reason: Some("exchanged".into()),
                     })
@@ -528,7 +457,7 @@ impl Broker {
     /// (and closes nothing) when a mint was started.
     pub(crate) fn close_if_unused(&self) -> bool {
         let mut state = self.state();
-        if state.mints > 0 {
+        if state.minting {
             return false;
         }
         state.closed = true;
@@ -554,7 +483,7 @@ impl Broker {
             credential: held.name,
             provider: held.provider,
             id: held.id,
-            invocation: Some(self.invocation.clone()),
+            invocation: Some(self.call.invocation.clone()),
             audit: self.task.audit.clone(),
             reason: None,
         }
@@ -567,4 +496,12 @@ fn token_fingerprint(token: &SecretString) -> String {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(token.expose_secret().as_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
+}
+
+/// What the tool sees of a denial.
+fn shown(denial: Denial) -> CredentialError {
+    match denial.decision {
+        "unavailable" => CredentialError::Unavailable(denial.reason),
+        _ => CredentialError::Denied(denial.reason),
+    }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::credentials::error::SecretError;
 use crate::units::TimeSpan;
 
 /// Every provider the operator configured.
@@ -52,19 +53,19 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// Reads the secret. The error names the source, never a value.
-    pub fn read(&self) -> Result<SecretString, String> {
+    pub fn read(&self) -> Result<SecretString, SecretError> {
         let value = match self {
             // Ambient authority: the runtime's environment and files hold the operator's secrets.
             SecretSource::Env(name) => {
-                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?
+                std::env::var(name).map_err(|cause| SecretError::Unset { name: name.clone(), cause })?
             }
             SecretSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("secret file `{}`: {e}", path.display()))?
+                .map_err(|cause| SecretError::File { path: path.clone(), cause })?
                 .trim()
                 .to_owned(),
         };
         if value.is_empty() {
-            return Err(format!("{self} is empty"));
+            return Err(SecretError::Empty { source_name: self.to_string() });
         }
         Ok(SecretString::from(value))
     }

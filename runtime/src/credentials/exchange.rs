@@ -11,6 +11,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::config::TokenExchangeConfig;
+use crate::credentials::error::ProviderError;
 use crate::credentials::upstream::{self, form, form_encode};
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -35,8 +36,12 @@ impl TokenExchange {
         TokenExchange { config, tls }
     }
 
-    fn basic_auth(&self) -> Result<SecretString, String> {
-        let secret = self.config.client_secret.read().map_err(|e| format!("toolcell's OAuth client secret: {e}"))?;
+    fn basic_auth(&self) -> Result<SecretString, ProviderError> {
+        let secret = self
+            .config
+            .client_secret
+            .read()
+            .map_err(|cause| ProviderError::Secret { what: Some("toolcell's OAuth client secret"), cause })?;
         // RFC 6749 §2.3.1: both parts are form-encoded before joining.
         let pair = zeroize::Zeroizing::new(format!(
             "{}:{}",
@@ -54,7 +59,7 @@ impl TokenExchange {
         audience: &str,
         scopes: &[String],
         not_after: SystemTime,
-    ) -> Result<Exchanged, String> {
+    ) -> Result<Exchanged, ProviderError> {
         let scope = scopes.join(" ");
         let mut pairs = vec![
             ("grant_type", GRANT_TYPE),
@@ -82,11 +87,11 @@ impl TokenExchange {
         )
         .await?;
         if answer.status != 200 {
-            return Err(format!("token exchange for `{audience}`: {}", answer.error_text()));
+            return Err(answer.refusal(format!("token exchange for `{audience}`")));
         }
         let json = answer.json("token exchange")?;
         let Some(token) = json["access_token"].as_str() else {
-            return Err("token exchange: the answer has no access_token".into());
+            return Err(ProviderError::Unusable("token exchange: the answer has no access_token".into()));
         };
         // RFC 8693 §2.2.1: `scope` may be left out when it is what was asked.
         let granted: Vec<String> = match json["scope"].as_str() {
@@ -97,7 +102,9 @@ impl TokenExchange {
         if let Some(extra) = granted.iter().find(|s| !scopes.contains(s)) {
             // Wider than asked: never used, and revoked where the server can.
             let _ = self.revoke(&token).await;
-            return Err(format!("token exchange: the server granted scope `{extra}`, which was not asked for"));
+            return Err(ProviderError::Unusable(format!(
+                "token exchange: the server granted scope `{extra}`, which was not asked for"
+            )));
         }
         // The crash rule: the token's life as the server states it must end
         // by the call's deadline (whole seconds, so one second of rounding
@@ -123,10 +130,10 @@ impl TokenExchange {
                 Ok(false) => "the server has no revocation endpoint, so it lives until it expires".to_owned(),
                 Err(error) => format!("revoking it failed: {error}"),
             };
-            return Err(format!(
+            return Err(ProviderError::Unusable(format!(
                 "token exchange for `{audience}`: {refusal}; toolcell only uses exchanged tokens that die by the \
                  call's deadline, and {revoked}"
-            ));
+            )));
         }
         let expires_at = expires.unwrap_or(received).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let cap = not_after.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -135,7 +142,7 @@ impl TokenExchange {
 
     /// Revokes an exchanged token (RFC 7009). `Ok(false)` when the server
     /// has no revocation endpoint: the token then dies at its expiry.
-    pub(crate) async fn revoke(&self, token: &SecretString) -> Result<bool, String> {
+    pub(crate) async fn revoke(&self, token: &SecretString) -> Result<bool, ProviderError> {
         let Some(endpoint) = &self.config.revocation_endpoint else { return Ok(false) };
         let body =
             zeroize::Zeroizing::new(form(&[("token", token.expose_secret()), ("token_type_hint", "access_token")]));
@@ -151,7 +158,7 @@ impl TokenExchange {
         .await?;
         match answer.status {
             200 => Ok(true),
-            _ => Err(format!("revoking an exchanged token: {}", answer.error_text())),
+            _ => Err(answer.refusal("revoking an exchanged token")),
         }
     }
 }

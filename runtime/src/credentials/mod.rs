@@ -25,4 +25,4 @@ pub(crate) mod task_token;
 pub(crate) mod upstream;
 
 pub use broker::CredentialView;
-pub use error::CredentialError;
+pub use error::{CredentialError, SecretError};

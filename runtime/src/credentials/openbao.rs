@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::config::{OpenBaoConfig, OpenBaoSecret};
+use crate::credentials::error::ProviderError;
 use crate::credentials::upstream;
 
 /// A client of one OpenBao server.
@@ -62,7 +63,7 @@ impl OpenBao {
         path: &str,
         token: &SecretString,
         body: serde_json::Value,
-    ) -> Result<upstream::Answer, String> {
+    ) -> Result<upstream::Answer, ProviderError> {
         let url = format!("{}/v1/{}", self.config.address.trim_end_matches('/'), path.trim_start_matches('/'));
         let body = serde_json::to_vec(&body).expect("JSON serializes");
         upstream::send(
@@ -76,8 +77,11 @@ impl OpenBao {
         .await
     }
 
-    fn runtime_token(&self) -> Result<SecretString, String> {
-        self.config.token.read().map_err(|e| format!("the runtime's OpenBao token: {e}"))
+    fn runtime_token(&self) -> Result<SecretString, ProviderError> {
+        self.config
+            .token
+            .read()
+            .map_err(|cause| ProviderError::Secret { what: Some("the runtime's OpenBao token"), cause })
     }
 
     /// Creates a task's child token: exactly `policies` (never empty, never
@@ -87,9 +91,12 @@ impl OpenBao {
         policies: &[String],
         ttl: Duration,
         metadata: serde_json::Value,
-    ) -> Result<ChildToken, String> {
+    ) -> Result<ChildToken, ProviderError> {
+        const WHAT: &str = "creating the task's child token";
         if policies.is_empty() {
-            return Err("a task token with no policies would inherit the runtime token's; refused".into());
+            return Err(ProviderError::Unusable(
+                "a task token with no policies would inherit the runtime token's; refused".into(),
+            ));
         }
         let body = serde_json::json!({
             "policies": policies,
@@ -103,14 +110,14 @@ impl OpenBao {
         let answer = self
             .call(http::Method::POST, "auth/token/create", &self.runtime_token()?, body)
             .await
-            .map_err(|e| format!("creating the task's child token: {e}"))?;
+            .map_err(|e| e.during(WHAT))?;
         if answer.status != 200 {
-            return Err(format!("creating the task's child token: {}", answer.error_text()));
+            return Err(answer.refusal(WHAT));
         }
-        let json = answer.json("creating the task's child token")?;
+        let json = answer.json(WHAT)?;
         let auth = &json["auth"];
         let (Some(token), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str()) else {
-            return Err("creating the task's child token: the answer has no client_token and accessor".into());
+            return Err(ProviderError::Unusable(format!("{WHAT}: the answer has no client_token and accessor")));
         };
         // OpenBao gives a child created with no policies its parent's; the
         // request never asks for none, and the answer is checked as well: a
@@ -119,11 +126,10 @@ impl OpenBao {
         if let Some(extra) = carried.iter().find(|p| !policies.iter().any(|granted| granted == *p)) {
             let extra = (*extra).to_owned();
             let _ = self.revoke_token(accessor).await;
-            return Err(format!(
-                "creating the task's child token: it came back with policy `{extra}`, which was not granted \
-                 (granted: {}); it was revoked",
+            return Err(ProviderError::Unusable(format!(
+                "{WHAT}: it came back with policy `{extra}`, which was not granted (granted: {}); it was revoked",
                 policies.join(", ")
-            ));
+            )));
         }
         let life = Duration::from_secs(auth["lease_duration"].as_u64().unwrap_or(ttl.as_secs()));
         Ok(ChildToken {
@@ -139,7 +145,7 @@ impl OpenBao {
         child: &ChildToken,
         secret: &OpenBaoSecret,
         vars: &LeaseVars<'_>,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, ProviderError> {
         let data: serde_json::Map<String, serde_json::Value> = secret
             .data
             .iter()
@@ -156,23 +162,24 @@ impl OpenBao {
                 (key.clone(), value)
             })
             .collect();
+        let what = format!("leasing `{}`", secret.path);
         let answer = self
             .call(http::Method::POST, &secret.path, &child.token, serde_json::Value::Object(data))
             .await
-            .map_err(|e| format!("leasing `{}`: {e}", secret.path))?;
+            .map_err(|e| e.during(what.clone()))?;
         if answer.status != 200 {
-            return Err(format!("leasing `{}`: {}", secret.path, answer.error_text()));
+            return Err(answer.refusal(what));
         }
-        let mut json = answer.json(&format!("leasing `{}`", secret.path))?;
+        let mut json = answer.json(&what)?;
         let lease_id = json["lease_id"].as_str().unwrap_or("").to_owned();
         if lease_id.is_empty() {
             // Without a lease there is nothing to revoke at teardown, so the
             // secret would outlive the call: refuse it.
-            return Err(format!(
+            return Err(ProviderError::Unusable(format!(
                 "`{}` answered without a lease, so toolcell could not revoke it at teardown \
                  (for PKI roles, set generate_lease = true)",
                 secret.path
-            ));
+            )));
         }
         let life = Duration::from_secs(json["lease_duration"].as_u64().unwrap_or(0));
         let data = json["data"].take();
@@ -180,7 +187,7 @@ impl OpenBao {
             Some(field) => match data.get(field) {
                 Some(serde_json::Value::String(text)) => text.clone(),
                 Some(other) => other.to_string(),
-                None => return Err(format!("leasing `{}`: the answer has no field `{field}`", secret.path)),
+                None => return Err(ProviderError::Unusable(format!("{what}: the answer has no field `{field}`"))),
             },
             None => data.to_string(),
         };
@@ -188,13 +195,13 @@ impl OpenBao {
     }
 
     /// Revokes one lease now. A lease OpenBao no longer knows is already gone.
-    pub(crate) async fn revoke_lease(&self, lease_id: &str) -> Result<(), String> {
+    pub(crate) async fn revoke_lease(&self, lease_id: &str) -> Result<(), ProviderError> {
         let body = serde_json::json!({ "lease_id": lease_id });
         self.revoke(http::Method::PUT, "sys/leases/revoke", body, "invalid lease", &format!("lease {lease_id}")).await
     }
 
     /// Revokes a child token by its accessor, and with it every lease under it.
-    pub(crate) async fn revoke_token(&self, accessor: &str) -> Result<(), String> {
+    pub(crate) async fn revoke_token(&self, accessor: &str) -> Result<(), ProviderError> {
         let body = serde_json::json!({ "accessor": accessor });
         let what = format!("the task token (accessor {accessor})");
         self.revoke(http::Method::POST, "auth/token/revoke-accessor", body, "invalid accessor", &what).await
@@ -209,12 +216,12 @@ impl OpenBao {
         body: serde_json::Value,
         gone: &str,
         what: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProviderError> {
         let answer = self.call(method, path, &self.runtime_token()?, body).await?;
         match answer.status {
             200 | 204 => Ok(()),
             400 if answer.error_text().contains(gone) => Ok(()),
-            _ => Err(format!("revoking {what}: {}", answer.error_text())),
+            _ => Err(answer.refusal(format!("revoking {what}"))),
         }
     }
 }

@@ -12,9 +12,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::audit::{AuditKind, AuditScope};
+use crate::credentials::error::ProviderError;
 use crate::credentials::exchange::TokenExchange;
 use crate::credentials::issuer::Issuer;
-use crate::credentials::journal::{LeaseJournal, Leftover};
+use crate::credentials::journal::{JournalError, LeaseJournal, Leftover};
 use crate::credentials::openbao::OpenBao;
 use crate::outstanding::Outstanding;
 use crate::policy::credential::ProviderKind;
@@ -101,9 +102,9 @@ impl Revoker {
     }
 
     /// Records a credential in the journal before the tool gets it.
-    pub(crate) fn journal(&self, what: &Leftover, task: &str) -> Result<(), String> {
+    pub(crate) fn journal(&self, what: &Leftover, task: &str) -> Result<(), JournalError> {
         match &self.journal {
-            Some(journal) => journal.opened(what, task).map_err(|e| e.to_string()),
+            Some(journal) => journal.opened(what, task),
             None => Ok(()),
         }
     }
@@ -119,22 +120,25 @@ impl Revoker {
     }
 
     /// One attempt; `Ok` carries the audit outcome.
-    async fn attempt(&self, revocation: &Revocation) -> Result<&'static str, String> {
+    async fn attempt(&self, revocation: &Revocation) -> Result<&'static str, ProviderError> {
         if let Some(outcome) = self.undo_locally(&revocation.undo) {
             return Ok(outcome);
         }
         let outcome = match &revocation.undo {
             Undo::DenyList { .. } | Undo::Release => unreachable!("undone locally above"),
             Undo::OpenbaoLease { lease_id } => {
-                self.openbao.as_ref().ok_or("no OpenBao server is configured")?.revoke_lease(lease_id).await?;
+                self.openbao.as_ref().ok_or_else(no_openbao)?.revoke_lease(lease_id).await?;
                 "revoked"
             }
             Undo::OpenbaoToken { accessor } => {
-                self.openbao.as_ref().ok_or("no OpenBao server is configured")?.revoke_token(accessor).await?;
+                self.openbao.as_ref().ok_or_else(no_openbao)?.revoke_token(accessor).await?;
                 "revoked"
             }
             Undo::Exchanged { token } => {
-                let exchange = self.exchange.as_ref().ok_or("no token exchange server is configured")?;
+                let exchange = self
+                    .exchange
+                    .as_ref()
+                    .ok_or_else(|| ProviderError::NotConfigured("no token exchange server is configured".into()))?;
                 if exchange.revoke(token).await? { "revoked" } else { "expires" }
             }
         };
@@ -148,8 +152,8 @@ impl Revoker {
     pub(crate) async fn revoke(self: &Arc<Self>, revocation: Revocation) {
         match self.attempt(&revocation).await {
             Ok(outcome) => revocation.audit(outcome, None),
-            Err(reason) => {
-                revocation.audit("retrying", Some(reason));
+            Err(error) => {
+                revocation.audit("retrying", Some(error.to_string()));
                 self.retry_in_background(revocation);
             }
         }
@@ -200,7 +204,7 @@ impl Revoker {
                         revocation.audit(outcome, None);
                         break;
                     }
-                    Err(reason) => revocation.audit("retrying", Some(reason)),
+                    Err(error) => revocation.audit("retrying", Some(error.to_string())),
                 }
             }
         });
@@ -239,4 +243,8 @@ impl Revoker {
     pub(crate) async fn settled(&self, within: Duration) -> usize {
         self.work.idle_within(within).await
     }
+}
+
+fn no_openbao() -> ProviderError {
+    ProviderError::NotConfigured("no OpenBao server is configured".into())
 }

@@ -113,13 +113,13 @@ impl TaskCredentials {
             "toolcell_tool": self.workload.tool,
             "toolcell_principal": self.workload.principal,
         });
-        let provider = |detail| MintError::Provider { provider: ProviderKind::Openbao, detail };
+        let provider = |cause| MintError::Provider { provider: ProviderKind::Openbao, cause };
         let token = openbao.create_child_token(&self.openbao_policies, ttl, metadata).await.map_err(provider)?;
         let leftover = Leftover::OpenbaoToken { accessor: token.accessor.clone() };
         if let Err(error) = self.providers.revoker.journal(&leftover, &self.workload.task) {
             // Not journaled means a crash could leak it: revoke it and refuse.
             let _ = openbao.revoke_token(&token.accessor).await;
-            return Err(provider(error));
+            return Err(provider(error.into()));
         }
         self.audit.record_or_log(AuditKind::CredentialMinted {
             invocation: None,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::io::TokioIo;
 
+use crate::credentials::error::{ProviderError, TransportError};
 use crate::transport;
 
 /// The largest provider response read (a PKI bundle is a few KiB).
@@ -25,8 +26,13 @@ pub(crate) struct Answer {
 
 impl Answer {
     /// The body as JSON, or an error naming `what` failed to parse.
-    pub(crate) fn json(&self, what: &str) -> Result<serde_json::Value, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("{what}: the answer is not JSON ({e})"))
+    pub(crate) fn json(&self, what: &str) -> Result<serde_json::Value, ProviderError> {
+        serde_json::from_slice(&self.body).map_err(|cause| ProviderError::NotJson { what: what.to_owned(), cause })
+    }
+
+    /// The provider's error, as the answer to doing `what`.
+    pub(crate) fn refusal(&self, what: impl Into<String>) -> ProviderError {
+        ProviderError::Answered { what: what.into(), answer: self.error_text() }
     }
 
     /// A provider's own error text (OpenBao `errors`, OAuth `error` and
@@ -59,16 +65,19 @@ pub(crate) async fn send(
     headers: &[(&str, &str)],
     body: Vec<u8>,
     timeout: Duration,
-) -> Result<Answer, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+) -> Result<Answer, ProviderError> {
+    let uri: http::Uri = url.parse().map_err(|cause| ProviderError::Transport {
+        endpoint: url.to_owned(),
+        cause: TransportError::BadUrl { url: url.to_owned(), cause },
+    })?;
     let endpoint =
         format!("{}://{}{}", uri.scheme_str().unwrap_or("?"), uri.authority().map_or("", |a| a.as_str()), uri.path());
     let exchange = async {
-        let host = uri.host().ok_or("no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = uri.host().ok_or(TransportError::NoHost)?.trim_start_matches('[').trim_end_matches(']').to_owned();
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err("the scheme must be http or https".to_owned()),
+            _ => return Err(TransportError::Scheme),
         };
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         // The operator's own server, by name: the system resolver
@@ -78,16 +87,13 @@ pub(crate) async fn send(
             // Ambient authority: the system resolver, for a server the operator configured.
             Err(_) => tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|e| format!("resolving `{host}`: {e}"))?
+                .map_err(|cause| TransportError::Resolve { host: host.clone(), cause })?
                 .map(|a| a.ip())
                 .collect(),
         };
-        let io = transport::connect(&addresses, port, &host, https.then_some(tls), timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let io = transport::connect(&addresses, port, &host, https.then_some(tls), timeout).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(TransportError::Handshake)?;
         tokio::spawn(async move {
             // The connection ends with the exchange; its error is the request's.
             let _ = conn.await;
@@ -99,17 +105,17 @@ pub(crate) async fn send(
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let mut request = request.body(Full::new(Bytes::from(body))).map_err(|e| format!("request: {e}"))?;
+        let mut request = request.body(Full::new(Bytes::from(body))).map_err(TransportError::Build)?;
         for value in request.headers_mut().values_mut() {
             // Keeps tokens out of any debug print of the request.
             value.set_sensitive(true);
         }
-        let response = sender.send_request(request).await.map_err(|e| format!("request: {e}"))?;
+        let response = sender.send_request(request).await.map_err(TransportError::Send)?;
         let status = response.status().as_u16();
         let mut incoming = Limited::new(response.into_body(), MAX_RESPONSE);
         let mut body = zeroize::Zeroizing::new(Vec::new());
         while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+            let frame = frame.map_err(TransportError::Read)?;
             if let Some(data) = frame.data_ref() {
                 body.extend_from_slice(data);
             }
@@ -118,8 +124,8 @@ pub(crate) async fn send(
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(error)) => Err(format!("{endpoint}: {error}")),
-        Err(_) => Err(format!("{endpoint}: no answer within {}", crate::units::TimeSpan(timeout))),
+        Ok(Err(cause)) => Err(ProviderError::Transport { endpoint, cause }),
+        Err(_) => Err(ProviderError::NoAnswer { endpoint, within: crate::units::TimeSpan(timeout) }),
     }
 }
 

@@ -130,7 +130,8 @@ pub(super) fn egress(entries: &[EgressEntry], at: &Locator<'_>) -> Result<Vec<Eg
     let mut egress = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let field = |name: &str| format!("egress[{index}].{name}");
-        let mut rule = EgressRule::parse(entry.url.get_ref()).map_err(|m| at.at(&entry.url, field("url"), m))?;
+        let mut rule =
+            EgressRule::parse(entry.url.get_ref()).map_err(|e| at.at(&entry.url, field("url"), e.to_string()))?;
         if let Some(methods) = &entry.methods {
             rule.methods.clear();
             for method in methods {

@@ -110,8 +110,8 @@ pub(crate) const DEFAULT_TOTAL_TIMEOUT: TimeSpan = TimeSpan(Duration::from_secs(
 
 impl EgressRule {
     /// Parses a URL pattern into a rule allowing GET with default caps.
-    pub fn parse(url: &str) -> Result<EgressRule, String> {
-        let bad = |why: &str| format!("egress pattern `{url}` {why}; write it like https://api.example.com/v1/*");
+    pub fn parse(url: &str) -> Result<EgressRule, PatternError> {
+        let bad = |why: &'static str| PatternError { url: url.to_owned(), why };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("has no scheme"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
@@ -168,6 +168,44 @@ impl EgressRule {
             && self.methods.iter().any(|m| m == request.method)
             && path_matches(&self.path, request.path)
     }
+}
+
+/// Why an egress pattern was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("egress pattern `{url}` {why}; write it like https://api.example.com/v1/*")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub url: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// A request path that servers could normalise into a different one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("path `{path}`: {why} are refused")]
+pub struct PathRefused {
+    /// The path asked for.
+    pub path: String,
+    /// The form that is refused.
+    pub why: &'static str,
+}
+
+/// Why the addresses a request's host resolved to were refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressRefused {
+    /// The name resolved to nothing.
+    #[error("the name resolved to no address")]
+    NoAddress,
+    /// One address is in a class the rule does not open.
+    #[error("address {address} is {} and rule {rule} does not name it", class.name())]
+    NotNamed {
+        /// The address.
+        address: IpAddr,
+        /// Its class (loopback, private, link-local, metadata, special).
+        class: AddressClass,
+        /// The rule's URL pattern.
+        rule: String,
+    },
 }
 
 /// What a rule is matched against.
@@ -239,8 +277,8 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 /// `;` parameters, percent-encoded `/`, `\\`, `.`, `;` or `%` (double
 /// encoding), malformed escapes, control characters, and escapes that are
 /// not UTF-8 (overlong forms of `.` and `/`).
-pub fn check_request_path(path: &str) -> Result<(), String> {
-    let refuse = |why: &str| Err(format!("path `{path}`: {why} are refused"));
+pub fn check_request_path(path: &str) -> Result<(), PathRefused> {
+    let refuse = |why: &'static str| Err(PathRefused { path: path.to_owned(), why });
     if path.contains('\\') {
         return refuse("backslashes");
     }
@@ -414,14 +452,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 
 /// Checks every resolved address of a request against the rule: public
 /// ones pass, others only if the rule names them.
-pub fn check_addresses(rule: &EgressRule, addresses: &[IpAddr]) -> Result<(), String> {
+pub fn check_addresses(rule: &EgressRule, addresses: &[IpAddr]) -> Result<(), AddressRefused> {
     if addresses.is_empty() {
-        return Err("the name resolved to no address".to_owned());
+        return Err(AddressRefused::NoAddress);
     }
     for address in addresses {
         let class = classify_address(*address);
         if class != AddressClass::Public && !rule.addresses.contains(address) {
-            return Err(format!("address {address} is {} and rule {} does not name it", class.name(), rule.url));
+            return Err(AddressRefused::NotNamed { address: *address, class, rule: rule.url.clone() });
         }
     }
     Ok(())
@@ -530,7 +568,8 @@ mod tests {
             assert!(check_request_path(allowed).is_ok(), "{allowed}: {:?}", check_request_path(allowed));
         }
         let reason = check_request_path("/v1/..;/admin").unwrap_err();
-        assert!(reason.contains("`;` path parameters"), "{reason}");
+        assert_eq!(reason, PathRefused { path: "/v1/..;/admin".into(), why: "`;` path parameters" });
+        assert!(reason.to_string().contains("`;` path parameters"), "{reason}");
     }
 
     #[test]
@@ -581,11 +620,12 @@ mod tests {
         assert!(check_addresses(&named, &["127.0.0.1".parse().unwrap()]).is_ok());
         let by_name = EgressRule::parse("http://api.test:8080/*").unwrap();
         let err = check_addresses(&by_name, &["127.0.0.1".parse().unwrap()]).unwrap_err();
-        assert!(err.contains("127.0.0.1 is loopback"), "{err}");
+        assert!(err.to_string().contains("127.0.0.1 is loopback"), "{err}");
         let err =
             check_addresses(&by_name, &["8.8.8.8".parse().unwrap(), "169.254.169.254".parse().unwrap()]).unwrap_err();
-        assert!(err.contains("cloud metadata"), "{err}");
-        assert!(check_addresses(&by_name, &[]).is_err());
+        assert!(err.to_string().contains("cloud metadata"), "{err}");
+        assert!(matches!(err, AddressRefused::NotNamed { class: AddressClass::Metadata, .. }), "{err}");
+        assert_eq!(check_addresses(&by_name, &[]), Err(AddressRefused::NoAddress));
         let mut allowed = by_name.clone();
         allowed.addresses = vec!["127.0.0.1".parse().unwrap()];
         assert!(check_addresses(&allowed, &["127.0.0.1".parse().unwrap()]).is_ok());

@@ -78,6 +78,15 @@ async fn a_socket_grant_opens_exactly_one_address() {
     assert_denied(&h.probe(&["lookup", "localhost:80"], grant).await.unwrap());
     assert_denied(&h.probe(&["udp-send", &granted_addr.to_string()], grant).await.unwrap());
     assert!(other.accept().is_err(), "a refused connection arrived");
+    // Each refused operation is on the record, with what was asked; the granted connect is not a refusal.
+    let sockets: Vec<serde_json::Value> = h.audit_events().into_iter().filter(|e| e["event"] == "socket").collect();
+    let refused = |operation: &str, address: &str| {
+        sockets.iter().any(|e| e["decision"] == "denied" && e["operation"] == operation && e["address"] == address)
+    };
+    assert!(refused("tcp_connect", &other_addr.to_string()), "{sockets:?}");
+    assert!(refused("tcp_listen", "127.0.0.1:0") || refused("tcp_bind", "127.0.0.1:0"), "{sockets:?}");
+    assert!(!refused("tcp_connect", &granted_addr.to_string()), "{sockets:?}");
+    assert!(sockets.iter().all(|e| e["reason"].as_str().is_some_and(|r| !r.is_empty())), "{sockets:?}");
 }
 
 #[tokio::test]
