@@ -36,7 +36,7 @@ pub fn parse_dir(text: &str) -> Result<DirFlag, String> {
     } else {
         guest
     };
-    let guest = toolcell_runtime::Manifest::guest_path(&guest)?;
+    let guest = toolcell_runtime::Manifest::guest_path(&guest).map_err(|e| e.to_string())?;
     Ok(DirFlag { host: PathBuf::from(host), guest, mode })
 }
 
@@ -52,7 +52,7 @@ pub fn parse_env(text: &str) -> Result<EnvFlag, String> {
         Some((name, value)) => (name, Some(value.to_owned())),
         None => (text, None),
     };
-    Manifest::env_name(name)?;
+    Manifest::env_name(name).map_err(|e| e.to_string())?;
     Ok(EnvFlag { name: name.to_owned(), value })
 }
 
@@ -89,7 +89,7 @@ impl GrantFlags {
     /// Adds the flags to an ad-hoc manifest, which grants nothing else.
     pub fn apply_to_ad_hoc(&self, manifest: &mut Manifest) -> Result<()> {
         for dir in &self.dirs {
-            let host = Manifest::host_dir(&dir.host).map_err(anyhow::Error::msg).context("--dir")?;
+            let host = Manifest::host_dir(&dir.host).context("--dir")?;
             if manifest.filesystem.iter().any(|d| d.guest == dir.guest) {
                 bail!("--dir: guest path `{}` is given twice", dir.guest);
             }
@@ -166,7 +166,7 @@ impl GrantFlags {
 }
 
 fn canonical(path: &Path) -> Result<PathBuf> {
-    Manifest::host_dir(path).map_err(anyhow::Error::msg).context("--dir")
+    Manifest::host_dir(path).context("--dir")
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn default_sdk() -> Option<PathBuf> {
 
 pub fn run(args: NewArgs) -> Result<ExitCode> {
     let name = args.name.as_str();
-    toolcell_runtime::validate_tool_name(name).map_err(anyhow::Error::msg)?;
+    toolcell_runtime::validate_tool_name(name)?;
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         bail!("`{name}` must start with a letter (it is also the crate's name)");
     }

@@ -94,10 +94,7 @@ impl Boundary {
             for url in &injection.egress {
                 let Some(rule) = manifest.egress.iter().find(|rule| &rule.url == url) else { continue };
                 if spec.provider == ProviderKind::Static {
-                    self.check_static_origin(&spec.audience, rule).map_err(|reason| Crossing {
-                        field: field("inject.egress"),
-                        reason: format!("credential `{}`: {reason}", spec.name),
-                    })?;
+                    self.check_static_origin(&spec.name, &spec.audience, rule, field("inject.egress"))?;
                 }
                 if rule.scheme == Scheme::Http && !self.plaintext_hosts.contains(&rule.host.to_string()) {
                     return Err(Crossing {
@@ -116,9 +113,17 @@ impl Boundary {
     }
 
     /// A static secret goes only to the origins its `[[static]]` entry lists.
-    fn check_static_origin(&self, audience: &str, rule: &EgressRule) -> Result<(), String> {
+    fn check_static_origin(
+        &self,
+        name: &str,
+        audience: &str,
+        rule: &EgressRule,
+        field: String,
+    ) -> Result<(), Crossing> {
+        let refuse =
+            |reason: String| Crossing { field: field.clone(), reason: format!("credential `{name}`: {reason}") };
         let Some(secret) = self.statics.iter().find(|s| s.audience == audience) else {
-            return Err(format!("the runtime config has no [[static]] secret for audience `{audience}`"));
+            return Err(refuse(format!("the runtime config has no [[static]] secret for audience `{audience}`")));
         };
         let allowed = secret.origins.iter().any(|origin| {
             EgressRule::parse(origin)
@@ -127,7 +132,7 @@ impl Boundary {
         if allowed {
             return Ok(());
         }
-        Err(format!(
+        Err(refuse(format!(
             "the operator's static secret for `{audience}` may go to {}, not to the origin of rule `{}` \
              ({}://{}:{})",
             list(&secret.origins),
@@ -135,7 +140,7 @@ impl Boundary {
             rule.scheme.name(),
             rule.host,
             rule.port
-        ))
+        )))
     }
 
     fn check_env(&self, manifest: &Manifest) -> Result<(), Crossing> {

@@ -294,7 +294,7 @@ impl Grant {
         let egress = match &narrowing.egress {
             None => manifest.egress.clone(),
             Some(kept) => {
-                kept.iter().map(|want| narrow_rule(&manifest.egress, want)).collect::<Result<_, _>>().map_err(widen)?
+                kept.iter().map(|want| narrow_rule(&manifest.egress, want, &widen)).collect::<Result<_, _>>()?
             }
         };
 
@@ -315,12 +315,11 @@ impl Grant {
             None => manifest.credentials.clone(),
             Some(kept) => kept
                 .iter()
-                .map(|want| narrow_credential(&manifest.credentials, want))
-                .collect::<Result<_, _>>()
-                .map_err(widen)?,
+                .map(|want| narrow_credential(&manifest.credentials, want, &widen))
+                .collect::<Result<_, _>>()?,
         };
 
-        let limits = narrow_limits(&manifest.limits, &narrowing.limits).map_err(widen)?;
+        let limits = narrow_limits(&manifest.limits, &narrowing.limits, &widen)?;
         Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, sockets, credentials, limits })
     }
 
@@ -355,70 +354,83 @@ pub fn limits_table(limits: &Limits) -> BTreeMap<&'static str, String> {
     ])
 }
 
-fn narrow_rule(rules: &[EgressRule], want: &EgressNarrowing) -> Result<EgressRule, String> {
+/// Makes the refusal of a narrowing from what it asked beyond the manifest.
+type Widen<'a> = &'a dyn Fn(String) -> WideningError;
+
+fn narrow_rule(rules: &[EgressRule], want: &EgressNarrowing, widen: Widen<'_>) -> Result<EgressRule, WideningError> {
     let granted = rules
         .iter()
         .find(|rule| rule.url == want.url)
-        .ok_or_else(|| format!("egress rule `{}` is not granted by the manifest", want.url))?;
+        .ok_or_else(|| widen(format!("egress rule `{}` is not granted by the manifest", want.url)))?;
     let mut rule = granted.clone();
     if let Some(methods) = &want.methods {
         let methods: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
         if let Some(extra) = methods.iter().find(|m| !granted.methods.contains(m)) {
-            return Err(format!("egress rule `{}` does not allow method {extra}", want.url));
+            return Err(widen(format!("egress rule `{}` does not allow method {extra}", want.url)));
         }
         rule.methods = methods;
     }
     rule.max_requests =
-        at_most(&format!("egress rule `{}` max_requests", want.url), granted.max_requests, want.max_requests)?;
+        at_most(&format!("egress rule `{}` max_requests", want.url), granted.max_requests, want.max_requests, widen)?;
     Ok(rule)
 }
 
-fn narrow_credential(specs: &[CredentialSpec], want: &CredentialNarrowing) -> Result<CredentialSpec, String> {
+fn narrow_credential(
+    specs: &[CredentialSpec],
+    want: &CredentialNarrowing,
+    widen: Widen<'_>,
+) -> Result<CredentialSpec, WideningError> {
     let granted = specs
         .iter()
         .find(|spec| spec.name == want.name)
-        .ok_or_else(|| format!("credential `{}` is not granted by the manifest", want.name))?;
+        .ok_or_else(|| widen(format!("credential `{}` is not granted by the manifest", want.name)))?;
     let mut spec = granted.clone();
     if let Some(scopes) = &want.scopes {
         if let Some(extra) = scopes.iter().find(|s| !granted.scopes.contains(s)) {
-            return Err(format!("credential `{}` does not allow scope `{extra}`", want.name));
+            return Err(widen(format!("credential `{}` does not allow scope `{extra}`", want.name)));
         }
         if scopes.is_empty() && granted.provider == ProviderKind::Openbao {
             // Its scopes are the task token's policies, and a token created
             // with none would get the runtime token's: never an empty list.
-            return Err(format!(
+            return Err(widen(format!(
                 "credential `{}` narrowed to no scopes would grant no OpenBao policy; leave it out of the \
                  narrowing's credentials instead",
                 want.name
-            ));
+            )));
         }
         spec.scopes = scopes.clone();
     }
-    spec.max_ttl = at_most(&format!("credential `{}` max_ttl", want.name), granted.max_ttl, want.max_ttl)?;
+    spec.max_ttl = at_most(&format!("credential `{}` max_ttl", want.name), granted.max_ttl, want.max_ttl, widen)?;
     Ok(spec)
 }
 
 /// `want` if it is at most `ceiling`, `ceiling` if nothing is asked; `what`
 /// names the value in the refusal.
-fn at_most<T: PartialOrd + fmt::Display + Copy>(what: &str, ceiling: T, want: Option<T>) -> Result<T, String> {
+fn at_most<T: PartialOrd + fmt::Display + Copy>(
+    what: &str,
+    ceiling: T,
+    want: Option<T>,
+    widen: Widen<'_>,
+) -> Result<T, WideningError> {
     match want {
-        Some(value) if value > ceiling => Err(format!("{what} {value} is above the manifest's {ceiling}")),
+        Some(value) if value > ceiling => Err(widen(format!("{what} {value} is above the manifest's {ceiling}"))),
         Some(value) => Ok(value),
         None => Ok(ceiling),
     }
 }
 
-fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing) -> Result<Limits, String> {
+fn narrow_limits(ceiling: &Limits, want: &LimitsNarrowing, widen: Widen<'_>) -> Result<Limits, WideningError> {
     let limits = Limits {
-        memory: at_most("limits.memory", ceiling.memory, want.memory)?,
-        cpu: at_most("limits.cpu", ceiling.cpu, want.cpu)?,
-        timeout: at_most("limits.timeout", ceiling.timeout, want.timeout)?,
-        max_input: at_most("limits.max_input", ceiling.max_input, want.max_input)?,
-        max_output: at_most("limits.max_output", ceiling.max_output, want.max_output)?,
-        max_refusals: at_most("limits.max_refusals", ceiling.max_refusals, want.max_refusals)?,
-        max_credentials: at_most("limits.max_credentials", ceiling.max_credentials, want.max_credentials)?,
+        memory: at_most("limits.memory", ceiling.memory, want.memory, widen)?,
+        cpu: at_most("limits.cpu", ceiling.cpu, want.cpu, widen)?,
+        timeout: at_most("limits.timeout", ceiling.timeout, want.timeout, widen)?,
+        max_input: at_most("limits.max_input", ceiling.max_input, want.max_input, widen)?,
+        max_output: at_most("limits.max_output", ceiling.max_output, want.max_output, widen)?,
+        max_refusals: at_most("limits.max_refusals", ceiling.max_refusals, want.max_refusals, widen)?,
+        max_credentials: at_most("limits.max_credentials", ceiling.max_credentials, want.max_credentials, widen)?,
     };
-    crate::policy::limits::validate_limits(&limits).map_err(|(name, message)| format!("limits.{name}: {message}"))?;
+    crate::policy::limits::validate_limits(&limits)
+        .map_err(|(name, message)| widen(format!("limits.{name}: {message}")))?;
     Ok(limits)
 }
 

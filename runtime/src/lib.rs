@@ -67,7 +67,7 @@ pub use grant::{
     CredentialNarrowing, DirNarrowing, EgressNarrowing, Grant, GrantSummary, LimitsNarrowing, Narrowing, WideningError,
     limits_table,
 };
-pub use manifest::{Manifest, ManifestError, validate_tool_name};
+pub use manifest::{FieldError, Manifest, ManifestError, validate_tool_name};
 pub use policy::dir::{DirGrant, DirMode};
 pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
 pub use policy::env::{EnvGrant, EnvSource};

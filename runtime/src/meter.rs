@@ -104,7 +104,7 @@ pub enum LimitKind {
     Output,
     /// Wasm call stack.
     Stack,
-    /// Requests the host refused (egress and credentials).
+    /// Requests the host refused (egress, credentials and sockets).
     Refusals,
 }
 

@@ -81,8 +81,54 @@ impl Locator<'_> {
         &self,
         value: &Spanned<T>,
         field: impl Into<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) -> ManifestError {
-        self.error(Some(value.span()), field, message)
+        self.error(Some(value.span()), field, message.to_string())
     }
+}
+
+/// A field's value breaks its rule. Manifests report it located, inside a
+/// [`ManifestError`]; command-line grants report it as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    /// Not a tool (or credential) name.
+    #[error("`{0}` is not a tool name: use lowercase letters, digits and single dashes, at most 64")]
+    ToolName(String),
+    /// A review date with a time, or not a date at all.
+    #[error("`{0}` is not a date: write it like 2027-06-30")]
+    NotADate(String),
+    /// A date outside the calendar.
+    #[error("{0}")]
+    Date(time::error::ComponentRange),
+    /// A pin that is not hex.
+    #[error("`{text}` is not hex")]
+    NotHex {
+        /// The text written.
+        text: String,
+        /// Where the hex breaks.
+        cause: hex::FromHexError,
+    },
+    /// A pin of the wrong length.
+    #[error("a sha256 is 64 hex digits")]
+    Sha256Length,
+    /// A granted host directory that cannot be resolved.
+    #[error("directory `{}` cannot be used: {cause}", path.display())]
+    HostDir {
+        /// The directory as written.
+        path: std::path::PathBuf,
+        /// Why it cannot be resolved.
+        cause: std::io::Error,
+    },
+    /// A granted host path that is not a directory.
+    #[error("`{}` is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    /// A relative guest path.
+    #[error("guest path `{0}` must be absolute, like /data")]
+    GuestRelative(String),
+    /// A guest path with `.` or `..` parts.
+    #[error("guest path `{0}` must not contain `.` or `..`")]
+    GuestDots(String),
+    /// Not an environment variable name.
+    #[error("`{0}` is not a variable name: use letters, digits and `_`")]
+    EnvName(String),
 }

@@ -14,7 +14,7 @@ mod raw;
 mod validate;
 
 pub(crate) use error::Locator;
-pub use error::ManifestError;
+pub use error::{FieldError, ManifestError};
 use raw::ManifestFile;
 
 use crate::policy::credential::CredentialSpec;
@@ -112,17 +112,17 @@ impl Manifest {
 /// Field checks for grants written elsewhere than a manifest file (command-line flags).
 impl Manifest {
     /// Checks a guest path: absolute, no `.` or `..` parts; returns it normalised.
-    pub fn guest_path(path: &str) -> Result<String, String> {
+    pub fn guest_path(path: &str) -> Result<String, FieldError> {
         guest_path(path)
     }
 
     /// Checks that `path` is an existing directory; returns its canonical form.
-    pub fn host_dir(path: &Path) -> Result<PathBuf, String> {
+    pub fn host_dir(path: &Path) -> Result<PathBuf, FieldError> {
         host_dir(path)
     }
 
     /// Checks an environment variable name.
-    pub fn env_name(name: &str) -> Result<(), String> {
+    pub fn env_name(name: &str) -> Result<(), FieldError> {
         env_name(name)
     }
 }
@@ -138,52 +138,47 @@ fn tool_name_from(stem: &str) -> String {
 // ---------------------------------------------------------------------------
 // Field checks, shared by manifest files and command-line grants.
 
-/// Checks a tool name: lowercase ASCII letters, digits and single dashes.
 /// Checks a tool name: lowercase letters, digits and single dashes, at most 64.
-pub fn validate_tool_name(name: &str) -> Result<(), String> {
+pub fn validate_tool_name(name: &str) -> Result<(), FieldError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("`{name}` is not a tool name: use lowercase letters, digits and single dashes, at most 64"))
-    }
+    if valid { Ok(()) } else { Err(FieldError::ToolName(name.to_owned())) }
 }
 
-fn parse_review_date(value: &toml::value::Datetime) -> Result<time::Date, String> {
+fn parse_review_date(value: &toml::value::Datetime) -> Result<time::Date, FieldError> {
     let (Some(date), None) = (value.date, value.time) else {
-        return Err(format!("`{value}` is not a date: write it like 2027-06-30"));
+        return Err(FieldError::NotADate(value.to_string()));
     };
-    let month = time::Month::try_from(date.month).map_err(|e| e.to_string())?;
-    time::Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(|e| e.to_string())
+    let month = time::Month::try_from(date.month).map_err(FieldError::Date)?;
+    time::Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(FieldError::Date)
 }
 
 /// Parses a lowercase or uppercase hex sha256.
-pub(crate) fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text.trim()).map_err(|_| format!("`{text}` is not hex"))?;
-    bytes.try_into().map_err(|_| "a sha256 is 64 hex digits".to_owned())
+pub(crate) fn parse_sha256(text: &str) -> Result<[u8; 32], FieldError> {
+    let bytes = hex::decode(text.trim()).map_err(|cause| FieldError::NotHex { text: text.to_owned(), cause })?;
+    bytes.try_into().map_err(|_| FieldError::Sha256Length)
 }
 
 /// Checks that `path` is an existing directory and returns its canonical form.
-pub(crate) fn host_dir(path: &Path) -> Result<PathBuf, String> {
+pub(crate) fn host_dir(path: &Path) -> Result<PathBuf, FieldError> {
     let canonical =
         // Ambient authority: a granted host directory is resolved on the host filesystem.
-        path.canonicalize().map_err(|error| format!("directory `{}` cannot be used: {error}", path.display()))?;
+        path.canonicalize().map_err(|cause| FieldError::HostDir { path: path.to_owned(), cause })?;
     if !canonical.is_dir() {
-        return Err(format!("`{}` is not a directory", path.display()));
+        return Err(FieldError::NotADirectory(path.to_owned()));
     }
     Ok(canonical)
 }
 
 /// Checks a guest path: absolute, no `.` or `..` parts, normalised.
-pub(crate) fn guest_path(path: &str) -> Result<String, String> {
+pub(crate) fn guest_path(path: &str) -> Result<String, FieldError> {
     let parsed = Path::new(path);
     if !parsed.is_absolute() {
-        return Err(format!("guest path `{path}` must be absolute, like /data"));
+        return Err(FieldError::GuestRelative(path.to_owned()));
     }
     let mut normal = String::new();
     for part in parsed.components() {
@@ -193,18 +188,18 @@ pub(crate) fn guest_path(path: &str) -> Result<String, String> {
                 normal.push('/');
                 normal.push_str(&name.to_string_lossy());
             }
-            _ => return Err(format!("guest path `{path}` must not contain `.` or `..`")),
+            _ => return Err(FieldError::GuestDots(path.to_owned())),
         }
     }
     Ok(if normal.is_empty() { "/".to_owned() } else { normal })
 }
 
 /// Checks an environment variable name.
-pub(crate) fn env_name(name: &str) -> Result<(), String> {
+pub(crate) fn env_name(name: &str) -> Result<(), FieldError> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid { Ok(()) } else { Err(format!("`{name}` is not a variable name: use letters, digits and `_`")) }
+    if valid { Ok(()) } else { Err(FieldError::EnvName(name.to_owned())) }
 }
 
 #[cfg(test)]

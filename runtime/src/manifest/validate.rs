@@ -130,8 +130,7 @@ pub(super) fn egress(entries: &[EgressEntry], at: &Locator<'_>) -> Result<Vec<Eg
     let mut egress = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let field = |name: &str| format!("egress[{index}].{name}");
-        let mut rule =
-            EgressRule::parse(entry.url.get_ref()).map_err(|e| at.at(&entry.url, field("url"), e.to_string()))?;
+        let mut rule = EgressRule::parse(entry.url.get_ref()).map_err(|e| at.at(&entry.url, field("url"), e))?;
         if let Some(methods) = &entry.methods {
             rule.methods.clear();
             for method in methods {
@@ -194,7 +193,7 @@ pub(super) fn credentials(
         let field = |name: &str| format!("credentials[{index}].{name}");
         let name = entry.name.get_ref();
         validate_tool_name(name)
-            .map_err(|m| at.at(&entry.name, field("name"), m.replace("tool name", "credential name")))?;
+            .map_err(|m| at.at(&entry.name, field("name"), m.to_string().replace("tool name", "credential name")))?;
         if credentials.iter().any(|c| &c.name == name) {
             return Err(at.at(&entry.name, field("name"), format!("`{name}` is written twice")));
         }

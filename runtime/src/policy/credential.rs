@@ -96,14 +96,25 @@ impl fmt::Display for CredentialSpec {
 const NOT_INJECTABLE: [&str; 8] =
     ["host", "connection", "keep-alive", "transfer-encoding", "upgrade", "te", "proxy-connection", "content-length"];
 
+/// Why a credential cannot be injected as a manifest asks.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InjectionError {
+    /// Not a header name, or one that routes or frames the request.
+    #[error("`{0}` cannot carry a credential")]
+    Header(String),
+    /// The format does not hold exactly one `{token}`.
+    #[error("format `{0}` must contain `{{token}}` exactly once")]
+    Format(String),
+}
+
 /// Checks an injection target; returns the header name lowercased.
-pub(crate) fn check_injection_header(header: &str, format: &str) -> Result<String, String> {
+pub(crate) fn check_injection_header(header: &str, format: &str) -> Result<String, InjectionError> {
     let lower = header.to_ascii_lowercase();
     if http::HeaderName::from_bytes(lower.as_bytes()).is_err() || NOT_INJECTABLE.contains(&lower.as_str()) {
-        return Err(format!("`{header}` cannot carry a credential"));
+        return Err(InjectionError::Header(header.to_owned()));
     }
     if format.matches("{token}").count() != 1 {
-        return Err(format!("format `{format}` must contain `{{token}}` exactly once"));
+        return Err(InjectionError::Format(format.to_owned()));
     }
     Ok(lower)
 }

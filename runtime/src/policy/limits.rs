@@ -16,7 +16,7 @@ pub struct Limits {
     pub max_input: ByteSize,
     /// Bytes of output: stdout plus stderr plus log lines plus the tool's result.
     pub max_output: ByteSize,
-    /// Refusals (egress requests and credential requests the host refused)
+    /// Refusals (egress, credential and socket requests the host refused)
     /// after which the call is stopped: a tool probing for a way out ends
     /// quickly, and cannot fill the audit trail.
     pub max_refusals: u32,
