@@ -18,7 +18,7 @@ use crate::credentials::providers::Providers;
 use crate::credentials::revoke::{Revocation, Undo};
 use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::decide::credential::{Acquire, MAX_NAME, Mint, Reveal, refused};
-use crate::decide::{CallContext, Denial, Request, decide, record_refusal};
+use crate::decide::{CallContext, Denial, Refused, Request, decide, record_refusal};
 use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 
 /// One credential minted for an invocation.
@@ -128,13 +128,13 @@ impl Broker {
     fn failed(&self, name: &str, error: MintError) -> CredentialError {
         let (decision, reason, shown) = match error {
             MintError::Refused(CredentialError::Denied(reason)) => {
-                ("denied", reason.clone(), CredentialError::Denied(reason))
+                (Refused::Denied, reason.clone(), CredentialError::Denied(reason))
             }
             MintError::Refused(CredentialError::Unavailable(reason)) => {
-                ("unavailable", reason.clone(), CredentialError::Unavailable(reason))
+                (Refused::Unavailable, reason.clone(), CredentialError::Unavailable(reason))
             }
             MintError::Provider { provider, cause } => (
-                "unavailable",
+                Refused::Unavailable,
                 cause.to_string(),
                 CredentialError::Unavailable(format!(
                     "credential `{}`: the {} provider could not mint it (its reason is in the audit trail of \
@@ -501,7 +501,7 @@ fn token_fingerprint(token: &SecretString) -> String {
 /// What the tool sees of a denial.
 fn shown(denial: Denial) -> CredentialError {
     match denial.decision {
-        "unavailable" => CredentialError::Unavailable(denial.reason),
-        _ => CredentialError::Denied(denial.reason),
+        Refused::Denied => CredentialError::Denied(denial.reason),
+        Refused::Unavailable => CredentialError::Unavailable(denial.reason),
     }
 }

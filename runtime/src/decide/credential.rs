@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::audit::{AuditKind, clip};
-use crate::decide::{Action, CallContext, Denial};
+use crate::decide::{Action, CallContext, Denial, Refused};
 use crate::policy::credential::{CredentialSpec, Exposure};
 
 /// Longest credential name a tool may ask for (manifest names are at most 64).
@@ -18,11 +18,11 @@ const MAX_SCOPE: usize = 256;
 const MAX_SCOPES: usize = 32;
 
 /// The audit event of a credential the tool did not get.
-pub(crate) fn refused(call: Option<&CallContext>, credential: &str, decision: &'static str, reason: &str) -> AuditKind {
+pub(crate) fn refused(call: Option<&CallContext>, credential: &str, decision: Refused, reason: &str) -> AuditKind {
     AuditKind::CredentialRefused {
         invocation: call.map_or_else(String::new, |call| call.invocation.clone()),
         credential: clip(credential, MAX_NAME),
-        decision,
+        decision: decision.name(),
         reason: clip(reason, 1024),
     }
 }

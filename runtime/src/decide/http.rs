@@ -61,7 +61,7 @@ impl RequestNames {
     fn denied(&self, call: Option<&CallContext>, denial: &Denial) -> Option<AuditKind> {
         let invocation = call.map_or("", |call| call.invocation.as_str());
         tracing::info!(target: "toolcell::egress", host = %self.host, "denied: {}", clip(&denial.reason, 1024));
-        Some(self.event(invocation, "denied", None, Some(&denial.reason), (None, 0, 0)))
+        Some(self.event(invocation, denial.decision.name(), None, Some(&denial.reason), (None, 0, 0)))
     }
 }
 

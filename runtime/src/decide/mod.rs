@@ -69,12 +69,29 @@ pub(crate) trait Action {
     fn denied(&self, call: Option<&CallContext>, denial: &Denial) -> Option<AuditKind>;
 }
 
+/// How an action was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The grant (or, later, a policy) does not allow it.
+    Denied,
+    /// It is allowed but could not be had (no time left, a provider failed).
+    Unavailable,
+}
+
+impl Refused {
+    /// As audit events write it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Refused::Denied => "denied",
+            Refused::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Why an action was refused.
 #[derive(Debug)]
 pub(crate) struct Denial {
-    /// `denied` (the grant or a policy refused it) or `unavailable` (it
-    /// could not be had in time).
-    pub(crate) decision: &'static str,
+    pub(crate) decision: Refused,
     /// What refused it, naming the rule or limit.
     pub(crate) reason: String,
     /// The audit trail could not record the denial. A task refuses to open
@@ -85,12 +102,12 @@ pub(crate) struct Denial {
 impl Denial {
     /// A refusal by the grant or a policy.
     pub(crate) fn denied(reason: impl Into<String>) -> Denial {
-        Denial { decision: "denied", reason: reason.into(), unrecorded: None }
+        Denial { decision: Refused::Denied, reason: reason.into(), unrecorded: None }
     }
 
     /// An action that could not be had (no time left for it).
     pub(crate) fn unavailable(reason: impl Into<String>) -> Denial {
-        Denial { decision: "unavailable", reason: reason.into(), unrecorded: None }
+        Denial { decision: Refused::Unavailable, reason: reason.into(), unrecorded: None }
     }
 }
 
@@ -102,7 +119,7 @@ pub(crate) fn decide<A: Action>(request: Request<'_, A>) -> Result<A::Allowed, D
     // Later layers go here, each able only to deny (or to hold an action
     // for approval): request-time policy, approvals, rate limits, the kill switch.
     verdict.map_err(|mut denial| {
-        tracing::debug!(target: "toolcell::decide", action = A::NAME, task = %request.who.task, "{}", denial.decision);
+        tracing::debug!(target: "toolcell::decide", action = A::NAME, task = %request.who.task, "{}", denial.decision.name());
         if let Some(event) = request.action.denied(request.call, &denial) {
             denial.unrecorded = record_refusal(request.who, request.call, event);
         }

@@ -74,7 +74,7 @@ impl Action for SocketUse {
         }
         Some(AuditKind::Socket {
             invocation: call.map_or_else(String::new, |call| call.invocation.clone()),
-            decision: "denied",
+            decision: denial.decision.name(),
             operation: usage_name(self.usage),
             address: self.address.to_string(),
             reason: denial.reason.clone(),
