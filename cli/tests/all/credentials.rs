@@ -79,10 +79,12 @@ fn probe_manifest(dir: &Path, purpose: &str, credential: &str, timeout: &str) {
     .unwrap();
 }
 
-/// A state directory with a runtime config for the shared OpenBao server
+/// A fresh state directory with a runtime config for the shared OpenBao server
 /// (lease journal and audit log inside it) and a probe manifest whose `cert`
-/// credential is a PKI lease. Returns the config's path.
-fn bao_state(dir: &Path) -> std::path::PathBuf {
+/// credential is a PKI lease. Returns the directory and the config's path.
+fn bao_state() -> (tempfile::TempDir, std::path::PathBuf) {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
     let bao = openbao();
     std::fs::write(dir.join("bao-token"), &bao.root_token).unwrap();
     std::fs::write(
@@ -113,7 +115,16 @@ field = "certificate"
         "name = \"cert\"\nprovider = \"openbao\"\nscopes = [\"tool-pki\"]\naudience = \"pki:tool\"\nexposure = \"reveal\"",
         "60s",
     );
-    dir.join("toolcell.toml")
+    let config = dir.join("toolcell.toml");
+    (state, config)
+}
+
+/// `run_holding_a_lease` without a shared journal, once its lease and task
+/// token are minted: the child, the lease id and the token's accessor.
+fn holding_one_lease(dir: &Path) -> (Killed, String, String) {
+    let mut child = run_holding_a_lease(dir, None);
+    let (lease, accessor) = minted(dir, 1, &mut child).remove(0);
+    (child, lease, accessor)
 }
 
 /// `toolcell run` of the probe holding its lease for a minute; with
@@ -203,11 +214,9 @@ fn wait_exit(child: &mut Killed, within: Duration) -> std::process::ExitStatus {
 #[test]
 fn sigterm_cancels_the_call_revokes_its_credentials_and_exits_143() {
     let bao = openbao();
-    let state = tempfile::tempdir().unwrap();
+    let (state, _) = bao_state();
     let dir = state.path();
-    bao_state(dir);
-    let mut child = run_holding_a_lease(dir, None);
-    let (lease, accessor) = minted(dir, 1, &mut child).remove(0);
+    let (mut child, lease, accessor) = holding_one_lease(dir);
     assert!(bao.lease_exists(&lease));
     signal(&child, "TERM");
     let status = wait_exit(&mut child, Duration::from_secs(10));
@@ -232,11 +241,9 @@ fn sigterm_cancels_the_call_revokes_its_credentials_and_exits_143() {
 #[test]
 fn a_second_signal_exits_at_once_and_the_next_start_revokes_the_rest() {
     let bao = openbao();
-    let state = tempfile::tempdir().unwrap();
+    let (state, _) = bao_state();
     let dir = state.path();
-    bao_state(dir);
-    let mut child = run_holding_a_lease(dir, None);
-    let (lease, accessor) = minted(dir, 1, &mut child).remove(0);
+    let (mut child, lease, accessor) = holding_one_lease(dir);
     // The runtime's OpenBao token goes bad: the first signal's revocations
     // keep failing, and the process waits its grace for them.
     std::fs::write(dir.join("bao-token"), "not-a-valid-token").unwrap();
@@ -269,9 +276,8 @@ fn a_second_signal_exits_at_once_and_the_next_start_revokes_the_rest() {
 #[test]
 fn runtimes_sharing_a_journal_keep_their_leases_and_a_killed_ones_are_revoked() {
     let bao = openbao();
-    let state = tempfile::tempdir().unwrap();
+    let (state, _) = bao_state();
     let dir = state.path();
-    bao_state(dir);
     let journal = dir.join("shared-leases");
     let mut runs: Vec<Killed> = (0..3).map(|_| run_holding_a_lease(dir, Some(&journal))).collect();
     let held = minted(dir, 3, &mut runs[2]);
@@ -312,13 +318,11 @@ fn runtimes_sharing_a_journal_keep_their_leases_and_a_killed_ones_are_revoked() 
 #[test]
 fn a_runtime_killed_mid_task_has_its_leases_revoked_at_the_next_start() {
     let bao = openbao();
-    let state = tempfile::tempdir().unwrap();
+    let (state, config) = bao_state();
     let dir = state.path();
-    let config = bao_state(dir);
     let audit = dir.join("audit.jsonl");
-    let mut child = run_holding_a_lease(dir, None);
     // Wait until the call holds its lease, then kill the runtime outright.
-    let (lease, accessor) = minted(dir, 1, &mut child).remove(0);
+    let (mut child, lease, accessor) = holding_one_lease(dir);
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     assert!(bao.lease_exists(&lease), "nothing revoked the lease: the runtime died");
