@@ -222,13 +222,7 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
             runtime.settle_revocations(grace).await
         })
         .await;
-    if pending > 0 {
-        eprintln!(
-            "toolcell: {pending} credential revocation(s) still failing after {}; the lease journal keeps them \
-             and the next toolcell start retries",
-            TimeSpan(grace)
-        );
-    }
+    crate::signals::report_unsettled(pending, grace);
     let Some(result) = result else {
         let stop = stopped.expect("no result means a signal stopped the call");
         return Ok(ExitCode::from(stop.code()));

@@ -9,6 +9,18 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::exit;
 
+/// Says, before the process exits, how many credential revocations the
+/// grace did not settle: the lease journal keeps them for the next start.
+pub fn report_unsettled(pending: usize, grace: std::time::Duration) {
+    if pending > 0 {
+        eprintln!(
+            "toolcell: {pending} credential revocation(s) still pending after {}; the lease journal keeps them \
+             and the next toolcell start retries",
+            toolcell_runtime::TimeSpan(grace)
+        );
+    }
+}
+
 /// Which signal stopped the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {

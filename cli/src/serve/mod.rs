@@ -123,12 +123,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             state.runtime.settle_revocations(grace.saturating_sub(started.elapsed())).await
         })
         .await;
-    if pending > 0 {
-        eprintln!(
-            "toolcell: {pending} credential revocation(s) still pending; the lease journal keeps them and the next \
-             toolcell start retries"
-        );
-    }
+    crate::signals::report_unsettled(pending, grace);
     // `serving` (and with it the transport) goes when this function returns.
     Ok(match stopped {
         Some(stop) => ExitCode::from(stop.code()),
