@@ -45,6 +45,7 @@ mod manifest;
 mod meter;
 mod outstanding;
 pub mod policy;
+pub mod request_policy;
 mod runtime;
 mod schema;
 mod scratch;

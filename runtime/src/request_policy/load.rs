@@ -1,0 +1,218 @@
+//! Reading `.cedar` files: every policy parsed, given its id, checked
+//! against the generated schema, and sorted by the action it can apply to.
+//! A set with any problem is refused whole (nothing partially applied), and
+//! each problem names its file, line and column.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{ActionConstraint, Effect, PolicyId, PolicySet, ValidationMode, Validator};
+use miette::Diagnostic;
+
+use crate::request_policy::schema::{ACTIONS, schema};
+
+/// One policy file's name and text.
+#[derive(Clone, Debug)]
+pub struct PolicySource {
+    /// Where it was read from (or a name for text given in code).
+    pub file: PathBuf,
+    /// Its Cedar text.
+    pub text: String,
+}
+
+impl PolicySource {
+    /// Every `*.cedar` file directly in `dir`, in name order. A directory
+    /// without any is an empty set.
+    pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyErrors> {
+        let unreadable = |file: &Path, error: std::io::Error| PolicyErrors {
+            problems: vec![PolicyProblem {
+                file: file.to_owned(),
+                line: 0,
+                column: 0,
+                message: format!("cannot be read: {error}"),
+            }],
+        };
+        // Ambient authority: the operator's policy directory.
+        let entries = std::fs::read_dir(dir).map_err(|error| unreadable(dir, error))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "cedar") && path.is_file())
+            .collect();
+        files.sort();
+        files.into_iter().map(|file| PolicySource::read(&file).map_err(|error| unreadable(&file, error))).collect()
+    }
+
+    /// One file.
+    pub fn read(file: &Path) -> std::io::Result<PolicySource> {
+        // Ambient authority: an operator's policy file.
+        Ok(PolicySource { file: file.to_owned(), text: std::fs::read_to_string(file)? })
+    }
+}
+
+/// One thing wrong in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyProblem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the whole file.
+    pub line: usize,
+    /// 1-based; 0 when the problem is the whole file.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        }
+    }
+}
+
+/// A policy set that was refused, with every problem found.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyErrors {
+    pub problems: Vec<PolicyProblem>,
+}
+
+/// The id of the implicit permit that stands for the manifest in `ceiling` mode.
+pub const MANIFEST_POLICY: &str = "manifest";
+
+/// What the runtime reads from one policy's annotations.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PolicyNotes {
+    /// `@reason("...")`: shown with a denial.
+    pub(crate) reason: Option<String>,
+    /// `@approval("...")` on a permit: what it allows waits for a person.
+    pub(crate) approval: Option<String>,
+    /// `forbid` or `permit`.
+    pub(crate) forbid: bool,
+}
+
+/// Policies sorted by action: `by_action[i]` holds what can apply to `ACTIONS[i]`.
+pub(crate) struct Loaded {
+    pub(crate) by_action: Vec<PolicySet>,
+    pub(crate) notes: HashMap<String, PolicyNotes>,
+    pub(crate) count: usize,
+}
+
+/// Parses, names, validates and sorts `sources`.
+pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Loaded, PolicyErrors> {
+    let mut problems = Vec::new();
+    let mut by_action: Vec<PolicySet> = ACTIONS.iter().map(|_| PolicySet::new()).collect();
+    let mut notes = HashMap::new();
+    let mut defined: HashMap<String, PathBuf> = HashMap::new();
+    let mut count = 0;
+    let validator = Validator::new(schema().clone());
+    for source in sources {
+        let at = |offset: Option<usize>, message: String| {
+            let (line, column) = offset.map_or((0, 0), |offset| line_column(&source.text, offset));
+            PolicyProblem { file: source.file.clone(), line, column, message }
+        };
+        let set = match PolicySet::from_str(&source.text) {
+            Ok(set) => set,
+            Err(errors) => {
+                for error in errors.iter() {
+                    problems.push(at(first_offset(error), described(error)));
+                }
+                continue;
+            }
+        };
+        if let Some(template) = set.templates().next() {
+            problems.push(at(
+                None,
+                format!("policy {}: templates (`?principal`, `?resource`) are not used by toolcell", template.id()),
+            ));
+            continue;
+        }
+        let validated = validator.validate(&set, ValidationMode::Strict);
+        for error in validated.validation_errors() {
+            problems.push(at(first_offset(error), described(error)));
+        }
+        if !validated.validation_passed() {
+            continue;
+        }
+        let stem = source.file.file_stem().map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned());
+        // Cedar numbers a file's policies policy0, policy1, … in file order.
+        let mut policies: Vec<_> = set.policies().collect();
+        policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0));
+        for (index, policy) in policies.into_iter().enumerate() {
+            let id = policy.annotation("id").map_or_else(|| format!("{stem}.{}", index + 1), str::to_owned);
+            let named = |message: String| at(None, format!("policy `{id}`: {message}"));
+            if id == MANIFEST_POLICY {
+                problems
+                    .push(named(format!("the id `{MANIFEST_POLICY}` is the runtime's own (the manifest's permit)")));
+                continue;
+            }
+            if let Some(first) = defined.insert(id.clone(), source.file.clone()) {
+                problems.push(named(format!("the id is also used in {}", first.display())));
+                continue;
+            }
+            let forbid = policy.effect() == Effect::Forbid;
+            let approval = policy.annotation("approval").map(str::to_owned);
+            if forbid && approval.is_some() {
+                problems.push(named(
+                    "@approval belongs on a `permit`: it makes what the permit allows wait for a person".into(),
+                ));
+                continue;
+            }
+            let reason = policy.annotation("reason").map(str::to_owned);
+            notes.insert(id.clone(), PolicyNotes { reason, approval, forbid });
+            let policy = policy.new_id(PolicyId::new(&id));
+            for (slot, (action, _, _)) in by_action.iter_mut().zip(ACTIONS) {
+                if applies_to(&policy.action_constraint(), action) {
+                    slot.add(policy.clone()).expect("ids are unique");
+                }
+            }
+            count += 1;
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PolicyErrors { problems });
+    }
+    if implicit_permit {
+        let permit =
+            cedar_policy::Policy::parse(Some(PolicyId::new(MANIFEST_POLICY)), "permit(principal, action, resource);")
+                .expect("the implicit permit parses");
+        for slot in &mut by_action {
+            slot.add(permit.clone()).expect("`manifest` is reserved");
+        }
+        notes.insert(MANIFEST_POLICY.to_owned(), PolicyNotes::default());
+    }
+    Ok(Loaded { by_action, notes, count })
+}
+
+/// True when a policy's action scope can match `action`.
+fn applies_to(constraint: &ActionConstraint, action: &str) -> bool {
+    let named = |uid: &cedar_policy::EntityUid| uid.id().unescaped() == action;
+    match constraint {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(uid) => named(uid),
+        ActionConstraint::In(uids) => uids.iter().any(named),
+    }
+}
+
+/// The message of a Cedar diagnostic with its help, on one line.
+fn described(error: &dyn Diagnostic) -> String {
+    match error.help() {
+        Some(help) => format!("{error} ({help})"),
+        None => error.to_string(),
+    }
+}
+
+/// Where a diagnostic points, as a byte offset into its file.
+fn first_offset(error: &dyn Diagnostic) -> Option<usize> {
+    error.labels().and_then(|mut labels| labels.next()).map(|label| label.offset())
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    (line, column)
+}

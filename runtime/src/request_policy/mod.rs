@@ -1,0 +1,195 @@
+//! Request-time policy: each decision the grant allows is also asked of
+//! the operator's Cedar policies, when it happens, with its context (who,
+//! which tool, what exactly, when, what the call and task have done so
+//! far, whether a person approved it).
+//!
+//! The manifest stays the ceiling: policies are asked only about what the
+//! grant already allows, so they can forbid it or make it wait for
+//! approval, never allow more. In `ceiling` mode an implicit permit with
+//! the id `manifest` stands for the manifest (with no policy written,
+//! everything the grant allows is allowed, as before); in `strict` mode a
+//! policy must permit each action as well.
+//!
+//! A policy that fails to evaluate (an attribute missing, an overflow) is
+//! not skipped silently: a `forbid` that errors denies, so a mistake in a
+//! guard fails closed.
+
+pub(crate) mod load;
+pub(crate) mod query;
+pub(crate) mod schema;
+
+use cedar_policy::{Authorizer, Decision};
+
+use load::{Loaded, PolicyNotes};
+pub use load::{MANIFEST_POLICY, PolicyErrors, PolicyProblem, PolicySource};
+pub use query::{Counters, Digest, PolicyAction, PolicyQuery, PrincipalAttributes, ToolFacts};
+pub use schema::schema_text;
+
+/// How policies combine with the manifest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// The manifest is the permit; policies add forbids and approvals.
+    #[default]
+    Ceiling,
+    /// A policy must permit each action as well as the manifest.
+    Strict,
+}
+
+impl PolicyMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyMode::Ceiling => "ceiling",
+            PolicyMode::Strict => "strict",
+        }
+    }
+}
+
+/// A loaded, validated set of request-time policies.
+pub struct RequestPolicies {
+    mode: PolicyMode,
+    loaded: Loaded,
+    files: Vec<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for RequestPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPolicies")
+            .field("mode", &self.mode)
+            .field("policies", &self.loaded.count)
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+/// A policy decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyVerdict {
+    /// Allowed; the permits that allowed it.
+    Allow { policies: Vec<String> },
+    /// Denied; the forbids that denied it (none: no permit in `strict` mode).
+    Deny { policies: Vec<String>, reason: String },
+    /// Allowed once a person approves; the permits that ask for it and why.
+    Approval { policies: Vec<String>, reason: String },
+}
+
+impl PolicyVerdict {
+    /// `allowed`, `denied` or `approval_required`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyVerdict::Allow { .. } => "allowed",
+            PolicyVerdict::Deny { .. } => "denied",
+            PolicyVerdict::Approval { .. } => "approval_required",
+        }
+    }
+
+    /// The ids of the policies that determined it.
+    pub fn policies(&self) -> &[String] {
+        match self {
+            PolicyVerdict::Allow { policies }
+            | PolicyVerdict::Deny { policies, .. }
+            | PolicyVerdict::Approval { policies, .. } => policies,
+        }
+    }
+}
+
+impl RequestPolicies {
+    /// No policies: in `ceiling` mode, what the grant allows is allowed.
+    pub fn none() -> RequestPolicies {
+        RequestPolicies::load(&[], PolicyMode::Ceiling).expect("an empty set loads")
+    }
+
+    /// Parses and validates `sources`; any problem refuses the whole set.
+    pub fn load(sources: &[PolicySource], mode: PolicyMode) -> Result<RequestPolicies, PolicyErrors> {
+        let loaded = load::load(sources, mode == PolicyMode::Ceiling)?;
+        Ok(RequestPolicies { mode, loaded, files: sources.iter().map(|s| s.file.clone()).collect() })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> PolicyMode {
+        self.mode
+    }
+
+    /// How many policies were loaded (the implicit `manifest` permit not counted).
+    pub fn len(&self) -> usize {
+        self.loaded.count
+    }
+
+    /// True when no policy was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.loaded.count == 0
+    }
+
+    /// The files the policies came from.
+    pub fn files(&self) -> &[std::path::PathBuf] {
+        &self.files
+    }
+
+    /// True when nothing can change a decision: no policies in `ceiling`
+    /// mode, so what the grant allows is allowed without asking Cedar.
+    pub fn is_inert(&self) -> bool {
+        self.is_empty() && self.mode == PolicyMode::Ceiling
+    }
+
+    fn notes(&self, id: &str) -> Option<&PolicyNotes> {
+        self.loaded.notes.get(id)
+    }
+
+    /// Decides one request.
+    pub fn evaluate(&self, query: &PolicyQuery) -> PolicyVerdict {
+        if self.is_inert() {
+            return PolicyVerdict::Allow { policies: vec![MANIFEST_POLICY.to_owned()] };
+        }
+        let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == query.action.name()).expect("known action");
+        let (request, entities) = query.to_cedar();
+        let response = Authorizer::new().is_authorized(&request, &self.loaded.by_action[index], &entities);
+        let diagnostics = response.diagnostics();
+        let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        determining.sort();
+        // A forbid that could not be evaluated denies: a broken guard fails closed.
+        let mut failed: Vec<(String, String)> = diagnostics
+            .errors()
+            .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(error)| {
+                (error.policy_id().to_string(), error.inner().to_string())
+            })
+            .filter(|(id, _)| self.notes(id).is_some_and(|notes| notes.forbid))
+            .collect();
+        if !failed.is_empty() {
+            failed.sort();
+            let ids: Vec<String> = failed.iter().map(|(id, _)| id.clone()).collect();
+            let reason = format!("policy `{}` could not be evaluated, so it denies: {}", failed[0].0, failed[0].1);
+            return PolicyVerdict::Deny { policies: ids, reason };
+        }
+        match response.decision() {
+            Decision::Deny if determining.is_empty() => PolicyVerdict::Deny {
+                policies: Vec::new(),
+                reason: format!(
+                    "no policy permits `{}` on {} (policy mode strict)",
+                    query.action.name(),
+                    query.action.resource(&query.tool.name)
+                ),
+            },
+            Decision::Deny => {
+                let because = determining.iter().find_map(|id| self.notes(id).and_then(|n| n.reason.clone()));
+                let reason = match because {
+                    Some(because) => format!("denied by policy `{}`: {because}", determining.join("`, `")),
+                    None => format!("denied by policy `{}`", determining.join("`, `")),
+                };
+                PolicyVerdict::Deny { policies: determining, reason }
+            }
+            Decision::Allow => {
+                let asks: Vec<&str> =
+                    determining.iter().filter_map(|id| self.notes(id).and_then(|n| n.approval.as_deref())).collect();
+                if asks.is_empty() || query.approved {
+                    PolicyVerdict::Allow { policies: determining }
+                } else {
+                    let reason = asks.join("; ");
+                    PolicyVerdict::Approval { policies: determining, reason }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+use std::path::PathBuf;
+
+use time::macros::datetime;
+
+use super::*;
+
+/// The example policies in the repository's `policies/` directory.
+fn examples() -> Vec<PolicySource> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    PolicySource::read_dir(&dir).unwrap()
+}
+
+fn source(name: &str, text: &str) -> PolicySource {
+    PolicySource { file: PathBuf::from(name), text: text.to_owned() }
+}
+
+/// A Tuesday, 10:00 UTC.
+fn query(tool: &str, action: PolicyAction) -> PolicyQuery {
+    PolicyQuery {
+        principal: "alice".into(),
+        principal_attributes: PrincipalAttributes { roles: vec!["writer".into()], groups: vec![] },
+        tool: ToolFacts { name: tool.into(), owner: "tools@example.com".into(), tags: vec![] },
+        task: "t1".into(),
+        workload: "spiffe://toolcell.local/tool/x/task/t1".into(),
+        task_age_seconds: 3,
+        time: datetime!(2026-12-01 10:00 UTC),
+        invocation: Counters::default(),
+        task_total: Counters::default(),
+        input: Digest::of(b"{}"),
+        approved: false,
+        action,
+    }
+}
+
+fn http(method: &str, body: u64) -> PolicyAction {
+    PolicyAction::Http {
+        method: method.into(),
+        scheme: "https".into(),
+        host: "api.github.com".into(),
+        port: 443,
+        path: "/repos/acme/issues".into(),
+        query: Digest::default(),
+        body: Digest { size: body, sha256: String::new() },
+    }
+}
+
+#[test]
+fn with_no_policies_ceiling_allows_what_the_grant_allows_and_strict_allows_nothing() {
+    let none = RequestPolicies::none();
+    assert!(none.is_inert());
+    assert_eq!(
+        none.evaluate(&query("x", PolicyAction::Call)),
+        PolicyVerdict::Allow { policies: vec!["manifest".into()] }
+    );
+    let strict = RequestPolicies::load(&[], PolicyMode::Strict).unwrap();
+    let PolicyVerdict::Deny { policies, reason } = strict.evaluate(&query("x", PolicyAction::Call)) else { panic!() };
+    assert!(policies.is_empty());
+    assert_eq!(reason, "no policy permits `call` on tool x (policy mode strict)");
+}
+
+#[test]
+fn the_examples_load_and_decide_by_their_ids() {
+    let policies = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap();
+    assert_eq!(policies.len(), 6);
+    // A GET is allowed by the manifest and the read permit.
+    let verdict = policies.evaluate(&query("github-issues", http("GET", 0)));
+    assert_eq!(verdict, PolicyVerdict::Allow { policies: vec!["manifest".into(), "read-issues".into()] });
+    // A POST in business hours, by a writer, waits for approval.
+    let verdict = policies.evaluate(&query("github-issues", http("POST", 10)));
+    assert_eq!(
+        verdict,
+        PolicyVerdict::Approval {
+            policies: vec!["approve-new-issues".into(), "manifest".into()],
+            reason: "opening an issue is visible to customers".into()
+        }
+    );
+    let mut approved = query("github-issues", http("POST", 10));
+    approved.approved = true;
+    assert!(matches!(policies.evaluate(&approved), PolicyVerdict::Allow { .. }));
+    // At night it is forbidden, approval or not.
+    let mut night = approved.clone();
+    night.time = datetime!(2026-12-01 22:30 UTC);
+    let PolicyVerdict::Deny { policies: ids, reason } = policies.evaluate(&night) else { panic!() };
+    assert_eq!(ids, ["github-writes-in-business-hours"]);
+    assert_eq!(
+        reason,
+        "denied by policy `github-writes-in-business-hours`: github-issues writes only Monday to Friday, \
+         08:00-18:00 UTC"
+    );
+    // So on a Saturday.
+    night.time = datetime!(2026-12-05 10:00 UTC);
+    assert!(matches!(policies.evaluate(&night), PolicyVerdict::Deny { .. }));
+    // A POST needs the writer role, on any tool.
+    let mut reader = query("http-get", http("POST", 10));
+    reader.principal_attributes.roles.clear();
+    let PolicyVerdict::Deny { policies: ids, .. } = policies.evaluate(&reader) else { panic!() };
+    assert_eq!(ids, ["post-needs-writer-role"]);
+    reader.action = http("GET", 0);
+    assert_eq!(policies.evaluate(&reader), PolicyVerdict::Allow { policies: vec!["manifest".into()] });
+}
+
+#[test]
+fn counters_in_context_stop_the_request_that_would_cross_a_budget() {
+    let policies = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap();
+    let mut within = query("http-get", http("PUT", 48_576));
+    within.task_total.bytes_sent = 1_000_000;
+    assert!(matches!(policies.evaluate(&within), PolicyVerdict::Allow { .. }));
+    within.action = http("PUT", 48_577);
+    let PolicyVerdict::Deny { policies: ids, .. } = policies.evaluate(&within) else { panic!() };
+    assert_eq!(ids, ["egress-byte-budget"]);
+    let mint = |mints| {
+        let mut asked = query(
+            "http-get",
+            PolicyAction::Credential {
+                name: "api".into(),
+                provider: "issuer".into(),
+                audience: "https://api.test".into(),
+                scopes: vec!["read".into()],
+                lifetime_seconds: 60,
+                exposure: "inject".into(),
+            },
+        );
+        asked.task_total.mints = mints;
+        policies.evaluate(&asked)
+    };
+    assert!(matches!(mint(4), PolicyVerdict::Allow { .. }));
+    assert!(matches!(mint(5), PolicyVerdict::Deny { ref policies, .. } if policies == &["mint-cap-per-task"]));
+}
+
+#[test]
+fn strict_mode_needs_a_permit_and_the_manifest_permit_is_not_implied() {
+    let policies = RequestPolicies::load(&examples(), PolicyMode::Strict).unwrap();
+    assert_eq!(
+        policies.evaluate(&query("github-issues", http("GET", 0))),
+        PolicyVerdict::Allow { policies: vec!["read-issues".into()] }
+    );
+    assert!(matches!(policies.evaluate(&query("http-get", http("GET", 0))), PolicyVerdict::Deny { .. }));
+    let socket = PolicyAction::Socket {
+        operation: "tcp_connect".into(),
+        protocol: "tcp".into(),
+        ip: "127.0.0.1".parse().unwrap(),
+        port: 5432,
+    };
+    let permit = source(
+        "db.cedar",
+        "permit (principal, action == Action::\"socket\", resource) when { resource.port == 5432 };",
+    );
+    let policies = RequestPolicies::load(&[permit], PolicyMode::Strict).unwrap();
+    assert_eq!(policies.evaluate(&query("db", socket)), PolicyVerdict::Allow { policies: vec!["db.1".into()] });
+}
+
+#[test]
+fn a_forbid_that_cannot_be_evaluated_denies() {
+    // An overflow is an evaluation error; the guard fails closed.
+    let text = "@id(\"overflow\")\nforbid (principal, action == Action::\"call\", resource) when { context.time.unix * 9223372036854775807 > 0 };";
+    let policies = RequestPolicies::load(&[source("o.cedar", text)], PolicyMode::Ceiling).unwrap();
+    let PolicyVerdict::Deny { policies: ids, reason } = policies.evaluate(&query("x", PolicyAction::Call)) else {
+        panic!()
+    };
+    assert_eq!(ids, ["overflow"]);
+    assert!(reason.starts_with("policy `overflow` could not be evaluated, so it denies"), "{reason}");
+}
+
+#[test]
+fn bad_policies_are_refused_whole_with_file_line_and_column() {
+    let good = source("good.cedar", "forbid (principal, action == Action::\"call\", resource);");
+    let cases = [
+        ("permit (principal, action, resource)\nwhen { context.time.hour > };", "bad.cedar:2:", "unexpected token"),
+        ("permit (principal, action == Action::\"delete\", resource);", "bad.cedar:1:", "delete"),
+        (
+            "permit (principal, action == Action::\"http\", resource)\n  when { context.request.verb == \"GET\" };",
+            "bad.cedar:2:",
+            "verb",
+        ),
+        (
+            "forbid (principal, action == Action::\"call\", resource)\n  when { principal.roles == 3 };",
+            "bad.cedar:2:",
+            "",
+        ),
+        ("@approval(\"x\")\nforbid (principal, action, resource);", "bad.cedar:", "@approval belongs on a `permit`"),
+        ("@id(\"manifest\")\npermit (principal, action, resource);", "bad.cedar:", "the runtime's own"),
+        ("permit (principal == ?principal, action, resource);", "bad.cedar:", "templates"),
+    ];
+    for (text, at, says) in cases {
+        let error = RequestPolicies::load(&[good.clone(), source("bad.cedar", text)], PolicyMode::Ceiling).unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.starts_with(at), "{text}: {shown}");
+        assert!(shown.contains(says), "{text}: {shown}");
+        assert!(error.problems.iter().all(|p| p.file == PathBuf::from("bad.cedar")), "{shown}");
+    }
+    let twice = [
+        source("a.cedar", "@id(\"x\") permit (principal, action, resource);"),
+        source("b.cedar", "@id(\"x\") forbid (principal, action, resource);"),
+    ];
+    let error = RequestPolicies::load(&twice, PolicyMode::Ceiling).unwrap_err();
+    assert_eq!(error.to_string(), "b.cedar: policy `x`: the id is also used in a.cedar");
+}
+
+#[test]
+fn policies_see_only_their_action() {
+    // A policy scoped to one action is not asked about another.
+    let text = "@id(\"no-sockets\") forbid (principal, action == Action::\"socket\", resource);";
+    let policies = RequestPolicies::load(&[source("s.cedar", text)], PolicyMode::Ceiling).unwrap();
+    assert!(matches!(policies.evaluate(&query("x", http("GET", 0))), PolicyVerdict::Allow { .. }));
+    let socket = PolicyAction::Socket {
+        operation: "tcp_connect".into(),
+        protocol: "tcp".into(),
+        ip: "::1".parse().unwrap(),
+        port: 1,
+    };
+    assert!(matches!(policies.evaluate(&query("x", socket)), PolicyVerdict::Deny { .. }));
+}
+
+#[test]
+fn every_request_the_runtime_builds_matches_the_schema() {
+    let schema = schema::schema();
+    for action in [
+        PolicyAction::Call,
+        http("GET", 1),
+        PolicyAction::Credential {
+            name: "c".into(),
+            provider: "static".into(),
+            audience: "a".into(),
+            scopes: vec![],
+            lifetime_seconds: 1,
+            exposure: "reveal".into(),
+        },
+        PolicyAction::Socket {
+            operation: "udp_send".into(),
+            protocol: "udp".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 53,
+        },
+    ] {
+        let (request, entities) = query("x", action).to_cedar();
+        let context = request.context().unwrap().clone();
+        cedar_policy::Request::new(
+            request.principal().unwrap().clone(),
+            request.action().unwrap().clone(),
+            request.resource().unwrap().clone(),
+            context,
+            Some(schema),
+        )
+        .unwrap();
+        cedar_policy::Entities::from_entities(entities.iter().cloned(), Some(schema)).unwrap();
+    }
+}
