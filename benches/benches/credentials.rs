@@ -60,6 +60,7 @@ fn credentials(c: &mut Criterion) {
         audience: "https://api.example.com".into(),
         max_ttl: TimeSpan(Duration::from_secs(60)),
         exposure: Exposure::Reveal,
+        approval: None,
     }];
     let day = Duration::from_secs(86_400);
     let tool = runtime.load_tool(manifest.clone()).unwrap();

@@ -27,6 +27,7 @@ fn stdout_failed(error: std::io::Error) -> ! {
     std::process::exit(if error.kind() == std::io::ErrorKind::BrokenPipe { 141 } else { 1 })
 }
 
+mod approvals;
 mod bench;
 mod exit;
 mod grants;
@@ -75,7 +76,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure a tool's calls against the bare engine floor (p50, p99, ratio, throughput, RSS).
     Bench(bench::BenchArgs),
-    /// Work with manifests.
+    /// List and answer the approval requests a running `toolcell serve` holds.
+    Approvals(approvals::ApprovalsArgs),
+    /// Check manifests and request-time policies; print the policy schema; explain a decision.
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
@@ -94,7 +97,8 @@ fn main() -> ExitCode {
             Command::Jwks(args) => jwks::run(args, cli.config.as_deref()),
             Command::New(args) => new::run(args),
             Command::Serve(args) => serve::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
-            Command::Policy { command } => policy::run(command),
+            Command::Policy { command } => policy::run(command, cli.config.as_deref()),
+            Command::Approvals(args) => approvals::run(args, cli.config.as_deref()).await,
         }
     });
     // Everything the command owed (teardowns, revocations, audit lines) is

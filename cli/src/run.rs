@@ -113,7 +113,7 @@ pub fn traceless_runtime(config: Option<&Path>) -> Result<Runtime> {
 }
 
 /// `$XDG_STATE_HOME/toolcell`, or `~/.local/state/toolcell`.
-fn state_dir() -> Option<PathBuf> {
+pub fn state_dir() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
@@ -290,7 +290,7 @@ pub fn default_principal() -> String {
 }
 
 /// The name of `uid` in `/etc/passwd` (ambient authority: a host file).
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');

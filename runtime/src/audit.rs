@@ -125,6 +125,50 @@ pub enum AuditKind {
         /// Why it was refused.
         reason: String,
     },
+    /// A request-time policy decision on an action the grant allowed
+    /// (written only where policies or approvals are in force).
+    Policy {
+        /// Invocation id.
+        invocation: String,
+        /// `call`, `http`, `credential` or `socket`.
+        action: &'static str,
+        /// What it was on (`POST https://host:443/path`, `tool x`, …).
+        resource: String,
+        /// `allowed`, `denied` or `approval_required`.
+        decision: &'static str,
+        /// The ids of the policies that determined it (`manifest`: the manifest's permit).
+        policies: Vec<String>,
+        /// Why it was denied, or why it needs approval.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The approval it was decided with, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        approval: Option<String>,
+    },
+    /// An approval request: raised, then approved, denied or expired.
+    Approval {
+        /// Invocation id.
+        invocation: String,
+        /// The approval request's id.
+        id: String,
+        /// `call`, `http`, `credential` or `socket`.
+        action: &'static str,
+        /// Exactly what was asked.
+        resource: String,
+        /// SHA-256 of the action, as the approver saw it.
+        digest: String,
+        /// `requested`, `approved`, `denied` or `expired`.
+        decision: &'static str,
+        /// Who answered (never a credential).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        approver: Option<String>,
+        /// How: `admin` (the admin interface) or `elicitation` (the MCP client).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// Why it is asked (when raised) or the approver's reason.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// A credential was minted (or a task's OpenBao child token created).
     /// Ids and names only, never the value.
     CredentialMinted {
@@ -304,6 +348,11 @@ impl AuditScope {
 /// Now, as RFC 3339 UTC.
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC times always format")
+}
+
+/// A time, as RFC 3339 UTC.
+pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
+    OffsetDateTime::from(at).format(&Rfc3339).expect("UTC times always format")
 }
 
 /// At most `max` bytes of `text` (on a character boundary), marked when cut:

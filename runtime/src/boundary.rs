@@ -232,6 +232,7 @@ mod tests {
                 header: "authorization".into(),
                 format: "Bearer {token}".into(),
             }),
+            approval: None,
         }
     }
 

@@ -40,12 +40,21 @@ pub struct TaskRequest {
     /// The caller's id for the request behind the task (an MCP request id);
     /// every audit event of the task carries it.
     pub request_id: Option<String>,
+    /// Where a person at the caller can answer the task's approval requests
+    /// (an MCP client that declared elicitation), besides the admin interface.
+    pub approval_channel: Option<std::sync::Arc<dyn crate::approval::ApprovalChannel>>,
 }
 
 impl TaskRequest {
     /// A request that keeps the manifest's grants.
     pub fn new(principal: impl Into<String>, deadline: Duration) -> TaskRequest {
-        TaskRequest { principal: principal.into(), deadline, narrowing: Narrowing::default(), request_id: None }
+        TaskRequest {
+            principal: principal.into(),
+            deadline,
+            narrowing: Narrowing::default(),
+            request_id: None,
+            approval_channel: None,
+        }
     }
 
     /// A task for one call of `tool` (the CLI's `run`, one MCP `tools/call`):

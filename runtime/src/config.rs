@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 use crate::transport::{Resolver, StaticResolver, SystemResolver};
 
+use crate::approval::ApprovalSettings;
 use crate::credentials::config::{IssuerConfig, OpenBaoConfig, ProviderConfig, StaticSecret, TokenExchangeConfig};
 use crate::engine::EngineSettings;
 use crate::manifest::{Locator, ManifestError};
+use crate::request_policy::{PolicyMode, PrincipalAttributes};
 use crate::units::{ByteSize, TimeSpan};
 
 /// How a runtime is set up. The operator's settings, never a tool's.
@@ -55,6 +57,15 @@ pub struct RuntimeConfig {
     /// files this config names) that no manifest may grant a directory over;
     /// [`RuntimeConfig::load`] adds the config file itself.
     pub reserved_paths: Vec<PathBuf>,
+    /// Where request-time policies (`*.cedar`) are read from; `None`: the
+    /// embedder says (`toolcell` reads those beside the manifests).
+    pub policy_dir: Option<PathBuf>,
+    /// How policies combine with manifests.
+    pub policy_mode: PolicyMode,
+    /// What policies see of each principal (roles, groups), by name.
+    pub principals: std::collections::HashMap<String, PrincipalAttributes>,
+    /// How approvals are asked and answered.
+    pub approvals: ApprovalSettings,
 }
 
 /// The default of [`RuntimeConfig::max_credential_ttl`].
@@ -75,8 +86,31 @@ impl Default for RuntimeConfig {
             plaintext_credential_hosts: Vec::new(),
             reserved_env: Vec::new(),
             reserved_paths: Vec::new(),
+            policy_dir: None,
+            policy_mode: PolicyMode::Ceiling,
+            principals: std::collections::HashMap::new(),
+            approvals: ApprovalSettings::default(),
         }
     }
+}
+
+/// `[policy]` in the config file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    mode: PolicyMode,
+}
+
+/// `[approvals]` in the config file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalsFile {
+    expire: Option<TimeSpan>,
+    allow_self_approval: Option<bool>,
+    elicitation: Option<bool>,
+    webhook: Option<String>,
 }
 
 /// The file shape of [`RuntimeConfig`]; every field is optional.
@@ -105,6 +139,12 @@ struct ConfigFile {
     statics: Vec<StaticSecret>,
     openbao: Option<OpenBaoConfig>,
     oauth_token_exchange: Option<TokenExchangeConfig>,
+    #[serde(default)]
+    policy: PolicyFile,
+    #[serde(default)]
+    principals: std::collections::HashMap<String, PrincipalAttributes>,
+    #[serde(default)]
+    approvals: ApprovalsFile,
     /// `toolcell serve`'s own settings; the CLI reads and checks them.
     #[serde(default, rename = "serve")]
     _serve: Option<toml::Table>,
@@ -159,6 +199,18 @@ impl RuntimeConfig {
                 .collect(),
             reserved_env: Vec::new(),
             reserved_paths: vec![path.to_owned()],
+            policy_dir: file.policy.dir.map(|dir| base.join(dir)),
+            policy_mode: file.policy.mode,
+            principals: file.principals,
+            approvals: ApprovalSettings {
+                expire: file.approvals.expire.unwrap_or(defaults.approvals.expire),
+                allow_self_approval: file
+                    .approvals
+                    .allow_self_approval
+                    .unwrap_or(defaults.approvals.allow_self_approval),
+                elicitation: file.approvals.elicitation.unwrap_or(defaults.approvals.elicitation),
+                webhook: file.approvals.webhook,
+            },
         })
     }
 }

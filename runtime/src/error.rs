@@ -113,6 +113,14 @@ pub enum InvokeError {
     /// The call does not fit the component (tool input for a command, or the reverse).
     #[error("{0}")]
     WrongShape(String),
+    /// A request-time policy (or an approver) refused the call; nothing ran.
+    #[error("call refused: {reason}")]
+    Denied {
+        /// Names the policy and says why (its `@reason`), or the approval.
+        reason: String,
+        /// The ids of the policies that determined it.
+        policies: Vec<String>,
+    },
     /// The task's deadline has passed; no invocation starts.
     #[error("task deadline has passed; open a new task")]
     TaskExpired,
@@ -147,6 +155,7 @@ impl InvokeError {
             InvokeError::Limit(_) => "limit",
             InvokeError::Trap { .. } => "trap",
             InvokeError::WrongShape(_) | InvokeError::TaskExpired => "refused",
+            InvokeError::Denied { .. } => "denied",
             InvokeError::Host { .. } | InvokeError::Audit(_) => "host_error",
         }
     }
@@ -184,6 +193,9 @@ pub enum RuntimeError {
     /// The lease journal could not be opened.
     #[error(transparent)]
     Journal(#[from] crate::credentials::journal::JournalError),
+    /// The request-time policies the config names were refused.
+    #[error("request-time policies refused:\n{0}")]
+    Policies(#[from] crate::request_policy::PolicyErrors),
     /// The precompile cache directory could not be created.
     #[error("cache directory `{path}` cannot be used: {cause}")]
     Cache {

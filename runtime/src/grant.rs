@@ -214,7 +214,7 @@ impl fmt::Debug for Grant {
 
 /// What a grant holds, in the shape audit events and `policy check` print:
 /// names and modes, never values.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct GrantSummary {
     /// `guest path -> "read-only (host path)"`.
     pub filesystem: BTreeMap<String, String>,
@@ -554,6 +554,7 @@ mod tests {
             audience: "https://api.github.com".into(),
             max_ttl: TimeSpan(Duration::from_secs(300)),
             exposure: Exposure::Reveal,
+            approval: None,
         }];
         let keep = |scopes: Option<Vec<&str>>, ttl: Option<u64>, name: &str| Narrowing {
             credentials: Some(vec![CredentialNarrowing {

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod approval;
 mod audit;
 mod bindings;
 mod boundary;
@@ -54,6 +55,9 @@ mod task;
 mod transport;
 mod units;
 
+pub use approval::{
+    ApprovalChannel, ApprovalError, ApprovalOutcome, ApprovalRequest, ApprovalSettings, Approvals, ChannelAnswer,
+};
 pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
 pub use call::{
     Call, CallArgumentsError, CallInput, CallReport, CallResult, TaskRequest, TaskSummary, ToolError, ToolInfo,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
 
+use crate::approval::{ApprovalChannel, Approvals};
 use crate::audit::{Audit, AuditKind, AuditScope};
 use crate::boundary::Boundary;
 use crate::call::{TaskRequest, ToolInfo};
@@ -20,7 +21,7 @@ use crate::credentials::journal::LeaseJournal;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::decide::task::OpenTask;
-use crate::decide::{CallContext, Denial, Request, decide};
+use crate::decide::{CallContext, Denial, PolicyPoint, Request, TaskFacts, decide};
 use crate::engine::{Pre, Shape, Tool, ToolEngine};
 use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing, WideningError};
@@ -28,6 +29,7 @@ use crate::invocation::{StoreParts, build_store, classify, millis, new_id, with_
 use crate::manifest::Manifest;
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
+use crate::request_policy::{PolicySource, PrincipalAttributes, RequestPolicies, ToolFacts};
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
 use crate::task::Task;
@@ -43,6 +45,8 @@ pub struct Runtime {
     scratch: Arc<ScratchRoot>,
     boundary: Boundary,
     providers: Arc<Providers>,
+    /// Request-time policies, principals and approvals.
+    policy: Arc<PolicyPoint>,
 }
 
 impl Runtime {
@@ -83,6 +87,12 @@ impl Runtime {
         let providers = Arc::new(Providers::new(config.credentials, issuer, journal, &tls));
         // What a runtime that crashed mid-task left is revoked first.
         providers.recover(leftovers, &audit);
+        let policies = match &config.policy_dir {
+            Some(dir) => RequestPolicies::load(&PolicySource::read_dir(dir)?, config.policy_mode)?,
+            None => RequestPolicies::load(&[], config.policy_mode)?,
+        };
+        let approvals = Arc::new(Approvals::new(config.approvals.clone()));
+        let policy = Arc::new(PolicyPoint::new(policies, config.principals.clone(), approvals));
         Ok(Runtime {
             engine,
             network: Network { resolver: config.resolver, tls },
@@ -91,7 +101,29 @@ impl Runtime {
             scratch: Arc::new(scratch),
             boundary,
             providers,
+            policy,
         })
+    }
+
+    /// The request-time policies in force.
+    pub fn policies(&self) -> Arc<RequestPolicies> {
+        self.policy.policies()
+    }
+
+    /// Replaces the request-time policies (a reload): decisions from now on
+    /// use the new set; a decision already asked keeps the one it started with.
+    pub fn set_policies(&self, policies: RequestPolicies) {
+        self.policy.set_policies(policies);
+    }
+
+    /// Replaces what policies see of principals (roles, groups).
+    pub fn set_principals(&self, principals: std::collections::HashMap<String, PrincipalAttributes>) {
+        self.policy.set_principals(principals);
+    }
+
+    /// The approval requests waiting for a person, and the door their answers come through.
+    pub fn approvals(&self) -> &Arc<Approvals> {
+        &self.policy.approvals
     }
 
     /// This runtime's scratch directory: each invocation granted scratch
@@ -249,7 +281,9 @@ impl Runtime {
                 principal: "toolcell".into(),
                 request: None,
             };
-            let call = Arc::new(CallContext::new(ids.invocation.clone(), grant, meter.clone()));
+            let facts = Arc::new(self.task_facts(&tool.manifest, "toolcell", String::new(), None));
+            let deadline = Instant::now() + timeout;
+            let call = Arc::new(CallContext::new(ids.invocation.clone(), grant, meter.clone(), facts, deadline));
             let broker = Arc::new(Broker::granting_nothing(self.providers.clone(), call.clone(), who.clone()));
             let parts = StoreParts {
                 ids: &ids,
@@ -257,7 +291,7 @@ impl Runtime {
                 call,
                 broker,
                 network: self.network.clone(),
-                deadline: Instant::now() + timeout,
+                deadline,
                 sink: OutputSink { forward: None, captured: Default::default() },
                 args: &[],
                 stdin: Vec::new(),
@@ -287,6 +321,25 @@ impl Runtime {
         })
     }
 
+    /// What policy sees of a task opened now.
+    fn task_facts(
+        &self,
+        manifest: &Manifest,
+        principal: &str,
+        workload: String,
+        channel: Option<Arc<dyn ApprovalChannel>>,
+    ) -> TaskFacts {
+        TaskFacts {
+            point: self.policy.clone(),
+            attributes: self.policy.principal(principal),
+            tool: ToolFacts { name: manifest.name.clone(), owner: manifest.owner.clone(), tags: manifest.tags.clone() },
+            workload,
+            opened: Instant::now(),
+            totals: Default::default(),
+            channel,
+        }
+    }
+
     /// Opens a task: validates the narrowing against the manifest into a
     /// grant, and records the grant in the audit trail.
     pub fn open_task(&self, tool: &Arc<Tool>, request: TaskRequest) -> Result<Task, TaskError> {
@@ -311,7 +364,8 @@ impl Runtime {
             }
         };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
-        let opened = Instant::now();
+        let facts = self.task_facts(&tool.manifest, &request.principal, workload.clone(), request.approval_channel);
+        let opened = facts.opened;
         let credentials = Arc::new(TaskCredentials::new(
             self.providers.clone(),
             Workload {
@@ -334,6 +388,7 @@ impl Runtime {
             opened,
             deadline: opened + request.deadline,
             grant: Arc::new(grant),
+            facts: Arc::new(facts),
             tool: tool.clone(),
             engine: self.engine.clone(),
             network: self.network.clone(),

@@ -20,7 +20,8 @@ use crate::caps::stdio::{Captured, OutputSink};
 use crate::credentials::broker::Broker;
 use crate::credentials::providers::Providers;
 use crate::credentials::task_token::TaskCredentials;
-use crate::decide::CallContext;
+use crate::decide::task::{InvokeTool, input_digest};
+use crate::decide::{CallContext, Request, TaskFacts, govern};
 use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
@@ -28,6 +29,7 @@ use crate::grant::Grant;
 use crate::invocation::{StoreParts, Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
+use crate::request_policy::PolicyAction;
 use crate::scratch::ScratchRoot;
 use crate::store::InvocationIds;
 use crate::transport::Network;
@@ -45,6 +47,8 @@ pub struct Task {
     pub(crate) opened: Instant,
     pub(crate) deadline: Instant,
     pub(crate) grant: Arc<Grant>,
+    /// What request-time policy sees of the task.
+    pub(crate) facts: Arc<TaskFacts>,
     pub(crate) tool: Arc<Tool>,
     pub(crate) engine: Arc<ToolEngine>,
     pub(crate) network: Network,
@@ -93,7 +97,13 @@ impl Task {
             (self.grant.limits.timeout.0, None)
         };
         let meter = Arc::new(Meter::new(&self.grant.limits));
-        let call_context = Arc::new(CallContext::new(ids.invocation.clone(), self.grant.clone(), meter.clone()));
+        let call_context = Arc::new(CallContext::new(
+            ids.invocation.clone(),
+            self.grant.clone(),
+            meter.clone(),
+            self.facts.clone(),
+            started + timeout,
+        ));
         let broker = Arc::new(Broker::new(
             self.providers.clone(),
             self.credentials.clone(),
@@ -187,6 +197,14 @@ impl Task {
                 value: limits.max_input.to_string(),
                 detail: Some(format!("{input_size} bytes given")),
             }));
+        }
+        // Request-time policy sees each call, with the digest of its input.
+        if call_context.governed() {
+            let _ = call_context.input.set(input_digest(json.as_deref(), &args, &stdin));
+            let asked = Request { who: &self.scope(), call: Some(&call_context), action: InvokeTool };
+            govern(asked, PolicyAction::Call, None)
+                .await
+                .map_err(|denial| InvokeError::Denied { reason: denial.reason, policies: denial.policies })?;
         }
         let captured = Arc::new(std::sync::Mutex::new(Captured::default()));
         let sink = OutputSink { forward: call.output, captured: captured.clone() };

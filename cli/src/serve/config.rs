@@ -45,6 +45,9 @@ pub struct ServeConfig {
     /// request without `Origin` (not from a browser) is not affected.
     #[serde(default = "default_origins")]
     pub allowed_origins: Vec<String>,
+    /// The admin socket (approvals); relative to the config file's directory.
+    #[serde(default)]
+    pub admin_socket: Option<std::path::PathBuf>,
 }
 
 /// One accepted bearer token and the principal it stands for.
@@ -107,6 +110,7 @@ impl Default for ServeConfig {
             max_request_body: default_body(),
             allowed_hosts: default_hosts(),
             allowed_origins: default_origins(),
+            admin_socket: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl ServeConfig {
         let file: File = toml::from_str(&text).with_context(|| format!("`{}` [serve]", path.display()))?;
         let mut config = file.serve.unwrap_or_default();
         let base = path.parent().unwrap_or(Path::new("."));
+        config.admin_socket = config.admin_socket.map(|socket| base.join(socket));
         let sources = config.tokens.iter_mut().map(|t| &mut t.token);
         for source in sources.chain(config.introspection_clients.iter_mut().map(|c| &mut c.secret)) {
             if let SecretSource::File(file) = source {

@@ -239,8 +239,12 @@ impl ServerHandler for Server {
             Err(reason) => return Ok(failed(format!("invalid narrowing: {reason}"))),
         };
         let tool = entry.tool.clone();
+        // A person at the client can answer this call's approvals, where it can be asked.
+        let approval_channel = super::elicit::Elicitation::for_client(&context.peer)
+            .map(|channel| Arc::new(channel) as Arc<dyn toolcell_runtime::ApprovalChannel>);
         let task_request = TaskRequest {
             request_id: Some(context.id.to_string()),
+            approval_channel,
             ..TaskRequest::one_call(principal, &tool, narrowing)
         };
         let task = match self.state.runtime.open_task(&tool, task_request) {

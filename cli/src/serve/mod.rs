@@ -3,10 +3,14 @@
 //! grant, deadline and teardown; the MCP layer only calls the runtime's
 //! public API.
 
+pub mod admin;
 mod catalog;
-mod config;
+pub mod config;
+mod elicit;
 mod handler;
 mod http;
+pub mod policies;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,10 @@ use toolcell_runtime::{Runtime, TimeSpan};
 use crate::run::{default_principal, runtime_config};
 use crate::signals::Signals;
 use catalog::{Catalog, Sources};
+use admin::AdminSocket;
 use config::ServeConfig;
+use policies::PolicyFiles;
+use webhook::Webhook;
 use handler::{Server, State};
 use toolcell_runtime::credentials::config::SecretSource;
 
@@ -53,6 +60,10 @@ pub struct ServeArgs {
     /// and their revocations before exiting (a second signal exits at once).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     grace: TimeSpan,
+    /// The admin socket `toolcell approvals` answers through (default:
+    /// [serve] admin_socket, or admin.sock in toolcell's state directory).
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path>) -> Result<ExitCode> {
@@ -69,7 +80,21 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             SecretSource::File(path) => runtime_config.reserved_paths.push(path.clone()),
         }
     }
+    // Request-time policies: the config's [policy] dir, or beside the manifests.
+    let policy_files = PolicyFiles::new(
+        runtime_config.policy_dir.clone().or_else(|| args.policies.clone()),
+        runtime_config.policy_mode,
+    );
+    let webhook = runtime_config.approvals.webhook.as_deref().map(Webhook::parse).transpose()?;
     let runtime = Runtime::new(runtime_config)?;
+    policy_files.load(&runtime).map_err(|errors| anyhow::anyhow!("request-time policies refused:\n{errors}"))?;
+    let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()))?;
+    let admin = AdminSocket::bind(&admin_path).await?;
+    eprintln!("toolcell: admin socket {}", admin.path().display());
+    tokio::spawn(admin.serve(runtime.approvals().clone()));
+    if let Some(webhook) = webhook {
+        tokio::spawn(webhook.run(runtime.approvals().clone()));
+    }
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
     let catalog = Catalog::load(&runtime, &sources).await;
     report(&catalog);
@@ -79,7 +104,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     };
     let limits = (serve_config.max_concurrent_calls, serve_config.max_calls_per_principal);
     let state = Arc::new(State::new(runtime, sources, catalog, limits, principal));
-    tokio::spawn(watch(state.clone(), args.watch_interval));
+    tokio::spawn(watch(state.clone(), policy_files, args.watch_interval));
 
     let serving = async {
         match args.http {
@@ -138,11 +163,13 @@ fn report(catalog: &Catalog) {
     }
 }
 
-/// Rebuilds the catalog when a manifest or component changes.
-async fn watch(state: Arc<State>, every: TimeSpan) {
+/// Rebuilds the catalog when a manifest or component changes, and reloads
+/// the policies when a policy file changes.
+async fn watch(state: Arc<State>, policies: PolicyFiles, every: TimeSpan) {
     let mut ticks = tokio::time::interval(every.0);
     loop {
         ticks.tick().await;
+        policies.reload_if_changed(&state.runtime);
         if state.sources.changed(&state.catalog()) {
             let catalog = Catalog::load(&state.runtime, &state.sources).await;
             report(&catalog);

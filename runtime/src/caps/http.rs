@@ -40,9 +40,10 @@ use wasmtime_wasi_http::{
 use crate::audit::{AuditScope, clip};
 use crate::credentials::broker::Broker;
 use crate::decide::http::{HttpAddresses, HttpRequest, RequestNames};
-use crate::decide::{CallContext, Request, decide};
+use crate::decide::{CallContext, Request, decide, govern};
 use crate::policy::credential::Exposure;
 use crate::policy::egress::{EgressRule, RequestLine, Scheme};
+use crate::request_policy::{Digest, PolicyAction};
 use crate::transport::{self, ConnectError, Network};
 
 /// Headers the guest may never set: wasi-http's own list, every header that
@@ -142,7 +143,37 @@ impl WasiHttpHooks for EgressHooks {
         let network = self.network.clone();
         let deadline = self.deadline;
         let credentials = self.credentials.clone();
+        let query = uri.query().unwrap_or("").to_owned();
         Box::new(async move {
+            // Request-time policy sees the body as its digest and size, so
+            // where a policy or an approval is in force the body (capped by
+            // the rule) is read before anything is decided or sent.
+            let approval = rule.approval.as_ref().filter(|a| a.covers_any([method.as_str()])).map(|a| a.reason.clone());
+            let mut body = Digest::default();
+            if record.call.governed() || approval.is_some() {
+                let (parts, streamed) = request.into_parts();
+                let whole = read_body(streamed, rule.max_request_body.0).await;
+                let whole = whole.map_err(|failure| record.failure(&rule.url, failure))?;
+                body = Digest::of(&whole);
+                request = http::Request::from_parts(
+                    parts,
+                    http_body_util::Full::new(whole).map_err(|never| match never {}).boxed_unsync(),
+                );
+            }
+            let line = RequestLine { scheme, host: &host, port, method: &method, path: &path };
+            let asked = PolicyAction::Http {
+                method: method.clone(),
+                scheme: scheme.name().to_owned(),
+                host: host.clone(),
+                port,
+                path: path.clone(),
+                query: Digest::of(query.as_bytes()),
+                body,
+            };
+            let action = HttpRequest { line: &line, names: &record.names };
+            govern(Request { who: &record.who, call: Some(&record.call), action }, asked, approval.as_deref())
+                .await
+                .map_err(|denial| denied(&denial.reason))?;
             let connect_timeout = clamp(rule.connect_timeout.0, options.and_then(|o| o.connect_timeout), deadline);
             let addresses = resolve(&host, connect_timeout, &network).await;
             let addresses = addresses.map_err(|failure| record.failure(&rule.url, failure))?;
@@ -200,6 +231,7 @@ impl Record {
         reason: Option<&str>,
         outcome: (Option<u16>, u64, u64),
     ) {
+        self.call.count_bytes(outcome.1, outcome.2);
         self.who.record_or_log(self.names.event(&self.call.invocation, decision, rule, reason, outcome));
     }
 
@@ -338,6 +370,22 @@ async fn send_to(
             }
         }),
     ))
+}
+
+/// Reads a whole request body, refusing one over `limit` bytes.
+async fn read_body(mut body: WasiBody, limit: u64) -> Result<Bytes, Failure> {
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| Failure::from((format!("reading the request body: {error}"), error)))?;
+        if let Some(data) = frame.data_ref() {
+            if whole.len() as u64 + data.len() as u64 > limit {
+                let reason = format!("request body over the rule's max_request_body of {limit}");
+                return Err((reason, HttpError::HttpRequestBodySize(Some(limit))).into());
+            }
+            whole.extend_from_slice(data);
+        }
+    }
+    Ok(whole.freeze())
 }
 
 /// A request body that stops at `limit` bytes.

@@ -9,8 +9,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::audit::AuditScope;
 use crate::decide::socket::SocketUse;
-use crate::decide::{CallContext, Request, decide};
+use crate::decide::{CallContext, Request, decide, govern};
 use crate::policy::socket::SocketProtocol;
+use crate::request_policy::PolicyAction;
+use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// Grants the call's sockets: the protocols its grant names, every address
 /// asked through the decision point.
@@ -20,6 +22,24 @@ pub(crate) fn grant_sockets(wasi: &mut WasiCtxBuilder, who: &AuditScope, call: &
     let (who, call) = (who.clone(), call.clone());
     wasi.socket_addr_check(move |address, usage| {
         let allowed = decide(Request { who: &who, call: Some(&call), action: SocketUse { address, usage } }).is_ok();
-        Box::pin(async move { allowed })
+        // Connects and sends the grant allowed are asked of request-time
+        // policy too; binds, listens and received datagrams are the grant's alone.
+        let operation = match usage {
+            SocketAddrUse::TcpConnect => Some(("tcp_connect", "tcp")),
+            SocketAddrUse::UdpSend => Some(("udp_send", "udp")),
+            _ => None,
+        };
+        let (who, call) = (who.clone(), call.clone());
+        Box::pin(async move {
+            let Some((operation, protocol)) = operation.filter(|_| allowed) else { return allowed };
+            let asked = PolicyAction::Socket {
+                operation: operation.to_owned(),
+                protocol: protocol.to_owned(),
+                ip: address.ip(),
+                port: address.port(),
+            };
+            let action = SocketUse { address, usage };
+            govern(Request { who: &who, call: Some(&call), action }, asked, None).await.is_ok()
+        })
     });
 }

@@ -18,8 +18,9 @@ use crate::credentials::providers::Providers;
 use crate::credentials::revoke::{Revocation, Undo};
 use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::decide::credential::{Acquire, MAX_NAME, Mint, Reveal, refused};
-use crate::decide::{CallContext, Denial, Refused, Request, decide, record_refusal};
+use crate::decide::{CallContext, Denial, Refused, Request, decide, govern, record_refusal};
 use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
+use crate::request_policy::PolicyAction;
 
 /// One credential minted for an invocation.
 struct Held {
@@ -181,6 +182,25 @@ impl Broker {
             state.minting = true;
         }
         let left = self.decide(Mint { spec, not_after: self.not_after })?;
+        // Then request-time policy, and a person where it or the manifest asks.
+        let approval = spec.approval.as_ref().filter(|a| a.covers_any(scopes.iter().map(String::as_str)));
+        let asked = PolicyAction::Credential {
+            name: spec.name.clone(),
+            provider: spec.provider.name().to_owned(),
+            audience: spec.audience.clone(),
+            scopes: scopes.clone(),
+            lifetime_seconds: spec.max_ttl.0.min(left).as_secs(),
+            exposure: spec.exposure.name().to_owned(),
+        };
+        let action = Mint { spec, not_after: self.not_after };
+        govern(
+            Request { who: &self.task.audit, call: Some(&self.call), action },
+            asked,
+            approval.map(|a| a.reason.as_str()),
+        )
+        .await
+        .map_err(shown)?;
+        let left = self.not_after.duration_since(SystemTime::now()).unwrap_or_default();
         // The mint runs on the runtime's side and is never dropped half-way
         // (each provider request has its own timeout): if the call ends, or
         // stops waiting at its deadline, while a provider answers, what the
@@ -313,10 +333,7 @@ impl Broker {
             audience: held.audience.clone(),
             id: held.id.clone(),
             expires_at: held.expires_at,
-            exposure: match spec.exposure {
-                Exposure::Inject(_) => "inject",
-                Exposure::Reveal => "reveal",
-            },
+            exposure: spec.exposure.name(),
         });
         Ok(held)
     }

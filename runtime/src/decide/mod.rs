@@ -8,10 +8,14 @@
 //! trail here, in the event shape of its capability, and counted against
 //! the call's `max_refusals`.
 //!
-//! Today one layer decides: the grant (the manifest narrowed by the task),
-//! checked as each capability checked it before. Request-time policy,
-//! approvals, rate limits and the kill switch are further layers in
-//! [`decide`]; none of them can allow what the grant refuses.
+//! Two layers decide. First the grant (the manifest narrowed by the task),
+//! in [`decide`]: the ceiling. Then, for the actions policies see (`call`,
+//! `http`, `credential`, and `socket` connects and sends), request-time
+//! policy and human approval in [`govern`] (`govern.rs`), asked by the
+//! capability once the grant has allowed the action and its facts are
+//! known (an HTTP request's body digest, a mint's lifetime). `govern` can
+//! only deny or hold: nothing a policy says allows what the grant refuses.
+//! Rate limits and the kill switch belong beside it.
 //!
 //! Decisions asked here:
 //! - `call`: opening a task on a tool ([`task::OpenTask`]);
@@ -26,16 +30,22 @@
 //! still counts as a refusal, through [`record_refusal`].
 
 pub(crate) mod credential;
+pub(crate) mod govern;
 pub(crate) mod http;
 pub(crate) mod socket;
 pub(crate) mod task;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use govern::Tally;
+pub(crate) use govern::{PolicyPoint, TaskFacts, govern};
 
 use crate::audit::{AuditError, AuditKind, AuditScope};
 use crate::grant::Grant;
 use crate::meter::Meter;
+use crate::request_policy::Digest;
 
 /// One decision asked of the decision point.
 pub(crate) struct Request<'a, A> {
@@ -97,17 +107,19 @@ pub(crate) struct Denial {
     /// The audit trail could not record the denial. A task refuses to open
     /// unaudited; inside a call the failure goes to the log.
     pub(crate) unrecorded: Option<AuditError>,
+    /// The request-time policies that denied it (none: the grant did).
+    pub(crate) policies: Vec<String>,
 }
 
 impl Denial {
     /// A refusal by the grant or a policy.
     pub(crate) fn denied(reason: impl Into<String>) -> Denial {
-        Denial { decision: Refused::Denied, reason: reason.into(), unrecorded: None }
+        Denial { decision: Refused::Denied, reason: reason.into(), unrecorded: None, policies: Vec::new() }
     }
 
     /// An action that could not be had (no time left for it).
     pub(crate) fn unavailable(reason: impl Into<String>) -> Denial {
-        Denial { decision: Refused::Unavailable, reason: reason.into(), unrecorded: None }
+        Denial { decision: Refused::Unavailable, reason: reason.into(), unrecorded: None, policies: Vec::new() }
     }
 }
 
@@ -116,8 +128,8 @@ impl Denial {
 pub(crate) fn decide<A: Action>(request: Request<'_, A>) -> Result<A::Allowed, Denial> {
     // The grant first: nothing below may allow what it refuses.
     let verdict = request.action.within_grant(request.call);
-    // Later layers go here, each able only to deny (or to hold an action
-    // for approval): request-time policy, approvals, rate limits, the kill switch.
+    // Request-time policy and approvals follow in `govern`, asked by the
+    // capability with the action's facts; they can only deny or hold.
     verdict.map_err(|mut denial| {
         tracing::debug!(target: "toolcell::decide", action = A::NAME, task = %request.who.task, "{}", denial.decision.name());
         if let Some(event) = request.action.denied(request.call, &denial) {
@@ -133,6 +145,7 @@ pub(crate) fn decide<A: Action>(request: Request<'_, A>) -> Result<A::Allowed, D
 /// record stays bounded. Returns the audit trail's error, also logged.
 pub(crate) fn record_refusal(who: &AuditScope, call: Option<&CallContext>, event: AuditKind) -> Option<AuditError> {
     if let Some(call) = call {
+        call.count_denial();
         if call.meter.hit().is_some() {
             return None;
         }
@@ -160,13 +173,37 @@ pub(crate) struct CallContext {
     requests: Box<[AtomicU32]>,
     /// Credentials minted (or being minted).
     mints: AtomicU32,
+    /// What policy sees of the task the call belongs to.
+    pub(crate) task: Arc<TaskFacts>,
+    /// When the call must be over: an approval is not waited for past it.
+    pub(crate) deadline: Instant,
+    /// What this call has done so far, for policies.
+    tally: Tally,
+    /// The call's input (for policies and approvals), once known.
+    pub(crate) input: OnceLock<Digest>,
 }
 
 impl CallContext {
     /// A call that has done nothing yet.
-    pub(crate) fn new(invocation: String, grant: Arc<Grant>, meter: Arc<Meter>) -> CallContext {
+    pub(crate) fn new(
+        invocation: String,
+        grant: Arc<Grant>,
+        meter: Arc<Meter>,
+        task: Arc<TaskFacts>,
+        deadline: Instant,
+    ) -> CallContext {
         let requests = grant.egress.iter().map(|_| AtomicU32::new(0)).collect();
-        CallContext { invocation, grant, meter, requests, mints: AtomicU32::new(0) }
+        CallContext {
+            invocation,
+            grant,
+            meter,
+            requests,
+            mints: AtomicU32::new(0),
+            task,
+            deadline,
+            tally: Tally::default(),
+            input: OnceLock::new(),
+        }
     }
 
     /// Requests sent so far on the rule at `rule`.
@@ -211,7 +248,13 @@ mod tests {
         let mut grant = Grant::new(&manifest, &crate::grant::Narrowing::default()).unwrap();
         grant.limits.max_refusals = 2;
         let meter = Arc::new(Meter::new(&grant.limits));
-        let call = CallContext::new("i".into(), Arc::new(grant), meter.clone());
+        let call = CallContext::new(
+            "i".into(),
+            Arc::new(grant),
+            meter.clone(),
+            Arc::new(TaskFacts::ungoverned()),
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
         for _ in 0..5 {
             let denied = decide(Request {
                 who: &who,

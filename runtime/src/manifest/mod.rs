@@ -56,6 +56,8 @@ pub struct Manifest {
     pub credentials: Vec<CredentialSpec>,
     /// Resource limits of each invocation.
     pub limits: Limits,
+    /// Labels for policies (`resource in Tool::"x" when { resource.tags.contains("pii") }`).
+    pub tags: Vec<String>,
     /// The file this manifest came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -104,6 +106,7 @@ impl Manifest {
             sockets: Vec::new(),
             credentials: Vec::new(),
             limits: Limits::DEFAULT,
+            tags: Vec::new(),
             source: None,
         }
     }

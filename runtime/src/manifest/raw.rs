@@ -44,6 +44,16 @@ pub(super) struct CredentialEntry {
     #[serde(default)]
     pub(super) exposure: Option<Spanned<String>>,
     pub(super) inject: Option<InjectEntry>,
+    pub(super) approval: Option<ApprovalEntry>,
+}
+
+/// `approval = { reason = "...", methods = [...] }` (egress) or `scopes` (credentials).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApprovalEntry {
+    pub(super) reason: Spanned<String>,
+    pub(super) methods: Option<Vec<String>>,
+    pub(super) scopes: Option<Vec<String>>,
 }
 
 /// One rule URL, or a list of them.
@@ -92,6 +102,7 @@ pub(super) struct EgressEntry {
     pub(super) connect_timeout: Option<TimeSpan>,
     pub(super) first_byte_timeout: Option<TimeSpan>,
     pub(super) total_timeout: Option<TimeSpan>,
+    pub(super) approval: Option<ApprovalEntry>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +114,8 @@ pub(super) struct ToolSection {
     pub(super) review_by: Spanned<toml::value::Datetime>,
     pub(super) component: Spanned<PathBuf>,
     pub(super) sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) tags: Vec<String>,
 }
 
 #[derive(Deserialize)]

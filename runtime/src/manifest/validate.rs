@@ -11,6 +11,7 @@ use super::raw::{
 };
 use super::{HTTP_METHODS, env_name, guest_path, host_dir, parse_review_date, parse_sha256, validate_tool_name};
 use crate::manifest::Manifest;
+use crate::policy::ManifestApproval;
 use crate::policy::credential::{CredentialSpec, Exposure, Injection, ProviderKind, check_injection_header};
 use crate::policy::dir::DirGrant;
 use crate::policy::egress::{EgressRule, NEVER_WITH_CREDENTIALS};
@@ -18,6 +19,7 @@ use crate::policy::env::{EnvGrant, EnvSource};
 use crate::policy::limits::{Limits, validate_limits};
 use crate::policy::socket::SocketGrant;
 use crate::units::TimeSpan;
+use toml::Spanned;
 
 impl ManifestFile {
     pub(super) fn validate(self, base: &Path, at: &Locator<'_>) -> Result<Manifest, ManifestError> {
@@ -58,6 +60,7 @@ impl ManifestFile {
             sockets,
             credentials,
             limits,
+            tags: tool.tags,
             source: Some(at.file.to_owned()),
         })
     }
@@ -157,6 +160,27 @@ pub(super) fn egress(entries: &[EgressEntry], at: &Locator<'_>) -> Result<Vec<Eg
         rule.connect_timeout = entry.connect_timeout.unwrap_or(rule.connect_timeout);
         rule.first_byte_timeout = entry.first_byte_timeout.unwrap_or(rule.first_byte_timeout);
         rule.total_timeout = entry.total_timeout.unwrap_or(rule.total_timeout);
+        if let Some(approval) = &entry.approval {
+            if approval.scopes.is_some() {
+                return Err(at.at(
+                    &approval.reason,
+                    field("approval"),
+                    "an egress rule's approval names `methods`, not `scopes`",
+                ));
+            }
+            let covers: Vec<String> = approval.methods.iter().flatten().map(|m| m.to_ascii_uppercase()).collect();
+            if let Some(method) = covers.iter().find(|m| !rule.methods.contains(m)) {
+                return Err(at.at(
+                    &approval.reason,
+                    field("approval.methods"),
+                    format!("`{method}` is not one of the rule's methods"),
+                ));
+            }
+            rule.approval = Some(ManifestApproval {
+                reason: checked_reason(&approval.reason, at, field("approval.reason"))?,
+                covers,
+            });
+        }
         if egress.iter().any(|r: &EgressRule| r.url == rule.url) {
             return Err(at.at(&entry.url, field("url"), format!("`{}` is written twice", rule.url)));
         }
@@ -277,6 +301,30 @@ pub(super) fn credentials(
         if max_ttl.0.as_secs() == 0 {
             return Err(at.at(&entry.name, field("max_ttl"), "must be at least 1s"));
         }
+        let approval = match &entry.approval {
+            None => None,
+            Some(approval) => {
+                if approval.methods.is_some() {
+                    return Err(at.at(
+                        &approval.reason,
+                        field("approval"),
+                        "a credential's approval names `scopes`, not `methods`",
+                    ));
+                }
+                let covers = approval.scopes.clone().unwrap_or_default();
+                if let Some(scope) = covers.iter().find(|s| !entry.scopes.contains(s)) {
+                    return Err(at.at(
+                        &approval.reason,
+                        field("approval.scopes"),
+                        format!("`{scope}` is not one of the credential's scopes"),
+                    ));
+                }
+                Some(ManifestApproval {
+                    reason: checked_reason(&approval.reason, at, field("approval.reason"))?,
+                    covers,
+                })
+            }
+        };
         credentials.push(CredentialSpec {
             name: name.clone(),
             provider,
@@ -284,9 +332,19 @@ pub(super) fn credentials(
             audience: entry.audience.clone(),
             max_ttl,
             exposure,
+            approval,
         });
     }
     Ok(credentials)
+}
+
+/// An approval's reason: said, and short enough to show.
+fn checked_reason(reason: &Spanned<String>, at: &Locator<'_>, field: String) -> Result<String, ManifestError> {
+    let text = reason.get_ref().trim();
+    if text.is_empty() || text.len() > 512 {
+        return Err(at.at(reason, field, "says why a person must approve, in 1 to 512 bytes"));
+    }
+    Ok(text.to_owned())
 }
 
 /// `[limits]`: each given limit, the defaults for the rest, and the floors.

@@ -43,6 +43,16 @@ pub enum Exposure {
     Reveal,
 }
 
+impl Exposure {
+    /// `inject` or `reveal`, as manifests and audit events write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exposure::Inject(_) => "inject",
+            Exposure::Reveal => "reveal",
+        }
+    }
+}
+
 /// Where and how an injected credential is added.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Injection {
@@ -69,6 +79,8 @@ pub struct CredentialSpec {
     pub max_ttl: TimeSpan,
     /// Inject (default) or reveal.
     pub exposure: Exposure,
+    /// Mints with these scopes wait for a person's approval.
+    pub approval: Option<super::ManifestApproval>,
 }
 
 impl fmt::Display for CredentialSpec {

@@ -40,6 +40,8 @@ pub struct EgressRule {
     pub first_byte_timeout: TimeSpan,
     /// Time of the whole exchange, body included.
     pub total_timeout: TimeSpan,
+    /// Requests with these methods wait for a person's approval.
+    pub approval: Option<super::ManifestApproval>,
 }
 
 /// `http` or `https`.
@@ -157,6 +159,7 @@ impl EgressRule {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
+            approval: None,
         })
     }
 

@@ -61,6 +61,7 @@ fn spec(name: &str, provider: ProviderKind, scopes: &[&str], exposure: Exposure)
         audience: AUDIENCE.into(),
         max_ttl: TimeSpan(Duration::from_secs(300)),
         exposure,
+        approval: None,
     }
 }
 

@@ -14,5 +14,6 @@ mod filesystem;
 mod limits;
 mod openbao;
 mod plain;
+mod request_policy;
 mod tasks;
 mod token_exchange;

@@ -67,6 +67,7 @@ fn manifest() -> Manifest {
         audience: "pki:tool".into(),
         max_ttl: TimeSpan(Duration::from_secs(120)),
         exposure: Exposure::Reveal,
+        approval: None,
     }];
     manifest.limits.timeout = secs(4);
     manifest

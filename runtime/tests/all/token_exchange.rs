@@ -80,6 +80,7 @@ fn manifest(port: u16) -> Manifest {
             header: "authorization".into(),
             format: "Bearer {token}".into(),
         }),
+        approval: None,
     }];
     manifest.limits.timeout = secs(10);
     manifest

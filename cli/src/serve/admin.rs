@@ -1,0 +1,188 @@
+//! The admin interface of a running `toolcell serve`: a Unix socket, mode
+//! 0600 in a directory only its owner can enter, that answers one JSON
+//! request per line. Approvals are listed, shown and answered through it
+//! (`toolcell approvals`). The approver is who the kernel says is on the
+//! other end (`SO_PEERCRED`), never a name the client claims; only the
+//! server's own user (or root) is answered at all.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use toolcell_runtime::Approvals;
+
+/// The longest request line read.
+const MAX_LINE: usize = 64 << 10;
+
+/// One request to the admin interface.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminRequest {
+    /// The approval requests waiting.
+    ApprovalsList,
+    /// One of them.
+    ApprovalsShow { id: String },
+    /// An answer: approve or deny, optionally bound to the digest the approver reviewed.
+    ApprovalsAnswer {
+        id: String,
+        approve: bool,
+        #[serde(default)]
+        digest: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// The answer to one request.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct AdminResponse {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where the admin socket is: `[serve] admin_socket`, or `admin.sock` in
+/// toolcell's state directory.
+pub fn socket_path(configured: Option<&Path>) -> Result<PathBuf> {
+    match configured {
+        Some(path) => Ok(path.to_owned()),
+        None => crate::run::state_dir()
+            .map(|dir| dir.join("admin.sock"))
+            .context("no admin socket path: set [serve] admin_socket, or HOME or XDG_STATE_HOME"),
+    }
+}
+
+/// The bound admin socket; the file is removed when it is dropped.
+pub struct AdminSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for AdminSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl AdminSocket {
+    /// Binds `path`. A socket another server still answers on is not taken
+    /// over; a stale one (its server gone) is replaced.
+    pub async fn bind(path: &Path) -> Result<AdminSocket> {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.exists() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating `{}`", parent.display()))?;
+            // Only the owner may enter: nobody else can reach the socket, even in the moment before its chmod.
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making `{}` private", parent.display()))?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                bail!(
+                    "admin socket `{}` is in use by another toolcell serve; give this one its own \
+                     ([serve] admin_socket or --admin-socket)",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path).with_context(|| format!("removing the stale socket `{}`", path.display()))?;
+        }
+        let listener = UnixListener::bind(path).with_context(|| format!("binding the admin socket `{}`", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making `{}` mode 0600", path.display()))?;
+        Ok(AdminSocket { listener, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Answers connections until the server stops.
+    pub async fn serve(self, approvals: Arc<Approvals>) {
+        let own = rustix::process::geteuid().as_raw();
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else { continue };
+            let approvals = approvals.clone();
+            tokio::spawn(async move {
+                if let Err(error) = connection(stream, own, approvals).await {
+                    tracing::info!(target: "toolcell::admin", "admin connection: {error:#}");
+                }
+            });
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> Result<()> {
+    let uid = stream.peer_cred().context("reading the peer's credentials")?.uid();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read.take(MAX_LINE as u64 * 64)).lines();
+    if uid != own && uid != 0 {
+        let refused = AdminResponse {
+            ok: false,
+            result: None,
+            error: Some(format!("uid {uid} may not use this admin socket (only its owner, uid {own}, and root)")),
+        };
+        write.write_all(format!("{}\n", serde_json::to_string(&refused)?).as_bytes()).await?;
+        return Ok(());
+    }
+    // Who answers is who the kernel says connected.
+    // Named as the local principal is (`local:NAME`), so a local user cannot
+    // approve what a call does on their own behalf.
+    let approver = match crate::run::user_name(uid) {
+        Some(name) => format!("local:{name}"),
+        None => format!("local:uid:{uid}"),
+    };
+    while let Some(line) = lines.next_line().await? {
+        let response = if line.len() > MAX_LINE {
+            AdminResponse { ok: false, result: None, error: Some(format!("a request is at most {MAX_LINE} bytes")) }
+        } else {
+            match serde_json::from_str::<AdminRequest>(&line) {
+                Ok(request) => answer(request, &approver, &approvals),
+                Err(error) => AdminResponse { ok: false, result: None, error: Some(format!("bad request: {error}")) },
+            }
+        };
+        write.write_all(format!("{}\n", serde_json::to_string(&response)?).as_bytes()).await?;
+    }
+    Ok(())
+}
+
+fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> AdminResponse {
+    let done = |result: serde_json::Value| AdminResponse { ok: true, result: Some(result), error: None };
+    let refused = |error: String| AdminResponse { ok: false, result: None, error: Some(error) };
+    match request {
+        AdminRequest::ApprovalsList => done(serde_json::to_value(approvals.list()).expect("requests serialize")),
+        AdminRequest::ApprovalsShow { id } => match approvals.show(&id) {
+            Ok(request) => done(serde_json::to_value(request).expect("requests serialize")),
+            Err(error) => refused(error.to_string()),
+        },
+        AdminRequest::ApprovalsAnswer { id, approve, digest, reason } => {
+            let shown = approvals.show(&id);
+            match approvals.answer(&id, digest.as_deref(), approver, "admin", approve, reason) {
+                Ok(()) => done(serde_json::json!({
+                    "id": id,
+                    "decision": if approve { "approved" } else { "denied" },
+                    "approver": approver,
+                    "what": shown.map(|r| r.what).unwrap_or_default(),
+                })),
+                Err(error) => refused(error.to_string()),
+            }
+        }
+    }
+}
+
+/// Sends one request to the admin socket at `path` and reads its answer.
+pub async fn ask(path: &Path, request: &AdminRequest) -> Result<AdminResponse> {
+    let stream = UnixStream::connect(path).await.with_context(|| {
+        format!("connecting to the admin socket `{}` (is `toolcell serve` running with this state directory?)", path.display())
+    })?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(format!("{}\n", serde_json::to_string(request)?).as_bytes()).await?;
+    write.shutdown().await?;
+    let mut lines = BufReader::new(read).lines();
+    let line = lines.next_line().await?.context("the admin socket closed without an answer")?;
+    Ok(serde_json::from_str(&line).context("reading the admin socket's answer")?)
+}

@@ -1,0 +1,398 @@
+//! The layer after the grant: request-time policy and human approval.
+//! Asked by capabilities, through [`govern`], about each action policies
+//! decide (`call`, `http`, `credential`, `socket` connects and sends) once
+//! the grant has allowed it and its facts are known (an HTTP request's body
+//! digest, a mint's lifetime). It can only deny or hold what the grant
+//! allowed: a policy never widens a manifest.
+//!
+//! With no policy written (`ceiling` mode) and no approval in the manifest,
+//! nothing is built and nothing is written: the grant's answer stands.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use sha2::Digest as _;
+
+use crate::approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approvals, Asking};
+use crate::audit::{AuditKind, AuditScope, clip, rfc3339};
+use crate::decide::{Action, CallContext, Denial, Request, record_refusal};
+use crate::request_policy::{
+    Counters, MANIFEST_POLICY, PolicyAction, PolicyQuery, PolicyVerdict, PrincipalAttributes, RequestPolicies,
+    ToolFacts,
+};
+
+/// What request-time policy shares across the runtime: the policies in
+/// force (replaced whole on reload), what each principal is, and the
+/// approval requests.
+#[derive(Debug)]
+pub(crate) struct PolicyPoint {
+    policies: RwLock<Arc<RequestPolicies>>,
+    principals: RwLock<Arc<HashMap<String, PrincipalAttributes>>>,
+    pub(crate) approvals: Arc<Approvals>,
+}
+
+impl PolicyPoint {
+    pub(crate) fn new(
+        policies: RequestPolicies,
+        principals: HashMap<String, PrincipalAttributes>,
+        approvals: Arc<Approvals>,
+    ) -> PolicyPoint {
+        PolicyPoint {
+            policies: RwLock::new(Arc::new(policies)),
+            principals: RwLock::new(Arc::new(principals)),
+            approvals,
+        }
+    }
+
+    /// The policies in force now. A decision keeps the set it started with.
+    pub(crate) fn policies(&self) -> Arc<RequestPolicies> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the policies; decisions already asked keep the old set.
+    pub(crate) fn set_policies(&self, policies: RequestPolicies) {
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
+    }
+
+    /// Replaces what principals are.
+    pub(crate) fn set_principals(&self, principals: HashMap<String, PrincipalAttributes>) {
+        *self.principals.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(principals);
+    }
+
+    /// What the config says of `principal` (nothing: no roles, no groups).
+    pub(crate) fn principal(&self, principal: &str) -> PrincipalAttributes {
+        self.principals.read().unwrap_or_else(|p| p.into_inner()).get(principal).cloned().unwrap_or_default()
+    }
+}
+
+/// What a call or task has done so far, counted as it happens.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    requests: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    mints: AtomicU64,
+    denials: AtomicU64,
+}
+
+impl Tally {
+    pub(crate) fn read(&self) -> Counters {
+        Counters {
+            requests: self.requests.load(Ordering::Acquire),
+            bytes_sent: self.bytes_sent.load(Ordering::Acquire),
+            bytes_received: self.bytes_received.load(Ordering::Acquire),
+            mints: self.mints.load(Ordering::Acquire),
+            denials: self.denials.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// What policy sees of one task, shared by its calls.
+#[derive(Debug)]
+pub(crate) struct TaskFacts {
+    pub(crate) point: Arc<PolicyPoint>,
+    pub(crate) attributes: PrincipalAttributes,
+    pub(crate) tool: ToolFacts,
+    pub(crate) workload: String,
+    pub(crate) opened: Instant,
+    /// Every call of the task together.
+    pub(crate) totals: Tally,
+    /// Where a person at the caller can answer an approval (MCP elicitation).
+    pub(crate) channel: Option<Arc<dyn ApprovalChannel>>,
+}
+
+impl TaskFacts {
+    /// A task no policy and no person governs, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn ungoverned() -> TaskFacts {
+        let approvals = Arc::new(Approvals::new(Default::default()));
+        TaskFacts {
+            point: Arc::new(PolicyPoint::new(RequestPolicies::none(), HashMap::new(), approvals)),
+            attributes: PrincipalAttributes::default(),
+            tool: ToolFacts::default(),
+            workload: String::new(),
+            opened: Instant::now(),
+            totals: Tally::default(),
+            channel: None,
+        }
+    }
+}
+
+impl CallContext {
+    pub(crate) fn count_request(&self) {
+        for tally in [&self.tally, &self.task.totals] {
+            tally.requests.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn count_bytes(&self, sent: u64, received: u64) {
+        for tally in [&self.tally, &self.task.totals] {
+            tally.bytes_sent.fetch_add(sent, Ordering::AcqRel);
+            tally.bytes_received.fetch_add(received, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn count_mint(&self) {
+        for tally in [&self.tally, &self.task.totals] {
+            tally.mints.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn count_denial(&self) {
+        for tally in [&self.tally, &self.task.totals] {
+            tally.denials.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// True when a policy or approval can change this call's decisions.
+    pub(crate) fn governed(&self) -> bool {
+        !self.task.point.policies().is_inert()
+    }
+
+    /// The policy request for `action`, as of now.
+    fn query(&self, who: &AuditScope, action: PolicyAction) -> PolicyQuery {
+        PolicyQuery {
+            principal: who.principal.clone(),
+            principal_attributes: self.task.attributes.clone(),
+            tool: self.task.tool.clone(),
+            task: who.task.clone(),
+            workload: self.task.workload.clone(),
+            task_age_seconds: self.task.opened.elapsed().as_secs(),
+            time: time::OffsetDateTime::now_utc(),
+            invocation: self.tally.read(),
+            task_total: self.task.totals.read(),
+            input: self.input.get().cloned().unwrap_or_default(),
+            approved: false,
+            action,
+        }
+    }
+}
+
+/// Asks policy (and, where it or the manifest says so, a person) about an
+/// action the grant allowed. A denial is recorded in the action's own
+/// event shape and counted, like the grant's; every verdict is recorded as
+/// a `policy` event naming the policies that determined it.
+pub(crate) async fn govern<A: Action>(
+    request: Request<'_, A>,
+    asked: PolicyAction,
+    manifest_approval: Option<&str>,
+) -> Result<(), Denial> {
+    let Request { who, call, action } = request;
+    let call = call.expect("policies decide the actions of calls");
+    let policies = call.task.point.policies();
+    if policies.is_inert() && manifest_approval.is_none() {
+        count(call, &asked);
+        return Ok(());
+    }
+    let resource = asked.resource(&who.tool);
+    let mut query = call.query(who, asked);
+    let mut verdict = with_manifest(policies.evaluate(&query), manifest_approval);
+    record_verdict(who, call, &query, &resource, &verdict, None);
+    if let PolicyVerdict::Approval { policies: ids, reason: why } = &verdict {
+        let id = crate::invocation::new_id();
+        let asking = approval_request(who, call, &query, &resource, (&id, ids, why));
+        let digest = asking.request.digest.clone();
+        let approvals = call.task.point.approvals.clone();
+        record_approval(who, call, &asking.request, "requested", None);
+        let outcome = approvals.ask(asking).await;
+        let (decision, answered) = match &outcome {
+            ApprovalOutcome::Approved { approver, channel } => {
+                ("approved", Some((approver.as_str(), channel.as_str(), None)))
+            }
+            ApprovalOutcome::Denied { approver, channel, reason } => {
+                ("denied", Some((approver.as_str(), channel.as_str(), reason.as_deref())))
+            }
+            ApprovalOutcome::Expired => ("expired", None),
+        };
+        let shown = ApprovalRecord { id: &id, digest: &digest, resource: &resource, action: query.action.name() };
+        record_answer(who, call, &shown, decision, answered);
+        verdict = match outcome {
+            ApprovalOutcome::Approved { .. } => {
+                // Asked again as of now: counters moved while it waited.
+                query = PolicyQuery { approved: true, ..call.query(who, query.action) };
+                let again = policies.evaluate(&query);
+                record_verdict(who, call, &query, &resource, &again, Some(&id));
+                again
+            }
+            ApprovalOutcome::Denied { approver, reason, .. } => PolicyVerdict::Deny {
+                policies: ids.clone(),
+                reason: match reason {
+                    Some(reason) => format!("approval `{id}` was denied by {approver}: {}", clip(&reason, 512)),
+                    None => format!("approval `{id}` was denied by {approver}"),
+                },
+            },
+            ApprovalOutcome::Expired => PolicyVerdict::Deny {
+                policies: ids.clone(),
+                reason: format!("approval `{id}` ({why}) was not answered before it expired or the call's deadline"),
+            },
+        };
+    }
+    match verdict {
+        PolicyVerdict::Allow { .. } | PolicyVerdict::Approval { .. } => {
+            count(call, &query.action);
+            Ok(())
+        }
+        PolicyVerdict::Deny { policies, reason } => {
+            let mut denial = Denial::denied(reason);
+            denial.policies = policies;
+            if let Some(event) = action.denied(Some(call), &denial) {
+                denial.unrecorded = record_refusal(who, Some(call), event);
+            }
+            Err(denial)
+        }
+    }
+}
+
+/// Counts an action that goes ahead.
+fn count(call: &CallContext, action: &PolicyAction) {
+    match action {
+        PolicyAction::Http { .. } => call.count_request(),
+        PolicyAction::Credential { .. } => call.count_mint(),
+        PolicyAction::Call | PolicyAction::Socket { .. } => {}
+    }
+}
+
+/// The manifest's approval joins the policies' verdict: an allowed action
+/// it covers waits too.
+fn with_manifest(verdict: PolicyVerdict, manifest_approval: Option<&str>) -> PolicyVerdict {
+    match (verdict, manifest_approval) {
+        (PolicyVerdict::Allow { mut policies }, Some(why)) => {
+            if !policies.iter().any(|id| id == MANIFEST_POLICY) {
+                policies.push(MANIFEST_POLICY.to_owned());
+            }
+            PolicyVerdict::Approval { policies, reason: why.to_owned() }
+        }
+        (PolicyVerdict::Approval { mut policies, reason }, Some(why)) => {
+            if !policies.iter().any(|id| id == MANIFEST_POLICY) {
+                policies.push(MANIFEST_POLICY.to_owned());
+            }
+            PolicyVerdict::Approval { policies, reason: format!("{reason}; {why}") }
+        }
+        (verdict, _) => verdict,
+    }
+}
+
+fn record_verdict(
+    who: &AuditScope,
+    call: &CallContext,
+    query: &PolicyQuery,
+    resource: &str,
+    verdict: &PolicyVerdict,
+    approval: Option<&str>,
+) {
+    // Each datagram is a decision; allowing them is not written one by one
+    // (denials are, and count against `max_refusals`).
+    let datagram = matches!(&query.action, PolicyAction::Socket { operation, .. } if operation == "udp_send");
+    if datagram && matches!(verdict, PolicyVerdict::Allow { .. }) {
+        return;
+    }
+    let reason = match verdict {
+        PolicyVerdict::Allow { .. } => None,
+        PolicyVerdict::Deny { reason, .. } | PolicyVerdict::Approval { reason, .. } => Some(clip(reason, 1024)),
+    };
+    who.record_or_log(AuditKind::Policy {
+        invocation: call.invocation.clone(),
+        action: query.action.name(),
+        resource: clip(resource, 1024),
+        decision: verdict.name(),
+        policies: verdict.policies().to_vec(),
+        reason,
+        approval: approval.map(str::to_owned),
+    });
+}
+
+/// What the audit trail says of an approval request.
+struct ApprovalRecord<'a> {
+    id: &'a str,
+    digest: &'a str,
+    resource: &'a str,
+    action: &'static str,
+}
+
+fn record_approval(
+    who: &AuditScope,
+    call: &CallContext,
+    request: &ApprovalRequest,
+    decision: &'static str,
+    why: Option<&str>,
+) {
+    let shown =
+        ApprovalRecord { id: &request.id, digest: &request.digest, resource: &request.what, action: request.action };
+    record_answer(who, call, &shown, decision, why.map(|why| ("", "", Some(why))));
+}
+
+fn record_answer(
+    who: &AuditScope,
+    call: &CallContext,
+    shown: &ApprovalRecord<'_>,
+    decision: &'static str,
+    answered: Option<(&str, &str, Option<&str>)>,
+) {
+    let (approver, channel, reason) = answered.unwrap_or(("", "", None));
+    let named = |text: &str| (!text.is_empty()).then(|| clip(text, 256));
+    who.record_or_log(AuditKind::Approval {
+        invocation: call.invocation.clone(),
+        id: shown.id.to_owned(),
+        action: shown.action,
+        resource: clip(shown.resource, 1024),
+        digest: shown.digest.to_owned(),
+        decision,
+        approver: named(approver),
+        channel: named(channel),
+        reason: reason.map(|reason| clip(reason, 512)),
+    });
+}
+
+/// The request an approver sees, bound by its digest to exactly this action.
+fn approval_request(
+    who: &AuditScope,
+    call: &CallContext,
+    query: &PolicyQuery,
+    resource: &str,
+    (id, policies, why): (&str, &[String], &str),
+) -> Asking {
+    let approvals = &call.task.point.approvals;
+    let (_, expires) = approvals.expiry(call.deadline);
+    let what = match &query.action {
+        PolicyAction::Call => {
+            format!("call {} with input of {} bytes (sha256 {})", who.tool, query.input.size, query.input.sha256)
+        }
+        PolicyAction::Http { body, query: q, .. } if body.size > 0 || q.size > 0 => {
+            format!("{resource} (query {} bytes, body {} bytes, sha256 {})", q.size, body.size, body.sha256)
+        }
+        _ => resource.to_owned(),
+    };
+    let mut hasher = sha2::Sha256::new();
+    for part in [
+        "toolcell approval v1",
+        &who.principal,
+        &who.tool,
+        &who.task,
+        &call.invocation,
+        query.action.name(),
+        &what,
+        &query.input.sha256,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let request = ApprovalRequest {
+        id: id.to_owned(),
+        digest: hex::encode(hasher.finalize()),
+        principal: who.principal.clone(),
+        tool: who.tool.clone(),
+        task: who.task.clone(),
+        workload: call.task.workload.clone(),
+        invocation: call.invocation.clone(),
+        action: query.action.name(),
+        what,
+        why: why.to_owned(),
+        policies: policies.to_vec(),
+        reach: call.grant.summary(),
+        raised_at: rfc3339(SystemTime::now()),
+        expires_at: rfc3339(expires),
+    };
+    Asking { request, deadline: call.deadline, channel: call.task.channel.clone() }
+}
