@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
 use crate::serve::admin::{AdminRequest, AdminResponse, ask, socket_path};
+use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\

@@ -216,7 +216,13 @@ fn explain(args: ExplainArgs, config: Option<&Path>) -> Result<ExitCode> {
         action,
     };
     let verdict = policies.evaluate(&query);
-    outln!("request   {} {} by {} through {}", query.action.name(), query.action.resource(&args.tool), args.principal, args.tool);
+    outln!(
+        "request   {} {} by {} through {}",
+        query.action.name(),
+        query.action.resource(&args.tool),
+        args.principal,
+        args.tool
+    );
     outln!("policies  {} from {} (mode {})", policies.len(), dir.display(), mode.name());
     outln!("decision  {}", verdict.name());
     let ids = verdict.policies();
@@ -298,7 +304,8 @@ fn action(args: &ExplainArgs, manifest: Option<&Manifest>) -> Result<PolicyActio
         "credential" => {
             let name = resource()?;
             let spec = manifest.and_then(|m| m.credentials.iter().find(|c| c.name == name));
-            let spec = spec.with_context(|| format!("the manifest of `{}` grants no credential `{name}`", args.tool))?;
+            let spec =
+                spec.with_context(|| format!("the manifest of `{}` grants no credential `{name}`", args.tool))?;
             PolicyAction::Credential {
                 name,
                 provider: spec.provider.name().to_owned(),

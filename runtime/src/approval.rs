@@ -385,7 +385,8 @@ mod tests {
     #[tokio::test]
     async fn no_answer_in_time_is_a_denial_and_a_late_answer_is_refused() {
         let approvals = Arc::new(Approvals::new(ApprovalSettings::default()));
-        let waiting = raised(&approvals, "a2", Duration::from_millis(50)).await;
+        // The request ends a moment (250ms) before the call's deadline.
+        let waiting = raised(&approvals, "a2", Duration::from_millis(400)).await;
         assert_eq!(waiting.await.unwrap(), ApprovalOutcome::Expired);
         let late = approvals.answer("a2", None, "bob", "admin", true, None).unwrap_err();
         assert_eq!(late, ApprovalError::Expired("a2".into()));

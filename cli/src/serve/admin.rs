@@ -91,7 +91,8 @@ impl AdminSocket {
             }
             std::fs::remove_file(path).with_context(|| format!("removing the stale socket `{}`", path.display()))?;
         }
-        let listener = UnixListener::bind(path).with_context(|| format!("binding the admin socket `{}`", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding the admin socket `{}`", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("making `{}` mode 0600", path.display()))?;
         Ok(AdminSocket { listener, path: path.to_owned() })
@@ -119,7 +120,7 @@ impl AdminSocket {
 async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> Result<()> {
     let uid = stream.peer_cred().context("reading the peer's credentials")?.uid();
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_LINE as u64 * 64)).lines();
+    let mut lines = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE as u64 * 64)).lines();
     if uid != own && uid != 0 {
         let refused = AdminResponse {
             ok: false,
@@ -177,7 +178,10 @@ fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> Admin
 /// Sends one request to the admin socket at `path` and reads its answer.
 pub async fn ask(path: &Path, request: &AdminRequest) -> Result<AdminResponse> {
     let stream = UnixStream::connect(path).await.with_context(|| {
-        format!("connecting to the admin socket `{}` (is `toolcell serve` running with this state directory?)", path.display())
+        format!(
+            "connecting to the admin socket `{}` (is `toolcell serve` running with this state directory?)",
+            path.display()
+        )
     })?;
     let (read, mut write) = stream.into_split();
     write.write_all(format!("{}\n", serde_json::to_string(request)?).as_bytes()).await?;

@@ -72,8 +72,9 @@ impl ApprovalChannel for Elicitation {
                     (approve, content["reason"].as_str().map(str::to_owned))
                 }
                 ElicitationAction::Decline => (false, Some("declined at the client".to_owned())),
-                // Dismissed: no answer from this channel; the request waits on.
-                ElicitationAction::Cancel => return None,
+                // Dismissed (or an action this version does not know): no
+                // answer from this channel; the request waits on.
+                _ => return None,
             };
             Some(ChannelAnswer {
                 approve,

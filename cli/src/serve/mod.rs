@@ -23,13 +23,13 @@ use toolcell_runtime::{Runtime, TimeSpan};
 
 use crate::run::{default_principal, runtime_config};
 use crate::signals::Signals;
-use catalog::{Catalog, Sources};
 use admin::AdminSocket;
+use catalog::{Catalog, Sources};
 use config::ServeConfig;
-use policies::PolicyFiles;
-use webhook::Webhook;
 use handler::{Server, State};
+use policies::PolicyFiles;
 use toolcell_runtime::credentials::config::SecretSource;
+use webhook::Webhook;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
