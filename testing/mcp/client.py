@@ -4,6 +4,7 @@ Usage: client.py SCENARIO_JSON
   Transport from the environment:
     MCP_TRANSPORT=stdio  TOOLCELL=<binary>  TOOLCELL_ARGS=<JSON list of args>
     MCP_TRANSPORT=http   MCP_URL=<http://host:port/mcp>  [MCP_TOKEN=<bearer>]  [MCP_ORIGIN=<origin>]
+    MCP_ELICIT=accept|deny|decline  declare elicitation and answer every request so (unset: no elicitation)
   Scenarios (JSON objects with "do"):
     {"do": "list"}
     {"do": "call", "tool": ..., "arguments": {...}, "meta": {...}?}
@@ -102,6 +103,24 @@ async def run(session, scenario):
     raise SystemExit(f"unknown scenario {kind!r}")
 
 
+ELICITED = []
+
+
+async def elicitation(context, params):
+    """Answers an elicitation as MCP_ELICIT says, remembering what was asked."""
+    from mcp import types
+
+    ELICITED.append(params.message)
+    answer = os.environ["MCP_ELICIT"]
+    if answer == "decline":
+        return types.ElicitResult(action="decline")
+    return types.ElicitResult(action="accept", content={"approve": answer == "accept", "reason": "from the test"})
+
+
+def session_options():
+    return {"elicitation_callback": elicitation} if os.environ.get("MCP_ELICIT") else {}
+
+
 async def main():
     scenario = json.loads(sys.argv[1])
     if os.environ["MCP_TRANSPORT"] == "stdio":
@@ -109,7 +128,7 @@ async def main():
             command=os.environ["TOOLCELL"], args=json.loads(os.environ["TOOLCELL_ARGS"]), env=dict(os.environ)
         )
         async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write, message_handler=None) as session:
+            async with ClientSession(read, write, message_handler=None, **session_options()) as session:
                 outcome = await run(session, scenario)
     else:
         headers = {}
@@ -121,10 +140,12 @@ async def main():
             async with create_mcp_http_client(headers=headers) as http:
                 async with streamable_http_client(os.environ["MCP_URL"], http_client=http) as streams:
                     read, write = streams[0], streams[1]
-                    async with ClientSession(read, write) as session:
+                    async with ClientSession(read, write, **session_options()) as session:
                         outcome = await run(session, scenario)
         except BaseException as error:  # the refusal tests expect the connection to fail
             outcome = {"failed": f"{type(error).__name__}: {error}"}
+    if ELICITED:
+        outcome["elicited"] = ELICITED
     print(json.dumps(outcome))
 
 

@@ -91,6 +91,8 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()))?;
     let admin = AdminSocket::bind(&admin_path).await?;
     eprintln!("toolcell: admin socket {}", admin.path().display());
+    // Removed when the server stops (the listener's task may outlive this function).
+    let _admin_file = RemovedOnDrop(admin.path().to_owned());
     tokio::spawn(admin.serve(runtime.approvals().clone()));
     if let Some(webhook) = webhook {
         tokio::spawn(webhook.run(runtime.approvals().clone()));
@@ -175,5 +177,14 @@ async fn watch(state: Arc<State>, policies: PolicyFiles, every: TimeSpan) {
             report(&catalog);
             state.replace_catalog(catalog).await;
         }
+    }
+}
+
+/// Removes a file when dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

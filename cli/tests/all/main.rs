@@ -9,3 +9,4 @@ mod cli;
 mod credentials;
 mod mcp;
 mod new;
+mod policies;

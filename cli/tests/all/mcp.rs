@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use toolcell_test_guests as guests;
 
-fn python() -> PathBuf {
+pub(super) fn python() -> PathBuf {
     let python = std::env::var_os("TOOLCELL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
         panic!(
             "TOOLCELL_PYTHON is not set: the MCP tests need a Python with the `mcp` client SDK. \
@@ -18,7 +18,7 @@ fn python() -> PathBuf {
     python
 }
 
-fn client() -> PathBuf {
+pub(super) fn client() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/mcp/client.py")
 }
 
@@ -151,7 +151,7 @@ impl Drop for Server {
     }
 }
 
-fn run_client(mut command: Command) -> serde_json::Value {
+pub(super) fn run_client(mut command: Command) -> serde_json::Value {
     let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

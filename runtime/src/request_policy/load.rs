@@ -129,6 +129,26 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
             ));
             continue;
         }
+        let stem = source.file.file_stem().map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned());
+        // Cedar numbers a file's policies policy0, policy1, … in file order;
+        // each gets its `@id`, or `<file stem>.<n>`, before anything names it.
+        let mut policies: Vec<_> = set.policies().collect();
+        policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0));
+        let named: Vec<cedar_policy::Policy> = policies
+            .iter()
+            .enumerate()
+            .map(|(index, policy)| {
+                let id = policy.annotation("id").map_or_else(|| format!("{stem}.{}", index + 1), str::to_owned);
+                policy.new_id(PolicyId::new(id))
+            })
+            .collect();
+        let set = match PolicySet::from_policies(named.clone()) {
+            Ok(set) => set,
+            Err(error) => {
+                problems.push(at(None, error.to_string()));
+                continue;
+            }
+        };
         let validated = validator.validate(&set, ValidationMode::Strict);
         for error in validated.validation_errors() {
             problems.push(at(first_offset(error), described(error)));
@@ -136,12 +156,8 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
         if !validated.validation_passed() {
             continue;
         }
-        let stem = source.file.file_stem().map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned());
-        // Cedar numbers a file's policies policy0, policy1, … in file order.
-        let mut policies: Vec<_> = set.policies().collect();
-        policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0));
-        for (index, policy) in policies.into_iter().enumerate() {
-            let id = policy.annotation("id").map_or_else(|| format!("{stem}.{}", index + 1), str::to_owned);
+        for policy in named {
+            let id = policy.id().to_string();
             let named = |message: String| at(None, format!("policy `{id}`: {message}"));
             if id == MANIFEST_POLICY {
                 problems
@@ -162,7 +178,6 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
             }
             let reason = policy.annotation("reason").map(str::to_owned);
             notes.insert(id.clone(), PolicyNotes { reason, approval, forbid });
-            let policy = policy.new_id(PolicyId::new(&id));
             for (slot, (action, _, _)) in by_action.iter_mut().zip(ACTIONS) {
                 if applies_to(&policy.action_constraint(), action) {
                     slot.add(policy.clone()).expect("ids are unique");

@@ -170,11 +170,15 @@ impl RequestPolicies {
                 ),
             },
             Decision::Deny => {
-                let because = determining.iter().find_map(|id| self.notes(id).and_then(|n| n.reason.clone()));
-                let reason = match because {
-                    Some(because) => format!("denied by policy `{}`: {because}", determining.join("`, `")),
-                    None => format!("denied by policy `{}`", determining.join("`, `")),
-                };
+                // Each forbid that applies, with its `@reason` where it has one.
+                let each: Vec<String> = determining
+                    .iter()
+                    .map(|id| match self.notes(id).and_then(|n| n.reason.as_deref()) {
+                        Some(because) => format!("`{id}`: {because}"),
+                        None => format!("`{id}`"),
+                    })
+                    .collect();
+                let reason = format!("denied by policy {}", each.join("; "));
                 PolicyVerdict::Deny { policies: determining, reason }
             }
             Decision::Allow => {
