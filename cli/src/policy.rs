@@ -214,6 +214,7 @@ fn explain(args: ExplainArgs, config: Option<&Path>) -> Result<ExitCode> {
         input: Digest { size: args.input_size, sha256: String::new() },
         approved: args.approved,
         action,
+        task_entities: None,
     };
     let verdict = policies.evaluate(&query);
     outln!(

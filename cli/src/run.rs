@@ -147,8 +147,21 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
         flags.apply_to_ad_hoc(&mut manifest)?;
         Default::default()
     };
-    let runtime = Runtime::new(runtime_config(config, audit_log)?)?;
+    let runtime_config = runtime_config(config, audit_log)?;
+    // Request-time policies: the config's [policy] dir (the runtime reads
+    // it), or the `*.cedar` files beside the manifest.
+    let beside = manifest.source.as_deref().and_then(Path::parent).filter(|_| runtime_config.policy_dir.is_none());
+    let beside = beside.map(|dir| if dir.as_os_str().is_empty() { Path::new(".") } else { dir }).map(Path::to_owned);
+    let mode = runtime_config.policy_mode;
+    let runtime = Runtime::new(runtime_config)?;
+    if let Some(dir) = beside {
+        let policies = crate::serve::policies::load_dir(&dir, mode)
+            .map_err(|errors| anyhow::anyhow!("request-time policies beside the manifest refused:\n{errors}"))?;
+        runtime.set_policies(policies);
+    }
     let tool = runtime.load_tool(manifest)?;
+    // Where a person may be asked, `toolcell approvals` can answer while the call runs.
+    let _admin = approvals_while_running(&runtime, &tool, config).await?;
     let principal = args.principal.unwrap_or_else(default_principal);
     let task = runtime.open_task(&tool, TaskRequest::one_call(principal, &tool, narrowing))?;
     let max_input = task.grant().limits.max_input;
@@ -246,6 +259,44 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
                 tracing::info!("trap detail: {detail}");
             }
             Ok(ExitCode::from(exit::for_error(&error)))
+        }
+    }
+}
+
+/// Opens the admin socket for the run when policies or the manifest can ask
+/// for approval, and says on stderr how to answer each request. A socket
+/// another process holds is reported; requests then wait for their expiry.
+async fn approvals_while_running(
+    runtime: &Runtime,
+    tool: &toolcell_runtime::Tool,
+    config: Option<&Path>,
+) -> Result<Option<crate::serve::admin::RemovedOnDrop>> {
+    let manifest = &tool.manifest;
+    let asks = manifest.egress.iter().any(|rule| rule.approval.is_some())
+        || manifest.credentials.iter().any(|spec| spec.approval.is_some());
+    if runtime.policies().is_inert() && !asks {
+        return Ok(None);
+    }
+    let configured = config.map(|c| crate::serve::config::ServeConfig::load(Some(c))).transpose()?;
+    let path = crate::serve::admin::socket_path(configured.and_then(|c| c.admin_socket).as_deref())?;
+    let mut raised = runtime.approvals().subscribe();
+    tokio::spawn(async move {
+        while let Ok(request) = raised.recv().await {
+            eprintln!(
+                "toolcell: approval needed ({}): {}\n  answer with: toolcell approvals approve {} --digest {}   (or deny {})",
+                request.why, request.what, request.id, request.digest, request.id
+            );
+        }
+    });
+    match crate::serve::admin::AdminSocket::bind(&path).await {
+        Ok(admin) => {
+            let removed = crate::serve::admin::RemovedOnDrop(admin.path().to_owned());
+            tokio::spawn(admin.serve(runtime.approvals().clone()));
+            Ok(Some(removed))
+        }
+        Err(error) => {
+            eprintln!("toolcell: approvals cannot be answered during this run: {error:#}");
+            Ok(None)
         }
     }
 }

@@ -512,6 +512,25 @@ mod tests {
     }
 
     #[test]
+    fn a_narrowed_rule_keeps_its_approval() {
+        let mut manifest = manifest();
+        let mut rule = EgressRule::parse("https://api.example.com/*").unwrap();
+        rule.methods = vec!["GET".into(), "POST".into()];
+        rule.approval = Some(crate::policy::ManifestApproval { reason: "writes".into(), covers: vec!["POST".into()] });
+        manifest.egress = vec![rule];
+        let narrowing = Narrowing {
+            egress: Some(vec![EgressNarrowing {
+                url: "https://api.example.com/*".into(),
+                methods: Some(vec!["POST".into()]),
+                max_requests: Some(1),
+            }]),
+            ..Narrowing::default()
+        };
+        let grant = Grant::new(&manifest, &narrowing).unwrap();
+        assert_eq!(grant.egress[0].approval, manifest.egress[0].approval);
+    }
+
+    #[test]
     fn egress_narrows_to_fewer_rules_and_methods_and_never_widens() {
         let mut manifest = manifest();
         let mut rule = EgressRule::parse("https://api.example.com/*").unwrap();

@@ -337,6 +337,7 @@ impl Runtime {
             opened: Instant::now(),
             totals: Default::default(),
             channel,
+            entities: Default::default(),
         }
     }
 

@@ -58,6 +58,16 @@ pub fn socket_path(configured: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Removes the admin socket's file when dropped (the listener's task may
+/// outlive the command that opened it).
+pub struct RemovedOnDrop(pub PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The bound admin socket; the file is removed when it is dropped.
 pub struct AdminSocket {
     listener: UnixListener,

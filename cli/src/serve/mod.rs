@@ -92,7 +92,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let admin = AdminSocket::bind(&admin_path).await?;
     eprintln!("toolcell: admin socket {}", admin.path().display());
     // Removed when the server stops (the listener's task may outlive this function).
-    let _admin_file = RemovedOnDrop(admin.path().to_owned());
+    let _admin_file = admin::RemovedOnDrop(admin.path().to_owned());
     tokio::spawn(admin.serve(runtime.approvals().clone()));
     if let Some(webhook) = webhook {
         tokio::spawn(webhook.run(runtime.approvals().clone()));
@@ -177,14 +177,5 @@ async fn watch(state: Arc<State>, policies: PolicyFiles, every: TimeSpan) {
             report(&catalog);
             state.replace_catalog(catalog).await;
         }
-    }
-}
-
-/// Removes a file when dropped.
-struct RemovedOnDrop(PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -20,7 +20,7 @@ use crate::audit::{AuditKind, AuditScope, clip, rfc3339};
 use crate::decide::{Action, CallContext, Denial, Request, record_refusal};
 use crate::request_policy::{
     Counters, MANIFEST_POLICY, PolicyAction, PolicyQuery, PolicyVerdict, PrincipalAttributes, RequestPolicies,
-    ToolFacts,
+    TaskEntities, ToolFacts,
 };
 
 /// What request-time policy shares across the runtime: the policies in
@@ -101,6 +101,8 @@ pub(crate) struct TaskFacts {
     pub(crate) totals: Tally,
     /// Where a person at the caller can answer an approval (MCP elicitation).
     pub(crate) channel: Option<Arc<dyn ApprovalChannel>>,
+    /// The principal's and task's policy entities, built at the first decision.
+    pub(crate) entities: std::sync::OnceLock<Arc<TaskEntities>>,
 }
 
 impl TaskFacts {
@@ -116,6 +118,7 @@ impl TaskFacts {
             opened: Instant::now(),
             totals: Tally::default(),
             channel: None,
+            entities: Default::default(),
         }
     }
 }
@@ -166,6 +169,19 @@ impl CallContext {
             input: self.input.get().cloned().unwrap_or_default(),
             approved: false,
             action,
+            task_entities: Some(
+                self.task
+                    .entities
+                    .get_or_init(|| {
+                        Arc::new(TaskEntities::new(
+                            &who.principal,
+                            &self.task.attributes,
+                            &who.task,
+                            &self.task.workload,
+                        ))
+                    })
+                    .clone(),
+            ),
         }
     }
 }

@@ -383,6 +383,40 @@ component = "word_count.wasm"
     }
 
     #[test]
+    fn approvals_and_tags_parse_and_name_what_they_cover() {
+        let rule = "\n[[egress]]\nurl = \"https://api.github.com/repos/*/issues\"\nmethods = [\"GET\", \"POST\"]\n";
+        let text = format!(
+            "{}tags = [\"customer-facing\"]\n{rule}approval = {{ reason = \"issues are public\", methods = [\"post\"] }}\n\n\
+             [[credentials]]\nname = \"gh\"\nprovider = \"issuer\"\nscopes = [\"read\", \"write\"]\naudience = \"a\"\n\
+             exposure = \"reveal\"\napproval = {{ reason = \"writes\", scopes = [\"write\"] }}\n",
+            MINIMAL
+        );
+        let manifest = parse(&text).unwrap();
+        assert_eq!(manifest.tags, ["customer-facing"]);
+        let approval = manifest.egress[0].approval.as_ref().unwrap();
+        assert_eq!((approval.reason.as_str(), approval.covers.clone()), ("issues are public", vec!["POST".to_owned()]));
+        assert!(approval.covers_any(["POST"]) && !approval.covers_any(["GET"]));
+        let approval = manifest.credentials[0].approval.as_ref().unwrap();
+        assert!(approval.covers_any(["read", "write"]) && !approval.covers_any(["read"]));
+        let cases = [
+            (
+                format!("{MINIMAL}{rule}approval = {{ reason = \"x\", methods = [\"DELETE\"] }}\n"),
+                "`DELETE` is not one of the rule's methods",
+            ),
+            (format!("{MINIMAL}{rule}approval = {{ reason = \" \" }}\n"), "says why a person must approve"),
+            (
+                format!("{MINIMAL}{rule}approval = {{ reason = \"x\", scopes = [\"a\"] }}\n"),
+                "names `methods`, not `scopes`",
+            ),
+            (format!("{MINIMAL}{rule}approval = {{ reason = \"x\", who = \"me\" }}\n"), "unknown field `who`"),
+        ];
+        for (text, says) in cases {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(says) && error.contains("egress[0].approval"), "{error}");
+        }
+    }
+
+    #[test]
     fn env_values_stay_out_of_debug_output() {
         let text = format!("{MINIMAL}\n[env]\nset = {{ API_TOKEN = \"s3cr3t-value\" }}\n");
         let manifest = parse(&text).unwrap();

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use cedar_policy::{ActionConstraint, Effect, PolicyId, PolicySet, ValidationMode, Validator};
 use miette::Diagnostic;
 
+use crate::request_policy::query::Reads;
 use crate::request_policy::schema::{ACTIONS, schema};
 
 /// One policy file's name and text.
@@ -93,17 +94,37 @@ pub(crate) struct PolicyNotes {
     pub(crate) forbid: bool,
 }
 
-/// Policies sorted by action: `by_action[i]` holds what can apply to `ACTIONS[i]`.
+/// Policies sorted by what they can apply to, so a decision evaluates only
+/// those: `by_action[i]` holds the policies that can apply to `ACTIONS[i]`
+/// on any tool, and `by_tool[i][tool]` those plus the ones scoped to that
+/// tool (`resource in Tool::"x"`, `resource == Tool::"x"`).
 pub(crate) struct Loaded {
-    pub(crate) by_action: Vec<PolicySet>,
+    pub(crate) by_action: Vec<Slice>,
+    pub(crate) by_tool: Vec<HashMap<String, Slice>>,
     pub(crate) notes: HashMap<String, PolicyNotes>,
     pub(crate) count: usize,
+}
+
+/// The policies one decision evaluates, and the attributes they read: only
+/// these are built for it.
+pub(crate) struct Slice {
+    pub(crate) set: PolicySet,
+    pub(crate) reads: Reads,
+}
+
+impl Slice {
+    fn of(set: PolicySet) -> Slice {
+        let reads = Reads::of(set.policies());
+        Slice { set, reads }
+    }
 }
 
 /// Parses, names, validates and sorts `sources`.
 pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Loaded, PolicyErrors> {
     let mut problems = Vec::new();
     let mut by_action: Vec<PolicySet> = ACTIONS.iter().map(|_| PolicySet::new()).collect();
+    // Per action: each tool's own policies, joined with the any-tool ones below.
+    let mut scoped: Vec<HashMap<String, Vec<cedar_policy::Policy>>> = ACTIONS.iter().map(|_| HashMap::new()).collect();
     let mut notes = HashMap::new();
     let mut defined: HashMap<String, PathBuf> = HashMap::new();
     let mut count = 0;
@@ -178,9 +199,17 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
             }
             let reason = policy.annotation("reason").map(str::to_owned);
             notes.insert(id.clone(), PolicyNotes { reason, approval, forbid });
-            for (slot, (action, _, _)) in by_action.iter_mut().zip(ACTIONS) {
-                if applies_to(&policy.action_constraint(), action) {
-                    slot.add(policy.clone()).expect("ids are unique");
+            let tool = scoped_tool(&policy.resource_constraint());
+            // In its tool's slice the tool scope always holds: evaluated without it,
+            // the resource needs no entity unless the policy reads its attributes.
+            let policy = if tool.is_some() { without_tool_scope(&policy) } else { policy };
+            for (index, (action, _, _)) in ACTIONS.iter().enumerate() {
+                if !applies_to(&policy.action_constraint(), action) {
+                    continue;
+                }
+                match &tool {
+                    Some(tool) => scoped[index].entry(tool.clone()).or_default().push(policy.clone()),
+                    None => by_action[index].add(policy.clone()).expect("ids are unique"),
                 }
             }
             count += 1;
@@ -198,7 +227,24 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
         }
         notes.insert(MANIFEST_POLICY.to_owned(), PolicyNotes::default());
     }
-    Ok(Loaded { by_action, notes, count })
+    let by_tool: Vec<HashMap<String, Slice>> = scoped
+        .into_iter()
+        .zip(&by_action)
+        .map(|(tools, any_tool)| {
+            tools
+                .into_iter()
+                .map(|(tool, own)| {
+                    let mut set = any_tool.clone();
+                    for policy in own {
+                        set.add(policy).expect("ids are unique");
+                    }
+                    (tool, Slice::of(set))
+                })
+                .collect()
+        })
+        .collect();
+    let by_action = by_action.into_iter().map(Slice::of).collect();
+    Ok(Loaded { by_action, by_tool, notes, count })
 }
 
 /// True when a policy's action scope can match `action`.
@@ -209,6 +255,33 @@ fn applies_to(constraint: &ActionConstraint, action: &str) -> bool {
         ActionConstraint::Eq(uid) => named(uid),
         ActionConstraint::In(uids) => uids.iter().any(named),
     }
+}
+
+/// The tool a policy's resource scope confines it to: a resource `in` (or
+/// `==`) `Tool::"x"` can only be the tool `x` or one of its resources.
+fn scoped_tool(constraint: &cedar_policy::ResourceConstraint) -> Option<String> {
+    use cedar_policy::ResourceConstraint;
+    let uid = match constraint {
+        ResourceConstraint::In(uid) | ResourceConstraint::Eq(uid) | ResourceConstraint::IsIn(_, uid) => uid,
+        ResourceConstraint::Any | ResourceConstraint::Is(_) => return None,
+    };
+    (uid.type_name().basename() == "Tool" && uid.type_name().namespace().is_empty())
+        .then(|| uid.id().unescaped().to_owned())
+}
+
+/// The policy with its resource scope's `in Tool::"x"` (or `== Tool::"x"`) dropped.
+fn without_tool_scope(policy: &cedar_policy::Policy) -> cedar_policy::Policy {
+    let Ok(mut json) = policy.to_json() else { return policy.clone() };
+    let scope = &mut json["resource"];
+    match scope["op"].as_str() {
+        Some("is") => {
+            if let Some(scope) = scope.as_object_mut() {
+                scope.remove("in");
+            }
+        }
+        _ => *scope = serde_json::json!({ "op": "All" }),
+    }
+    cedar_policy::Policy::from_json(Some(policy.id().clone()), json).unwrap_or_else(|_| policy.clone())
 }
 
 /// The message of a Cedar diagnostic with its help, on one line.

@@ -22,7 +22,7 @@ use cedar_policy::{Authorizer, Decision};
 
 use load::{Loaded, PolicyNotes};
 pub use load::{MANIFEST_POLICY, PolicyErrors, PolicyProblem, PolicySource};
-pub use query::{Counters, Digest, PolicyAction, PolicyQuery, PrincipalAttributes, ToolFacts};
+pub use query::{Counters, Digest, PolicyAction, PolicyQuery, PrincipalAttributes, Reads, TaskEntities, ToolFacts};
 pub use schema::schema_text;
 
 /// How policies combine with the manifest.
@@ -141,19 +141,26 @@ impl RequestPolicies {
             return PolicyVerdict::Allow { policies: vec![MANIFEST_POLICY.to_owned()] };
         }
         let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == query.action.name()).expect("known action");
-        let (request, entities) = query.to_cedar();
-        let response = Authorizer::new().is_authorized(&request, &self.loaded.by_action[index], &entities);
+        // Only the policies that can apply to this action on this tool, and
+        // only the attributes they read.
+        let slice = self.loaded.by_tool[index].get(&query.tool.name).unwrap_or(&self.loaded.by_action[index]);
+        let (request, entities) = query.to_cedar_reading(&slice.reads);
+        let response = Authorizer::new().is_authorized(&request, &slice.set, &entities);
         let diagnostics = response.diagnostics();
         let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         determining.sort();
         // A forbid that could not be evaluated denies: a broken guard fails closed.
-        let mut failed: Vec<(String, String)> = diagnostics
+        let errors: Vec<(String, String)> = diagnostics
             .errors()
             .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(error)| {
                 (error.policy_id().to_string(), error.inner().to_string())
             })
-            .filter(|(id, _)| self.notes(id).is_some_and(|notes| notes.forbid))
             .collect();
+        let mut failed: Vec<(String, String)> =
+            errors.iter().filter(|(id, _)| self.notes(id).is_some_and(|notes| notes.forbid)).cloned().collect();
+        // An approval permit that could not be evaluated still asks for the approval.
+        let unsure: Vec<&str> =
+            errors.iter().filter_map(|(id, _)| self.notes(id).and_then(|notes| notes.approval.as_deref())).collect();
         if !failed.is_empty() {
             failed.sort();
             let ids: Vec<String> = failed.iter().map(|(id, _)| id.clone()).collect();
@@ -182,8 +189,9 @@ impl RequestPolicies {
                 PolicyVerdict::Deny { policies: determining, reason }
             }
             Decision::Allow => {
-                let asks: Vec<&str> =
+                let mut asks: Vec<&str> =
                     determining.iter().filter_map(|id| self.notes(id).and_then(|n| n.approval.as_deref())).collect();
+                asks.extend(unsure);
                 if asks.is_empty() || query.approved {
                     PolicyVerdict::Allow { policies: determining }
                 } else {
@@ -192,6 +200,25 @@ impl RequestPolicies {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl RequestPolicies {
+    /// The same set, building every attribute for every decision.
+    fn reading_everything(mut self) -> RequestPolicies {
+        let slices =
+            self.loaded.by_action.iter_mut().chain(self.loaded.by_tool.iter_mut().flat_map(|t| t.values_mut()));
+        for slice in slices {
+            slice.reads = Reads::everything();
+        }
+        self
+    }
+
+    /// What a decision of `action` on `tool` reads.
+    fn reads_for(&self, action: &str, tool: &str) -> &Reads {
+        let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == action).expect("known action");
+        &self.loaded.by_tool[index].get(tool).unwrap_or(&self.loaded.by_action[index]).reads
     }
 }
 

@@ -2,8 +2,10 @@
 //! principal, the tool and the task as entities, the action, its resource
 //! (an entity `in` the tool), and the context.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
@@ -148,7 +150,47 @@ pub struct PolicyQuery {
     pub input: Digest,
     /// A person approved this exact action.
     pub approved: bool,
+    /// The action asked for, with what it is on.
     pub action: PolicyAction,
+    /// The principal's and task's entities, built once per task (`None`:
+    /// built for this decision).
+    pub task_entities: Option<Arc<TaskEntities>>,
+}
+
+/// The entities of a task's principal and of the task itself, with every
+/// attribute: the same for each of the task's decisions, so built once.
+#[derive(Clone)]
+pub struct TaskEntities {
+    entities: Entities,
+}
+
+impl std::fmt::Debug for TaskEntities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskEntities")
+    }
+}
+
+impl TaskEntities {
+    pub fn new(principal: &str, attributes: &PrincipalAttributes, task: &str, workload: &str) -> TaskEntities {
+        let everything = Reads::everything();
+        let entities = [principal_entity(&everything, principal, attributes), task_entity(&everything, task, workload)];
+        TaskEntities { entities: Entities::from_entities(entities, None).expect("two distinct entities") }
+    }
+}
+
+fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttributes) -> Entity {
+    let mut attrs = Fields::new(reads, &["principal"]);
+    attrs
+        .add("name", || string(principal))
+        .add("roles", || strings(&attributes.roles))
+        .add("groups", || strings(&attributes.groups));
+    entity(uid(&types().principal, principal), attrs.attrs(), &[])
+}
+
+fn task_entity(reads: &Reads, task: &str, workload: &str) -> Entity {
+    let mut attrs = Fields::new(reads, &["context", "task"]);
+    attrs.add("id", || string(task)).add("workload", || string(workload));
+    entity(uid(&types().task, task), attrs.attrs(), &[])
 }
 
 fn type_name(name: &'static str) -> EntityTypeName {
@@ -196,155 +238,325 @@ fn strings(values: &[String]) -> RestrictedExpression {
     RestrictedExpression::new_set(values.iter().map(|v| string(v)))
 }
 
-fn record(fields: Vec<(&str, RestrictedExpression)>) -> RestrictedExpression {
+fn record(fields: Vec<(&'static str, RestrictedExpression)>) -> RestrictedExpression {
     RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)))
         .expect("record fields are distinct")
 }
 
-fn digest(value: &Digest) -> RestrictedExpression {
-    record(vec![("size", long(value.size)), ("sha256", string(&value.sha256))])
-}
-
-fn counters(value: &Counters) -> RestrictedExpression {
-    record(vec![
-        ("requests", long(value.requests)),
-        ("bytes_sent", long(value.bytes_sent)),
-        ("bytes_received", long(value.bytes_received)),
-        ("mints", long(value.mints)),
-        ("denials", long(value.denials)),
-    ])
-}
-
-fn entity(uid: EntityUid, attrs: Vec<(&str, RestrictedExpression)>, parents: &[&EntityUid]) -> Entity {
+fn entity(uid: EntityUid, attrs: Vec<(&'static str, RestrictedExpression)>, parents: &[&EntityUid]) -> Entity {
     let attrs: HashMap<String, RestrictedExpression> = attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let parents: HashSet<EntityUid> = parents.iter().map(|p| (*p).clone()).collect();
     Entity::new(uid, attrs, parents).expect("attributes are literal values")
 }
 
+/// The attributes the loaded policies read, as paths from `principal`,
+/// `resource` and `context` (`["context", "request", "method"]`). A decision
+/// builds only these: Cedar's request construction costs far more than its
+/// evaluation, so an attribute no policy reads is not built. A path read
+/// whole (`context.request == {...}`, or `principal` compared as a whole)
+/// builds everything under it.
+#[derive(Clone, Debug, Default)]
+pub struct Reads {
+    everything: bool,
+    paths: Vec<Vec<String>>,
+    /// Every path read and every path on the way to one, dotted.
+    on_the_way: HashSet<String>,
+    /// The paths read, dotted: everything under one is built.
+    read: HashSet<String>,
+}
+
+impl Reads {
+    /// Every attribute (for `explain` and the benches that measure the whole request).
+    pub fn everything() -> Reads {
+        Reads { everything: true, ..Reads::default() }
+    }
+
+    /// What `policies` read, from their conditions.
+    pub(crate) fn of<'a>(policies: impl IntoIterator<Item = &'a cedar_policy::Policy>) -> Reads {
+        let mut paths = Vec::new();
+        for policy in policies {
+            // A policy that cannot be shown as JSON is read as reading everything.
+            let Ok(json) = policy.to_json() else { return Reads::everything() };
+            walk(&json["conditions"], &mut paths);
+        }
+        paths.sort();
+        paths.dedup();
+        let read = paths.iter().map(|path| path.join(".")).collect();
+        let on_the_way = paths.iter().flat_map(|path| (1..=path.len()).map(|end| path[..end].join("."))).collect();
+        Reads { everything: false, paths, on_the_way, read }
+    }
+
+    /// The paths read, dotted (`context.request.method`).
+    #[cfg(test)]
+    pub(crate) fn dotted(&self) -> Vec<String> {
+        self.paths.iter().map(|path| path.join(".")).collect()
+    }
+
+    /// True when an attribute of the entity at `base` is read (or the
+    /// whole of something that holds it).
+    fn reads_into(&self, base: &[&str]) -> bool {
+        self.everything
+            || self.paths.iter().any(|read| {
+                let under = read.len() > base.len() && read.iter().zip(base).all(|(a, b)| a == b);
+                let whole = read.len() <= base.len() && read.iter().zip(base).all(|(a, b)| a == b);
+                under || whole
+            })
+    }
+}
+
+/// Collects the attribute paths an EST expression reads.
+fn walk(node: &serde_json::Value, paths: &mut Vec<Vec<String>>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            for access in [".", "has"] {
+                if let Some(inner) = map.get(access)
+                    && let Some(mut path) = path_of(&inner["left"])
+                {
+                    match &inner["attr"] {
+                        serde_json::Value::String(attr) => path.push(attr.clone()),
+                        serde_json::Value::Array(attrs) => {
+                            path.extend(attrs.iter().filter_map(|a| a.as_str().map(str::to_owned)));
+                        }
+                        _ => {}
+                    }
+                    paths.push(path);
+                    return;
+                }
+            }
+            if let Some(serde_json::Value::String(var)) = map.get("Var") {
+                paths.push(vec![var.clone()]);
+                return;
+            }
+            for value in map.values() {
+                walk(value, paths);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, paths)),
+        _ => {}
+    }
+}
+
+/// `principal`, `resource` or `context`, or a chain of attribute accesses on one.
+fn path_of(node: &serde_json::Value) -> Option<Vec<String>> {
+    if let Some(var) = node.get("Var").and_then(|v| v.as_str()) {
+        return Some(vec![var.to_owned()]);
+    }
+    let inner = node.get(".")?;
+    let mut path = path_of(&inner["left"])?;
+    path.push(inner["attr"].as_str()?.to_owned());
+    Some(path)
+}
+
+/// Record fields, each built only when read.
+struct Fields<'a> {
+    reads: &'a Reads,
+    /// The record's own path, dotted.
+    base: String,
+    /// The record is read whole (or everything is): every field is built.
+    whole: bool,
+    fields: Vec<(&'static str, RestrictedExpression)>,
+    /// Reused for the dotted path of each field asked about.
+    key: String,
+}
+
+impl<'a> Fields<'a> {
+    fn new(reads: &'a Reads, base: &[&'static str]) -> Fields<'a> {
+        let base = base.join(".");
+        let whole =
+            reads.everything || reads.read.iter().any(|read| base == *read || base.starts_with(&format!("{read}.")));
+        Fields { reads, base, whole, fields: Vec::new(), key: String::new() }
+    }
+
+    /// The dotted path of field `name`.
+    fn key(&mut self, name: &str) -> &str {
+        self.key.clear();
+        self.key.push_str(&self.base);
+        self.key.push('.');
+        self.key.push_str(name);
+        &self.key
+    }
+
+    /// True when field `name` is read, or is on the way to one that is.
+    fn wants(&mut self, name: &'static str) -> bool {
+        if self.whole {
+            return true;
+        }
+        let reads = self.reads;
+        reads.on_the_way.contains(self.key(name))
+    }
+
+    fn add(&mut self, name: &'static str, value: impl FnOnce() -> RestrictedExpression) -> &mut Self {
+        if self.wants(name) {
+            self.fields.push((name, value()));
+        }
+        self
+    }
+
+    /// A nested record, built from its own read fields.
+    fn nested(&mut self, name: &'static str, build: impl FnOnce(&mut Fields<'a>)) -> &mut Self {
+        if self.wants(name) {
+            let reads = self.reads;
+            let base = self.key(name).to_owned();
+            let whole = self.whole || reads.read.contains(&base);
+            let mut inner = Fields { reads, base, whole, fields: Vec::new(), key: String::new() };
+            build(&mut inner);
+            self.fields.push((name, record(inner.fields)));
+        }
+        self
+    }
+
+    fn digest(&mut self, name: &'static str, value: &Digest) -> &mut Self {
+        self.nested(name, |d| {
+            d.add("size", || long(value.size)).add("sha256", || string(&value.sha256));
+        })
+    }
+
+    fn counters(&mut self, name: &'static str, value: &Counters) -> &mut Self {
+        self.nested(name, |c| {
+            c.add("requests", || long(value.requests))
+                .add("bytes_sent", || long(value.bytes_sent))
+                .add("bytes_received", || long(value.bytes_received))
+                .add("mints", || long(value.mints))
+                .add("denials", || long(value.denials));
+        })
+    }
+
+    fn attrs(self) -> Vec<(&'static str, RestrictedExpression)> {
+        self.fields
+    }
+}
+
+/// The resource's entity, `in` its tool, where a policy reads it: its
+/// attributes, or the resource whole (`resource in Tool::"x"` in a
+/// condition). A tool scope needs none: it is dropped in the tool's slice.
+fn resource_entity(
+    entities: &mut Vec<Entity>,
+    reads: &Reads,
+    resource: &EntityUid,
+    attrs: Fields<'_>,
+    tool: &EntityUid,
+) {
+    if reads.reads_into(&["resource"]) {
+        entities.push(entity(resource.clone(), attrs.attrs(), &[tool]));
+    }
+}
+
 impl PolicyQuery {
-    /// The Cedar request and the entities it refers to.
-    pub(crate) fn to_cedar(&self) -> (Request, Entities) {
+    /// The Cedar request and the entities it refers to, with every
+    /// attribute (public for the benches, which measure building it).
+    #[doc(hidden)]
+    pub fn to_cedar(&self) -> (Request, Cow<'_, Entities>) {
+        self.to_cedar_reading(&Reads::everything())
+    }
+
+    /// The Cedar request with the attributes `reads` names.
+    pub(crate) fn to_cedar_reading(&self, reads: &Reads) -> (Request, Cow<'_, Entities>) {
         let types = types();
         let principal = uid(&types.principal, &self.principal);
         let tool = uid(&types.tool, &self.tool.name);
         let task = uid(&types.task, &self.task);
-        let mut entities = vec![
-            entity(
-                principal.clone(),
-                vec![
-                    ("name", string(&self.principal)),
-                    ("roles", strings(&self.principal_attributes.roles)),
-                    ("groups", strings(&self.principal_attributes.groups)),
-                ],
-                &[],
-            ),
-            entity(
-                tool.clone(),
-                vec![
-                    ("name", string(&self.tool.name)),
-                    ("owner", string(&self.tool.owner)),
-                    ("tags", strings(&self.tool.tags)),
-                ],
-                &[],
-            ),
-            entity(task.clone(), vec![("id", string(&self.task)), ("workload", string(&self.workload))], &[]),
-        ];
+        let mut entities = Vec::new();
+        if self.task_entities.is_none() {
+            if reads.reads_into(&["principal"]) {
+                entities.push(principal_entity(reads, &self.principal, &self.principal_attributes));
+            }
+            if reads.reads_into(&["context", "task"]) {
+                entities.push(task_entity(reads, &self.task, &self.workload));
+            }
+        }
         let time = self.time.to_offset(time::UtcOffset::UTC);
-        let mut context = vec![
-            (
-                "time",
-                record(vec![
-                    ("unix", RestrictedExpression::new_long(time.unix_timestamp())),
-                    ("hour", long(u64::from(time.hour()))),
-                    ("minute", long(u64::from(time.minute()))),
-                    ("weekday", long(u64::from(time.weekday().number_from_monday()))),
-                ]),
-            ),
-            ("task", RestrictedExpression::new_entity_uid(task)),
-            ("task_age_seconds", long(self.task_age_seconds)),
-            ("invocation", counters(&self.invocation)),
-            ("task_total", counters(&self.task_total)),
-            ("input", digest(&self.input)),
-            ("approved", RestrictedExpression::new_bool(self.approved)),
-        ];
+        let mut context = Fields::new(reads, &["context"]);
+        context
+            .nested("time", |t| {
+                t.add("unix", || RestrictedExpression::new_long(time.unix_timestamp()))
+                    .add("hour", || long(u64::from(time.hour())))
+                    .add("minute", || long(u64::from(time.minute())))
+                    .add("weekday", || long(u64::from(time.weekday().number_from_monday())));
+            })
+            .add("task", || RestrictedExpression::new_entity_uid(task.clone()))
+            .add("task_age_seconds", || long(self.task_age_seconds))
+            .counters("invocation", &self.invocation)
+            .counters("task_total", &self.task_total)
+            .digest("input", &self.input)
+            .add("approved", || RestrictedExpression::new_bool(self.approved));
+        let mut resource_attrs = Fields::new(reads, &["resource"]);
         let resource = match &self.action {
-            PolicyAction::Call => tool.clone(),
+            PolicyAction::Call => {
+                resource_attrs
+                    .add("name", || string(&self.tool.name))
+                    .add("owner", || string(&self.tool.owner))
+                    .add("tags", || strings(&self.tool.tags));
+                let attrs = resource_attrs.attrs();
+                if !attrs.is_empty() {
+                    entities.push(entity(tool.clone(), attrs, &[]));
+                }
+                tool.clone()
+            }
             PolicyAction::Http { method, scheme, host, port, path, query, body } => {
                 let url = self.action.url();
                 let resource = uid(&types.endpoint, &url);
-                entities.push(entity(
-                    resource.clone(),
-                    vec![
-                        ("url", string(&url)),
-                        ("scheme", string(scheme)),
-                        ("host", string(host)),
-                        ("port", long(u64::from(*port))),
-                        ("path", string(path)),
-                    ],
-                    &[&tool],
-                ));
-                context.push((
-                    "request",
-                    record(vec![
-                        ("method", string(method)),
-                        ("scheme", string(scheme)),
-                        ("host", string(host)),
-                        ("port", long(u64::from(*port))),
-                        ("path", string(path)),
-                        ("query", digest(query)),
-                        ("body", digest(body)),
-                    ]),
-                ));
+                resource_attrs
+                    .add("url", || string(&url))
+                    .add("scheme", || string(scheme))
+                    .add("host", || string(host))
+                    .add("port", || long(u64::from(*port)))
+                    .add("path", || string(path));
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                context.nested("request", |r| {
+                    r.add("method", || string(method))
+                        .add("scheme", || string(scheme))
+                        .add("host", || string(host))
+                        .add("port", || long(u64::from(*port)))
+                        .add("path", || string(path))
+                        .digest("query", query)
+                        .digest("body", body);
+                });
                 resource
             }
             PolicyAction::Credential { name, provider, audience, scopes, lifetime_seconds, exposure } => {
                 let resource = uid(&types.credential, name);
-                entities.push(entity(
-                    resource.clone(),
-                    vec![("name", string(name)), ("provider", string(provider)), ("audience", string(audience))],
-                    &[&tool],
-                ));
-                context.push((
-                    "credential",
-                    record(vec![
-                        ("name", string(name)),
-                        ("provider", string(provider)),
-                        ("audience", string(audience)),
-                        ("scopes", strings(scopes)),
-                        ("lifetime_seconds", long(*lifetime_seconds)),
-                        ("exposure", string(exposure)),
-                    ]),
-                ));
+                resource_attrs
+                    .add("name", || string(name))
+                    .add("provider", || string(provider))
+                    .add("audience", || string(audience));
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                context.nested("credential", |c| {
+                    c.add("name", || string(name))
+                        .add("provider", || string(provider))
+                        .add("audience", || string(audience))
+                        .add("scopes", || strings(scopes))
+                        .add("lifetime_seconds", || long(*lifetime_seconds))
+                        .add("exposure", || string(exposure));
+                });
                 resource
             }
             PolicyAction::Socket { operation, protocol, ip, port } => {
                 let resource = uid(&types.address, &socket_address(*ip, *port));
-                entities.push(entity(
-                    resource.clone(),
-                    vec![
-                        ("ip", string(&ip.to_string())),
-                        ("port", long(u64::from(*port))),
-                        ("protocol", string(protocol)),
-                    ],
-                    &[&tool],
-                ));
-                context.push((
-                    "socket",
-                    record(vec![
-                        ("operation", string(operation)),
-                        ("protocol", string(protocol)),
-                        ("ip", string(&ip.to_string())),
-                        ("port", long(u64::from(*port))),
-                    ]),
-                ));
+                resource_attrs
+                    .add("ip", || string(&ip.to_string()))
+                    .add("port", || long(u64::from(*port)))
+                    .add("protocol", || string(protocol));
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                context.nested("socket", |s| {
+                    s.add("operation", || string(operation))
+                        .add("protocol", || string(protocol))
+                        .add("ip", || string(&ip.to_string()))
+                        .add("port", || long(u64::from(*port)));
+                });
                 resource
             }
         };
-        let context = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        let context = Context::from_pairs(context.attrs().into_iter().map(|(k, v)| (k.to_owned(), v)))
             .expect("context keys are distinct");
         let action = uid(&types.action, self.action.name());
         let request = Request::new(principal, action, resource, context, None).expect("requests are built whole");
-        let entities = Entities::from_entities(entities, None).expect("entity uids are distinct");
+        let entities = match &self.task_entities {
+            None => Cow::Owned(Entities::from_entities(entities, None).expect("entity uids are distinct")),
+            Some(cached) if entities.is_empty() => Cow::Borrowed(&cached.entities),
+            Some(cached) => {
+                Cow::Owned(cached.entities.clone().add_entities(entities, None).expect("entity uids are distinct"))
+            }
+        };
         (request, entities)
     }
 }

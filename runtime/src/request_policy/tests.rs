@@ -29,6 +29,7 @@ fn query(tool: &str, action: PolicyAction) -> PolicyQuery {
         input: Digest::of(b"{}"),
         approved: false,
         action,
+        task_entities: None,
     }
 }
 
@@ -232,7 +233,8 @@ fn every_request_the_runtime_builds_matches_the_schema() {
             port: 53,
         },
     ] {
-        let (request, entities) = query("x", action).to_cedar();
+        let asked = query("x", action);
+        let (request, entities) = asked.to_cedar();
         let context = request.context().unwrap().clone();
         cedar_policy::Request::new(
             request.principal().unwrap().clone(),
@@ -244,4 +246,43 @@ fn every_request_the_runtime_builds_matches_the_schema() {
         .unwrap();
         cedar_policy::Entities::from_entities(entities.iter().cloned(), Some(schema)).unwrap();
     }
+}
+
+#[test]
+fn only_what_policies_read_is_built_and_the_decisions_are_the_same() {
+    let policies = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap();
+    let paths: Vec<String> = policies.reads_for("http", "github-issues").dotted();
+    for read in ["context.request.method", "context.time.hour", "context.task_total.bytes_sent", "principal.roles"] {
+        assert!(paths.contains(&read.to_owned()), "{paths:?}");
+    }
+    assert!(!paths.iter().any(|p| p.starts_with("context.input") || p.starts_with("resource.")), "{paths:?}");
+    // No policy decides calls: a call's decision builds nothing but the request's ids.
+    assert!(policies.reads_for("call", "word-count").dotted().is_empty());
+    let everything = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap().reading_everything();
+    let mut queries = vec![query("github-issues", http("POST", 10)), query("http-get", http("GET", 0))];
+    let mut night = query("github-issues", http("PUT", 2_000_000));
+    night.time = datetime!(2026-12-06 23:59 UTC);
+    night.principal_attributes.roles.clear();
+    queries.push(night);
+    queries.push(query("x", PolicyAction::Call));
+    for asked in &queries {
+        assert_eq!(policies.evaluate(asked), everything.evaluate(asked), "{asked:?}");
+        // With the task's entities built once, as the runtime asks.
+        let mut cached = asked.clone();
+        cached.task_entities = Some(std::sync::Arc::new(TaskEntities::new(
+            &asked.principal,
+            &asked.principal_attributes,
+            &asked.task,
+            &asked.workload,
+        )));
+        assert_eq!(policies.evaluate(&cached), everything.evaluate(asked), "{asked:?}");
+    }
+}
+
+#[test]
+fn an_approval_permit_that_cannot_be_evaluated_still_asks() {
+    let text = "@id(\"odd\") @approval(\"checked by a person\")\npermit (principal, action == Action::\"call\", resource) when { context.time.unix * 9223372036854775807 > 0 };";
+    let policies = RequestPolicies::load(&[source("a.cedar", text)], PolicyMode::Ceiling).unwrap();
+    let PolicyVerdict::Approval { reason, .. } = policies.evaluate(&query("x", PolicyAction::Call)) else { panic!() };
+    assert_eq!(reason, "checked by a person");
 }
