@@ -39,8 +39,7 @@ fn hundred_policies() -> Vec<PolicySource> {
 /// are built once per task, the rest per decision.
 fn query(action: PolicyAction) -> PolicyQuery {
     let mut query = uncached(action);
-    query.task_entities =
-        Some(Arc::new(TaskEntities::new(&query.principal, &query.principal_attributes, &query.task, &query.workload)));
+    query.task_entities = Some(Arc::new(TaskEntities::of(&query)));
     query
 }
 
@@ -93,7 +92,8 @@ fn decisions(c: &mut Criterion) {
     group.bench_function("100 policies/http POST, a tool none names", |b| {
         b.iter(|| hundred.evaluate(std::hint::black_box(&other_tool)))
     });
-    group.bench_function("examples (6)/http POST", |b| b.iter(|| examples.evaluate(std::hint::black_box(&post))));
+    group.bench_function("examples (7)/http POST", |b| b.iter(|| examples.evaluate(std::hint::black_box(&post))));
+    group.bench_function("examples (7)/call", |b| b.iter(|| examples.evaluate(std::hint::black_box(&call))));
     let first = uncached(http_post());
     group.bench_function("100 policies/http POST, first of its task", |b| {
         b.iter(|| hundred.evaluate(std::hint::black_box(&first)))

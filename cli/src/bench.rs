@@ -21,7 +21,8 @@ Reports p50 and p99 per call for the floor and for toolcell, their ratio,
 toolcell's throughput at --concurrency, and the process's peak RSS.
 Examples:
   toolcell bench examples/target/wasm32-wasip2/release/word_count.wasm --input '{\"text\":\"hi\"}'
-  toolcell bench --manifest policies/word-count.toml --input '{\"text\":\"hi\"}' --calls 2000 --concurrency 8 --json")]
+  toolcell bench --manifest policies/word-count.toml --input '{\"text\":\"hi\"}' --calls 2000 --concurrency 8 --json
+  toolcell bench --manifest policies/word-count.toml --input '{\"text\":\"hi\"}' --policies policies")]
 pub struct BenchArgs {
     /// The tool's manifest (its grants apply to the toolcell calls).
     #[arg(long, value_name = "FILE")]
@@ -46,6 +47,13 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also measure the calls with the request-time policies of DIR
+    /// (`*.cedar`) in force, interleaved with the same calls without them.
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// The principal of the calls (policies may name it; roles come from the config).
+    #[arg(long, value_name = "NAME", default_value = "bench")]
+    principal: String,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -76,7 +84,26 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
             None => bail!("`{}` is a plain component: name a function with --function", tool.manifest.name),
         },
     };
-    let task = Arc::new(runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(7 * 86_400)))?);
+    let week = Duration::from_secs(7 * 86_400);
+    let task = Arc::new(runtime.open_task(&tool, TaskRequest::new(args.principal.clone(), week))?);
+    // The same tool on a second runtime on the same engine, with the policies in force.
+    let governed = match &args.policies {
+        None => None,
+        Some(dir) => {
+            let mut config = crate::run::runtime_config(config, None)?;
+            config.audit_log = None;
+            config.lease_journal = None;
+            let mode = config.policy_mode;
+            let governed = toolcell_runtime::Runtime::with_engine(runtime.engine().clone(), config)?;
+            let policies = crate::serve::policies::load_dir(dir, mode)
+                .map_err(|errors| anyhow::anyhow!("the policies in {} are invalid:\n{errors}", dir.display()))?;
+            let loaded = policies.len();
+            governed.set_policies(policies);
+            let tool = governed.load_tool(tool.manifest.clone())?;
+            let task = governed.open_task(&tool, TaskRequest::new(args.principal.clone(), week))?;
+            Some((governed, task, loaded))
+        }
+    };
     // The floor gets the same directories and variables, so both do the same work.
     let floor = Floor::new(runtime.engine(), &tool, args.function.as_deref(), Some(task.grant()))?;
     let toolcell_call = || Call { input: input.clone(), output: None };
@@ -86,14 +113,24 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     if !matches!(report.result, CallResult::Output(_) | CallResult::Exit(0)) {
         bail!("the tool does not succeed on this input, so there is nothing to measure: {:?}", report.result);
     }
+    if let Some((_, governed, _)) = &governed {
+        let report = governed.invoke(toolcell_call()).await.context("the first call with policies")?;
+        if !matches!(report.result, CallResult::Output(_) | CallResult::Exit(0)) {
+            bail!("with the policies in force the tool does not succeed: {:?}", report.result);
+        }
+    }
     let warm_up = (args.calls / 10).clamp(1, 50);
     for _ in 0..warm_up {
         floor.call(&input).await.context("floor call")?;
         task.invoke(toolcell_call()).await?;
+        if let Some((_, governed, _)) = &governed {
+            governed.invoke(toolcell_call()).await?;
+        }
     }
-    // Interleaved, so drift in the machine hits both alike.
+    // Interleaved, so drift in the machine hits each alike.
     let mut floor_times = Vec::with_capacity(args.calls);
     let mut toolcell_times = Vec::with_capacity(args.calls);
+    let mut governed_times = Vec::with_capacity(args.calls);
     for _ in 0..args.calls {
         let started = Instant::now();
         floor.call(&input).await.context("floor call")?;
@@ -101,9 +138,15 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
         let started = Instant::now();
         task.invoke(toolcell_call()).await?;
         toolcell_times.push(started.elapsed());
+        if let Some((_, governed, _)) = &governed {
+            let started = Instant::now();
+            governed.invoke(toolcell_call()).await?;
+            governed_times.push(started.elapsed());
+        }
     }
     floor_times.sort();
     toolcell_times.sort();
+    governed_times.sort();
 
     // Throughput: the same number of calls, `concurrency` at a time.
     let started = Instant::now();
@@ -130,7 +173,20 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     let (floor_p50, floor_p99) = (us(percentile(&floor_times, 0.5)), us(percentile(&floor_times, 0.99)));
     let (toolcell_p50, toolcell_p99) = (us(percentile(&toolcell_times, 0.5)), us(percentile(&toolcell_times, 0.99)));
     let peak = peak_rss().unwrap_or(0);
+    let with_policies = governed.map(|(governed, task, loaded)| {
+        let (p50, p99) = (us(percentile(&governed_times, 0.5)), us(percentile(&governed_times, 0.99)));
+        ((governed, task), loaded, p50, p99)
+    });
     if args.json {
+        let policies = with_policies.as_ref().map(|(_, loaded, p50, p99)| {
+            serde_json::json!({
+                "policies": loaded,
+                "p50_us": p50,
+                "p99_us": p99,
+                "ratio_p50_to_toolcell": p50 / toolcell_p50,
+                "ratio_p99_to_toolcell": p99 / toolcell_p99,
+            })
+        });
         outln!(
             "{}",
             serde_json::json!({
@@ -145,6 +201,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
                 "ratio_p99": toolcell_p99 / floor_p99,
                 "calls_per_s": calls_per_s,
                 "peak_rss_bytes": peak,
+                "with_policies": policies,
             })
         );
     } else {
@@ -152,8 +209,19 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
         outln!("  floor     p50 {floor_p50:>9.1} µs   p99 {floor_p99:>9.1} µs");
         outln!("  toolcell  p50 {toolcell_p50:>9.1} µs   p99 {toolcell_p99:>9.1} µs");
         outln!("  ratio     p50 {:>9.2}      p99 {:>9.2}", toolcell_p50 / floor_p50, toolcell_p99 / floor_p99);
+        if let Some((_, loaded, p50, p99)) = &with_policies {
+            outln!("  policies  p50 {p50:>9.1} µs   p99 {p99:>9.1} µs   ({loaded} request-time policies in force)");
+            outln!(
+                "  ratio to toolcell without them  p50 {:>5.2}   p99 {:>5.2}",
+                p50 / toolcell_p50,
+                p99 / toolcell_p99
+            );
+        }
         outln!("  throughput {calls_per_s:.0} calls/s at concurrency {}", args.concurrency);
         outln!("  peak RSS   {:.1} MiB", peak as f64 / (1 << 20) as f64);
+    }
+    if let Some(((_governed, task), ..)) = with_policies {
+        task.close().await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -199,7 +199,7 @@ impl Task {
             }));
         }
         // Request-time policy sees each call, with the digest of its input.
-        if call_context.governed() {
+        if call_context.governed("call") {
             let _ = call_context.input.set(input_digest(json.as_deref(), &args, &stdin));
             let asked = Request { who: &self.scope(), call: Some(&call_context), action: InvokeTool };
             govern(asked, PolicyAction::Call, None)

@@ -219,7 +219,7 @@ fn policy_check_and_explain_name_files_lines_and_deciding_policies() {
     let run = |args: &[&str]| served.toolcell().args(args).output().unwrap();
     let checked = run(&["policy", "check", repo().join("policies").to_str().unwrap()]);
     assert!(checked.status.success(), "{}", text(&checked.stdout));
-    assert!(text(&checked.stdout).contains("6 request-time policies in 5 file(s): ok (mode ceiling)"));
+    assert!(text(&checked.stdout).contains("7 request-time policies in 6 file(s): ok (mode ceiling)"));
 
     let bad = served.dir.path().join("bad.cedar");
     std::fs::write(&bad, "// a typo\npermit (principal, action == Action::\"http\", resource)\n  when { context.request.verb == \"GET\" };\n").unwrap();

@@ -150,7 +150,7 @@ impl WasiHttpHooks for EgressHooks {
             // the rule) is read before anything is decided or sent.
             let approval = rule.approval.as_ref().filter(|a| a.covers_any([method.as_str()])).map(|a| a.reason.clone());
             let mut body = Digest::default();
-            if record.call.governed() || approval.is_some() {
+            if record.call.governed("http") || approval.is_some() {
                 let (parts, streamed) = request.into_parts();
                 let whole = read_body(streamed, rule.max_request_body.0).await;
                 let whole = whole.map_err(|failure| record.failure(&rule.url, failure))?;

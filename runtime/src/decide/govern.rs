@@ -149,14 +149,14 @@ impl CallContext {
         }
     }
 
-    /// True when a policy or approval can change this call's decisions.
-    pub(crate) fn governed(&self) -> bool {
-        !self.task.point.policies().is_inert()
+    /// True when a policy can change this call's decisions of `action`.
+    pub(crate) fn governed(&self, action: &str) -> bool {
+        self.task.point.policies().decides(action, &self.task.tool.name)
     }
 
     /// The policy request for `action`, as of now.
     fn query(&self, who: &AuditScope, action: PolicyAction) -> PolicyQuery {
-        PolicyQuery {
+        let mut query = PolicyQuery {
             principal: who.principal.clone(),
             principal_attributes: self.task.attributes.clone(),
             tool: self.task.tool.clone(),
@@ -169,20 +169,10 @@ impl CallContext {
             input: self.input.get().cloned().unwrap_or_default(),
             approved: false,
             action,
-            task_entities: Some(
-                self.task
-                    .entities
-                    .get_or_init(|| {
-                        Arc::new(TaskEntities::new(
-                            &who.principal,
-                            &self.task.attributes,
-                            &who.task,
-                            &self.task.workload,
-                        ))
-                    })
-                    .clone(),
-            ),
-        }
+            task_entities: None,
+        };
+        query.task_entities = Some(self.task.entities.get_or_init(|| Arc::new(TaskEntities::of(&query))).clone());
+        query
     }
 }
 
@@ -198,7 +188,7 @@ pub(crate) async fn govern<A: Action>(
     let Request { who, call, action } = request;
     let call = call.expect("policies decide the actions of calls");
     let policies = call.task.point.policies();
-    if policies.is_inert() && manifest_approval.is_none() {
+    if !policies.decides(asked.name(), &who.tool) && manifest_approval.is_none() {
         count(call, &asked);
         return Ok(());
     }
@@ -302,6 +292,14 @@ fn record_verdict(
     // (denials are, and count against `max_refusals`).
     let datagram = matches!(&query.action, PolicyAction::Socket { operation, .. } if operation == "udp_send");
     if datagram && matches!(verdict, PolicyVerdict::Allow { .. }) {
+        return;
+    }
+    // An allow no policy of the operator's took part in is the grant's, as
+    // before policies: the capability's own event records it.
+    if let PolicyVerdict::Allow { policies } = verdict
+        && approval.is_none()
+        && policies.iter().all(|id| id == MANIFEST_POLICY)
+    {
         return;
     }
     let reason = match verdict {

@@ -110,12 +110,15 @@ pub(crate) struct Loaded {
 pub(crate) struct Slice {
     pub(crate) set: PolicySet,
     pub(crate) reads: Reads,
+    /// It holds a policy of the operator's (not only the manifest's permit).
+    pub(crate) decides: bool,
 }
 
 impl Slice {
     fn of(set: PolicySet) -> Slice {
         let reads = Reads::of(set.policies());
-        Slice { set, reads }
+        let decides = set.policies().any(|policy| policy.id().to_string() != MANIFEST_POLICY);
+        Slice { set, reads, decides }
     }
 }
 

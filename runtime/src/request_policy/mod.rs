@@ -131,6 +131,19 @@ impl RequestPolicies {
         self.is_empty() && self.mode == PolicyMode::Ceiling
     }
 
+    /// The policies a decision of `action` on `tool` evaluates.
+    fn slice(&self, action: &str, tool: &str) -> &load::Slice {
+        let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == action).expect("known action");
+        self.loaded.by_tool[index].get(tool).unwrap_or(&self.loaded.by_action[index])
+    }
+
+    /// True when a policy can change a decision of `action` on `tool`: in
+    /// `ceiling` mode, when a policy of the operator's applies to it. When
+    /// none does, what the grant allows is allowed without asking Cedar.
+    pub fn decides(&self, action: &str, tool: &str) -> bool {
+        self.mode == PolicyMode::Strict || self.slice(action, tool).decides
+    }
+
     fn notes(&self, id: &str) -> Option<&PolicyNotes> {
         self.loaded.notes.get(id)
     }
@@ -140,10 +153,9 @@ impl RequestPolicies {
         if self.is_inert() {
             return PolicyVerdict::Allow { policies: vec![MANIFEST_POLICY.to_owned()] };
         }
-        let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == query.action.name()).expect("known action");
         // Only the policies that can apply to this action on this tool, and
         // only the attributes they read.
-        let slice = self.loaded.by_tool[index].get(&query.tool.name).unwrap_or(&self.loaded.by_action[index]);
+        let slice = self.slice(query.action.name(), &query.tool.name);
         let (request, entities) = query.to_cedar_reading(&slice.reads);
         let response = Authorizer::new().is_authorized(&request, &slice.set, &entities);
         let diagnostics = response.diagnostics();
@@ -217,8 +229,7 @@ impl RequestPolicies {
 
     /// What a decision of `action` on `tool` reads.
     fn reads_for(&self, action: &str, tool: &str) -> &Reads {
-        let index = schema::ACTIONS.iter().position(|(name, _, _)| *name == action).expect("known action");
-        &self.loaded.by_tool[index].get(tool).unwrap_or(&self.loaded.by_action[index]).reads
+        &self.slice(action, tool).reads
     }
 }
 

@@ -157,8 +157,9 @@ pub struct PolicyQuery {
     pub task_entities: Option<Arc<TaskEntities>>,
 }
 
-/// The entities of a task's principal and of the task itself, with every
-/// attribute: the same for each of the task's decisions, so built once.
+/// The entities of a task's principal, of the task itself and of its tool,
+/// with every attribute: the same for each of the task's decisions, so
+/// built once.
 #[derive(Clone)]
 pub struct TaskEntities {
     entities: Entities,
@@ -171,10 +172,15 @@ impl std::fmt::Debug for TaskEntities {
 }
 
 impl TaskEntities {
-    pub fn new(principal: &str, attributes: &PrincipalAttributes, task: &str, workload: &str) -> TaskEntities {
+    /// Those of `query`'s principal, task and tool.
+    pub fn of(query: &PolicyQuery) -> TaskEntities {
         let everything = Reads::everything();
-        let entities = [principal_entity(&everything, principal, attributes), task_entity(&everything, task, workload)];
-        TaskEntities { entities: Entities::from_entities(entities, None).expect("two distinct entities") }
+        let entities = [
+            principal_entity(&everything, &query.principal, &query.principal_attributes),
+            task_entity(&everything, &query.task, &query.workload),
+            tool_entity(&everything, &query.tool),
+        ];
+        TaskEntities { entities: Entities::from_entities(entities, None).expect("three distinct entities") }
     }
 }
 
@@ -185,6 +191,12 @@ fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttrib
         .add("roles", || strings(&attributes.roles))
         .add("groups", || strings(&attributes.groups));
     entity(uid(&types().principal, principal), attrs.attrs(), &[])
+}
+
+fn tool_entity(reads: &Reads, tool: &ToolFacts) -> Entity {
+    let mut attrs = Fields::new(reads, &["resource"]);
+    attrs.add("name", || string(&tool.name)).add("owner", || string(&tool.owner)).add("tags", || strings(&tool.tags));
+    entity(uid(&types().tool, &tool.name), attrs.attrs(), &[])
 }
 
 fn task_entity(reads: &Reads, task: &str, workload: &str) -> Entity {
@@ -482,13 +494,9 @@ impl PolicyQuery {
         let mut resource_attrs = Fields::new(reads, &["resource"]);
         let resource = match &self.action {
             PolicyAction::Call => {
-                resource_attrs
-                    .add("name", || string(&self.tool.name))
-                    .add("owner", || string(&self.tool.owner))
-                    .add("tags", || strings(&self.tool.tags));
-                let attrs = resource_attrs.attrs();
-                if !attrs.is_empty() {
-                    entities.push(entity(tool.clone(), attrs, &[]));
+                // The task's entities hold the tool, where they are given.
+                if self.task_entities.is_none() && reads.reads_into(&["resource"]) {
+                    entities.push(tool_entity(reads, &self.tool));
                 }
                 tool.clone()
             }

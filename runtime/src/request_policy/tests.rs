@@ -62,7 +62,7 @@ fn with_no_policies_ceiling_allows_what_the_grant_allows_and_strict_allows_nothi
 #[test]
 fn the_examples_load_and_decide_by_their_ids() {
     let policies = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap();
-    assert_eq!(policies.len(), 6);
+    assert_eq!(policies.len(), 7);
     // A GET is allowed by the manifest and the read permit.
     let verdict = policies.evaluate(&query("github-issues", http("GET", 0)));
     assert_eq!(verdict, PolicyVerdict::Allow { policies: vec!["manifest".into(), "read-issues".into()] });
@@ -256,8 +256,10 @@ fn only_what_policies_read_is_built_and_the_decisions_are_the_same() {
         assert!(paths.contains(&read.to_owned()), "{paths:?}");
     }
     assert!(!paths.iter().any(|p| p.starts_with("context.input") || p.starts_with("resource.")), "{paths:?}");
-    // No policy decides calls: a call's decision builds nothing but the request's ids.
-    assert!(policies.reads_for("call", "word-count").dotted().is_empty());
+    // A call's decision builds only what the one call policy reads.
+    assert_eq!(policies.reads_for("call", "word-count").dotted(), ["principal.groups", "resource.tags"]);
+    // No policy decides sockets: nothing is built or asked.
+    assert!(!policies.decides("socket", "word-count") && policies.decides("call", "word-count"));
     let everything = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap().reading_everything();
     let mut queries = vec![query("github-issues", http("POST", 10)), query("http-get", http("GET", 0))];
     let mut night = query("github-issues", http("PUT", 2_000_000));
@@ -269,12 +271,7 @@ fn only_what_policies_read_is_built_and_the_decisions_are_the_same() {
         assert_eq!(policies.evaluate(asked), everything.evaluate(asked), "{asked:?}");
         // With the task's entities built once, as the runtime asks.
         let mut cached = asked.clone();
-        cached.task_entities = Some(std::sync::Arc::new(TaskEntities::new(
-            &asked.principal,
-            &asked.principal_attributes,
-            &asked.task,
-            &asked.workload,
-        )));
+        cached.task_entities = Some(std::sync::Arc::new(TaskEntities::of(asked)));
         assert_eq!(policies.evaluate(&cached), everything.evaluate(asked), "{asked:?}");
     }
 }
@@ -285,4 +282,18 @@ fn an_approval_permit_that_cannot_be_evaluated_still_asks() {
     let policies = RequestPolicies::load(&[source("a.cedar", text)], PolicyMode::Ceiling).unwrap();
     let PolicyVerdict::Approval { reason, .. } = policies.evaluate(&query("x", PolicyAction::Call)) else { panic!() };
     assert_eq!(reason, "checked by a person");
+}
+
+#[test]
+fn contractors_do_not_call_internal_tools() {
+    let policies = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap();
+    let mut asked = query("payroll", PolicyAction::Call);
+    asked.tool.tags = vec!["internal".into()];
+    assert!(matches!(policies.evaluate(&asked), PolicyVerdict::Allow { .. }));
+    asked.principal_attributes.groups = vec!["contractors".into()];
+    let PolicyVerdict::Deny { policies: ids, reason } = policies.evaluate(&asked) else { panic!() };
+    assert_eq!(ids, ["no-internal-tools-for-contractors"]);
+    assert!(reason.ends_with("tools tagged `internal` are for employees"), "{reason}");
+    asked.tool.tags.clear();
+    assert!(matches!(policies.evaluate(&asked), PolicyVerdict::Allow { .. }));
 }
