@@ -64,17 +64,14 @@ pub async fn run(args: ApprovalsArgs, config: Option<&std::path::Path>) -> Resul
     };
     let path = socket_path(configured.as_deref())?;
     let request = match &args.command {
-        ApprovalsCommand::List => AdminRequest::ApprovalsList,
-        ApprovalsCommand::Show { id } => AdminRequest::ApprovalsShow { id: id.clone() },
+        ApprovalsCommand::List => AdminRequest::List,
+        ApprovalsCommand::Show { id } => AdminRequest::Show { id: id.clone() },
         ApprovalsCommand::Approve { id, digest } => {
-            AdminRequest::ApprovalsAnswer { id: id.clone(), approve: true, digest: digest.clone(), reason: None }
+            AdminRequest::Answer { id: id.clone(), approve: true, digest: digest.clone(), reason: None }
         }
-        ApprovalsCommand::Deny { id, reason, digest } => AdminRequest::ApprovalsAnswer {
-            id: id.clone(),
-            approve: false,
-            digest: digest.clone(),
-            reason: reason.clone(),
-        },
+        ApprovalsCommand::Deny { id, reason, digest } => {
+            AdminRequest::Answer { id: id.clone(), approve: false, digest: digest.clone(), reason: reason.clone() }
+        }
     };
     let AdminResponse { ok, result, error } = ask(&path, &request).await?;
     if !ok {

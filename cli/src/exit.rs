@@ -10,7 +10,8 @@ pub const TOOL_FAILED: u8 = 1;
 pub const LIMIT: u8 = 121;
 /// The wall-clock timeout (or the task deadline) stopped the call.
 pub const TIMEOUT: u8 = 124;
-/// toolcell refused to run: bad flags or manifest, component refused, grant widened, host error.
+/// toolcell refused to run: bad flags, manifest or policies, component refused, grant widened, a
+/// request-time policy or an approver refused the call, host error.
 pub const REFUSED: u8 = 125;
 /// The tool crashed: a panic, an unreachable instruction, a bad memory access.
 pub const CRASHED: u8 = 126;
@@ -26,7 +27,8 @@ Exit codes:
   2    command-line usage error
   121  a limit stopped the call (memory, cpu, max_input, max_output, stack)
   124  the wall-clock timeout stopped the call
-  125  toolcell refused: invalid manifest or flags, component refused, grant widened, host error
+  125  toolcell refused: invalid manifest, policies or flags, component refused, grant widened,
+       a request-time policy or an approver refused the call, host error
   126  the tool crashed (panic, trap)
   130  stopped by SIGINT: running calls cancelled, their credentials revoked (a second signal exits at once)
   143  stopped by SIGTERM: the same";

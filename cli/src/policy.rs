@@ -33,7 +33,7 @@ Examples:
       --resource api --counter task_total.mints=5
   toolcell policy explain --policies policies --principal alice --tool github-issues --action http \\
       --method POST --resource https://api.github.com/repos/a/b/issues --at 2026-12-05T10:00:00Z")]
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -92,7 +92,7 @@ pub fn run(command: PolicyCommand, config: Option<&Path>) -> Result<ExitCode> {
             outln!("{}", schema_text().trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Explain(args) => explain(args, config),
+        PolicyCommand::Explain(args) => explain(*args, config),
     }
 }
 

@@ -23,11 +23,14 @@ const MAX_LINE: usize = 64 << 10;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AdminRequest {
     /// The approval requests waiting.
-    ApprovalsList,
+    #[serde(rename = "approvals_list")]
+    List,
     /// One of them.
-    ApprovalsShow { id: String },
+    #[serde(rename = "approvals_show")]
+    Show { id: String },
     /// An answer: approve or deny, optionally bound to the digest the approver reviewed.
-    ApprovalsAnswer {
+    #[serde(rename = "approvals_answer")]
+    Answer {
         id: String,
         approve: bool,
         #[serde(default)]
@@ -165,12 +168,12 @@ fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> Admin
     let done = |result: serde_json::Value| AdminResponse { ok: true, result: Some(result), error: None };
     let refused = |error: String| AdminResponse { ok: false, result: None, error: Some(error) };
     match request {
-        AdminRequest::ApprovalsList => done(serde_json::to_value(approvals.list()).expect("requests serialize")),
-        AdminRequest::ApprovalsShow { id } => match approvals.show(&id) {
+        AdminRequest::List => done(serde_json::to_value(approvals.list()).expect("requests serialize")),
+        AdminRequest::Show { id } => match approvals.show(&id) {
             Ok(request) => done(serde_json::to_value(request).expect("requests serialize")),
             Err(error) => refused(error.to_string()),
         },
-        AdminRequest::ApprovalsAnswer { id, approve, digest, reason } => {
+        AdminRequest::Answer { id, approve, digest, reason } => {
             let shown = approvals.show(&id);
             match approvals.answer(&id, digest.as_deref(), approver, "admin", approve, reason) {
                 Ok(()) => done(serde_json::json!({
@@ -198,5 +201,5 @@ pub async fn ask(path: &Path, request: &AdminRequest) -> Result<AdminResponse> {
     write.shutdown().await?;
     let mut lines = BufReader::new(read).lines();
     let line = lines.next_line().await?.context("the admin socket closed without an answer")?;
-    Ok(serde_json::from_str(&line).context("reading the admin socket's answer")?)
+    serde_json::from_str(&line).context("reading the admin socket's answer")
 }

@@ -35,6 +35,9 @@ use webhook::Webhook;
 #[command(after_help = "\
 Tools: one per manifest in --policies DIR (re-read when files change; an invalid
 manifest is reported and skipped) and each --manifest FILE.
+Request-time policies: the *.cedar files of the config's [policy] dir, or of
+--policies DIR; re-read when they change (a set that fails keeps the last good
+one). Approvals are answered with `toolcell approvals` through the admin socket.
 Transport: stdio by default (the principal is the local user); --http ADDR serves
 streamable HTTP at http://ADDR/mcp (loopback only unless [serve] tokens are
 configured; see the README).
