@@ -182,6 +182,7 @@ impl Broker {
             state.minting = true;
         }
         let left = self.decide(Mint { spec, not_after: self.not_after })?;
+        let governing = std::time::Instant::now();
         // Then request-time policy, and a person where it or the manifest asks.
         let approval = spec.approval.as_ref().filter(|a| a.covers_any(scopes.iter().map(String::as_str)));
         let asked = PolicyAction::Credential {
@@ -200,7 +201,8 @@ impl Broker {
         )
         .await
         .map_err(shown)?;
-        let left = self.not_after.duration_since(SystemTime::now()).unwrap_or_default();
+        // What waiting for a person took is no longer left for the mint.
+        let left = left.saturating_sub(governing.elapsed());
         // The mint runs on the runtime's side and is never dropped half-way
         // (each provider request has its own timeout): if the call ends, or
         // stops waiting at its deadline, while a provider answers, what the
