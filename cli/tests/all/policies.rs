@@ -40,6 +40,37 @@ fn api() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// A loopback webhook receiver: answers 204 and keeps each request's body.
+fn webhook_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
+}
+
 /// A served policies directory: a `github-issues` tool (the probe tool,
 /// allowed GET and POST to the loopback API) and example policies.
 struct Served {
@@ -276,7 +307,8 @@ fn policy_check_and_explain_name_files_lines_and_deciding_policies() {
 #[test]
 fn an_approval_from_the_admin_cli_lets_exactly_that_request_through_once() {
     let served = Served::new(&["github-issues-approval.cedar", "post-needs-writer.cedar"], "4s");
-    let serving = served.serve("");
+    let (hook, posted) = webhook_sink();
+    let serving = served.serve(&format!("[approvals]\nwebhook = \"http://127.0.0.1:{hook}/approvals\"\n"));
     let call = served.call(&serving, "POST", "new issue");
     let pending = served.pending();
     let id = pending["id"].as_str().unwrap().to_owned();
@@ -285,6 +317,19 @@ fn an_approval_from_the_admin_cli_lets_exactly_that_request_through_once() {
     assert_eq!(pending["why"], "opening an issue is visible to customers");
     assert!(pending["what"].as_str().unwrap().starts_with("POST http://api.test:"), "{pending}");
 
+    // The webhook got the request, and how to answer it.
+    let started = Instant::now();
+    while posted.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the webhook was not called");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hooked: serde_json::Value = serde_json::from_str(&posted.lock().unwrap()[0]).unwrap();
+    assert_eq!(hooked["approval"]["id"], id.as_str());
+    assert_eq!(hooked["approval"]["digest"], digest.as_str());
+    assert_eq!(
+        hooked["answer_with"],
+        format!("toolcell approvals approve {id} --digest {digest} (or deny {id} --reason TEXT)").as_str()
+    );
     let shown = served.approvals(&["show", &id]);
     assert!(text(&shown.stdout).contains(&format!("digest      {digest}")), "{}", text(&shown.stdout));
     // An unknown id, and a digest that is not the one reviewed, change nothing.
