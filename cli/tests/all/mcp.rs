@@ -408,34 +408,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-/// A loopback API that answers 200 and remembers each request's Authorization header.
-fn recording_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let recorded = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 8192];
-            let read = stream.read(&mut buffer).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
-            if let Some(line) = request.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")) {
-                recorded.lock().unwrap().push(line.split_once(':').unwrap().1.trim().to_owned());
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (port, seen)
-}
-
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
 
 #[test]
 fn http_publishes_jwks_and_says_a_token_is_active_only_while_its_call_runs() {
     let setup = Setup::new();
-    let (api, seen) = recording_api();
+    let (api, seen) = crate::common::recording_api();
     std::fs::write(
         setup.policies().join("api.toml"),
         format!(
@@ -491,7 +469,12 @@ fn http_publishes_jwks_and_says_a_token_is_active_only_while_its_call_runs() {
         let running = scope.spawn(|| setup.http(&server, scenario, None, None));
         let started = std::time::Instant::now();
         let token = loop {
-            if let Some(value) = seen.lock().unwrap().first() {
+            let authorization = seen
+                .lock()
+                .unwrap()
+                .first()
+                .and_then(|head| crate::common::request_header(head, "authorization").map(str::to_owned));
+            if let Some(value) = authorization {
                 break value.strip_prefix("Bearer ").unwrap().to_owned();
             }
             assert!(started.elapsed() < std::time::Duration::from_secs(20), "the API never got the token");

@@ -12,32 +12,10 @@ use std::time::{Duration, Instant};
 use toolcell_test_guests as guests;
 
 use super::mcp::{client, python, run_client};
+use crate::common::{recording_api, text};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A loopback API: answers 200 and remembers each request line.
-fn api() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 16384];
-            let read = stream.read(&mut buffer).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
-            recorded.lock().unwrap().push(request.lines().next().unwrap_or("").to_owned());
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (port, seen)
 }
 
 /// A loopback webhook receiver: answers 204 and keeps each request's body.
@@ -84,7 +62,7 @@ const ALICE_TOKEN: &str = "alice-token-0123456789";
 impl Served {
     fn new(examples: &[&str], timeout: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let (api_port, seen) = api();
+        let (api_port, seen) = recording_api();
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();
         std::fs::write(
@@ -352,7 +330,7 @@ fn an_approval_from_the_admin_cli_lets_exactly_that_request_through_once() {
     let result = outcome(call);
     assert_eq!(result["isError"], false, "{result}");
     assert_eq!(served.seen.lock().unwrap().len(), 1);
-    assert!(served.seen.lock().unwrap()[0].starts_with("POST /repos/acme/app/issues"));
+    assert!(served.seen.lock().unwrap()[0].starts_with("POST /repos/acme/app/issues "));
 
     // The same request again needs a new approval; none comes, and the deadline denies it.
     let again = served.call(&serving, "POST", "new issue");
