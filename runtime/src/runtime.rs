@@ -338,6 +338,7 @@ impl Runtime {
             totals: Default::default(),
             channel,
             entities: Default::default(),
+            kept: Default::default(),
         }
     }
 

@@ -103,6 +103,28 @@ pub(crate) struct TaskFacts {
     pub(crate) channel: Option<Arc<dyn ApprovalChannel>>,
     /// The principal's and task's policy entities, built at the first decision.
     pub(crate) entities: std::sync::OnceLock<Arc<TaskEntities>>,
+    /// Allows and denials of actions whose policies read only what is fixed
+    /// for the task, with the policy set that decided them.
+    pub(crate) kept: std::sync::Mutex<Vec<(Arc<RequestPolicies>, &'static str, PolicyVerdict)>>,
+}
+
+impl TaskFacts {
+    /// The verdict `policies` gave this task for `action`, if one is kept.
+    fn kept(&self, policies: &Arc<RequestPolicies>, action: &'static str) -> Option<PolicyVerdict> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().find(|(set, name, _)| Arc::ptr_eq(set, policies) && *name == action).map(|(_, _, v)| v.clone())
+    }
+
+    /// Keeps an allow or denial (an approval is asked each time).
+    fn keep(&self, policies: &Arc<RequestPolicies>, action: &'static str, verdict: &PolicyVerdict) {
+        if matches!(verdict, PolicyVerdict::Approval { .. }) {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        // A reload replaces the set: what the old one decided is dropped.
+        kept.retain(|(set, _, _)| Arc::ptr_eq(set, policies));
+        kept.push((policies.clone(), action, verdict.clone()));
+    }
 }
 
 impl TaskFacts {
@@ -119,6 +141,7 @@ impl TaskFacts {
             totals: Tally::default(),
             channel: None,
             entities: Default::default(),
+            kept: Default::default(),
         }
     }
 }
@@ -193,8 +216,22 @@ pub(crate) async fn govern<A: Action>(
         return Ok(());
     }
     let resource = asked.resource(&who.tool);
+    let action_name = asked.name();
+    let fixed = policies.fixed_for_a_task(action_name, &who.tool);
     let mut query = call.query(who, asked);
-    let mut verdict = with_manifest(policies.evaluate(&query), manifest_approval);
+    // Where the policies read only what is fixed for the task, its first
+    // allow or denial stands for the rest of them.
+    let decided = match fixed.then(|| call.task.kept(&policies, action_name)).flatten() {
+        Some(kept) => kept,
+        None => {
+            let verdict = policies.evaluate(&query);
+            if fixed {
+                call.task.keep(&policies, action_name, &verdict);
+            }
+            verdict
+        }
+    };
+    let mut verdict = with_manifest(decided, manifest_approval);
     record_verdict(who, call, &query, &resource, &verdict, None);
     if let PolicyVerdict::Approval { policies: ids, reason: why } = &verdict {
         let id = crate::invocation::new_id();

@@ -144,6 +144,13 @@ impl RequestPolicies {
         self.mode == PolicyMode::Strict || self.slice(action, tool).decides
     }
 
+    /// True when a decision of `action` on `tool` reads only what is fixed
+    /// for a task's life (see `Reads::fixed_for_a_task`): a task may keep
+    /// its first allow or deny for the rest of its decisions of that action.
+    pub fn fixed_for_a_task(&self, action: &str, tool: &str) -> bool {
+        self.slice(action, tool).reads.fixed_for_a_task(action == "call")
+    }
+
     fn notes(&self, id: &str) -> Option<&PolicyNotes> {
         self.loaded.notes.get(id)
     }

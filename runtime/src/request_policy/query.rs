@@ -298,6 +298,20 @@ impl Reads {
         Reads { everything: false, paths, on_the_way, read }
     }
 
+    /// True when everything read is fixed for a task's life: the
+    /// principal's attributes (as they were when it opened), the task's, and
+    /// the resource's where the resource is the task's tool (`call`). Then
+    /// every decision of the task is the same, and one is enough.
+    pub(crate) fn fixed_for_a_task(&self, resource_is_the_tool: bool) -> bool {
+        !self.everything
+            && self.paths.iter().all(|path| match path.first().map(String::as_str) {
+                Some("principal") => path.len() > 1,
+                Some("resource") => resource_is_the_tool && path.len() > 1,
+                Some("context") => path.len() > 2 && path[1] == "task",
+                _ => false,
+            })
+    }
+
     /// The paths read, dotted (`context.request.method`).
     #[cfg(test)]
     pub(crate) fn dotted(&self) -> Vec<String> {

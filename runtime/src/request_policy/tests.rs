@@ -258,6 +258,8 @@ fn only_what_policies_read_is_built_and_the_decisions_are_the_same() {
     assert!(!paths.iter().any(|p| p.starts_with("context.input") || p.starts_with("resource.")), "{paths:?}");
     // A call's decision builds only what the one call policy reads.
     assert_eq!(policies.reads_for("call", "word-count").dotted(), ["principal.groups", "resource.tags"]);
+    // A call decision reads only what is fixed for a task; an HTTP one does not.
+    assert!(policies.fixed_for_a_task("call", "word-count") && !policies.fixed_for_a_task("http", "github-issues"));
     // No policy decides sockets: nothing is built or asked.
     assert!(!policies.decides("socket", "word-count") && policies.decides("call", "word-count"));
     let everything = RequestPolicies::load(&examples(), PolicyMode::Ceiling).unwrap().reading_everything();

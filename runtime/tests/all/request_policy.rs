@@ -253,3 +253,25 @@ async fn a_reload_takes_effect_on_the_next_decision() {
     assert!(stderr(&report).contains("denied by policy `no-api`"), "{}", stderr(&report));
     assert_eq!(server.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn a_decision_kept_for_a_task_gives_way_to_a_reload() {
+    // Reads only the tool's tags and the principal's groups: fixed for the
+    // task, so its first allow stands for its later calls, until a reload.
+    let allow_all = "@id(\"internal\") forbid (principal, action == Action::\"call\", resource) when { resource.tags.contains(\"internal\") && principal.groups.contains(\"contractors\") };";
+    let h = harness(&[], vec![PolicySource { file: "c.cedar".into(), text: allow_all.into() }]);
+    let mut manifest = Manifest::ad_hoc(Path::new(guests::WORD_COUNT));
+    manifest.tags = vec!["internal".into()];
+    let tool = h.load(manifest);
+    let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
+    for _ in 0..3 {
+        assert!(task.invoke(Call::tool(r#"{"text":"a"}"#)).await.is_ok());
+    }
+    let deny_alice = "@id(\"not-alice\") forbid (principal == Principal::\"alice\", action == Action::\"call\", resource) when { resource.tags.contains(\"internal\") };";
+    let reloaded =
+        RequestPolicies::load(&[PolicySource { file: "n.cedar".into(), text: deny_alice.into() }], PolicyMode::Ceiling);
+    h.runtime.set_policies(reloaded.unwrap());
+    let error = task.invoke(Call::tool(r#"{"text":"a"}"#)).await.unwrap_err();
+    assert!(error.to_string().contains("denied by policy `not-alice`"), "{error}");
+    task.close().await;
+}
