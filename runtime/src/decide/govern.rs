@@ -272,20 +272,21 @@ pub(crate) async fn govern<A: Action>(
             },
         };
     }
-    match verdict {
-        PolicyVerdict::Allow { .. } | PolicyVerdict::Approval { .. } => {
+    let (policies, reason) = match verdict {
+        PolicyVerdict::Allow { .. } => {
             count(call, &query.action);
-            Ok(())
+            return Ok(());
         }
-        PolicyVerdict::Deny { policies, reason } => {
-            let mut denial = Denial::denied(reason);
-            denial.policies = policies;
-            if let Some(event) = action.denied(Some(call), &denial) {
-                denial.unrecorded = record_refusal(who, Some(call), event);
-            }
-            Err(denial)
-        }
+        PolicyVerdict::Deny { policies, reason } => (policies, reason),
+        // Answered above; one still pending here is not an allow.
+        PolicyVerdict::Approval { policies, reason } => (policies, format!("not approved: {reason}")),
+    };
+    let mut denial = Denial::denied(reason);
+    denial.policies = policies;
+    if let Some(event) = action.denied(Some(call), &denial) {
+        denial.unrecorded = record_refusal(who, Some(call), event);
     }
+    Err(denial)
 }
 
 /// Counts an action that goes ahead.
