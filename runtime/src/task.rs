@@ -198,9 +198,13 @@ impl Task {
                 detail: Some(format!("{input_size} bytes given")),
             }));
         }
-        // Request-time policy sees each call, with the digest of its input.
-        if call_context.governed("call") {
+        // Request-time policy sees each call, and every decision of the call
+        // sees the digest of its input, where a policy reads it.
+        let policies = call_context.task.point.policies();
+        if policies.reads_input(&ids.tool) {
             let _ = call_context.input.set(input_digest(json.as_deref(), &args, &stdin));
+        }
+        if call_context.governed("call") {
             let asked = Request { who: &self.scope(), call: Some(&call_context), action: InvokeTool };
             govern(asked, PolicyAction::Call, None)
                 .await

@@ -144,6 +144,16 @@ impl RequestPolicies {
         self.mode == PolicyMode::Strict || self.slice(action, tool).decides
     }
 
+    /// True when a decision of any action on `tool` reads the call's input
+    /// digest (`context.input`), or may ask a person (who is shown it).
+    pub fn reads_input(&self, tool: &str) -> bool {
+        schema::ACTIONS.iter().any(|(action, _, _)| {
+            let slice = self.slice(action, tool);
+            slice.reads.reads_into(&["context", "input"])
+                || slice.set.policies().any(|p| self.notes(p.id().as_ref()).is_some_and(|n| n.approval.is_some()))
+        })
+    }
+
     /// True when a decision of `action` on `tool` reads only what is fixed
     /// for a task's life (see `Reads::fixed_for_a_task`): a task may keep
     /// its first allow or deny for the rest of its decisions of that action.

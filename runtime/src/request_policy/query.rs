@@ -320,7 +320,7 @@ impl Reads {
 
     /// True when an attribute of the entity at `base` is read (or the
     /// whole of something that holds it).
-    fn reads_into(&self, base: &[&str]) -> bool {
+    pub(crate) fn reads_into(&self, base: &[&str]) -> bool {
         self.everything
             || self.paths.iter().any(|read| {
                 let under = read.len() > base.len() && read.iter().zip(base).all(|(a, b)| a == b);

@@ -275,3 +275,16 @@ async fn a_decision_kept_for_a_task_gives_way_to_a_reload() {
     assert!(error.to_string().contains("denied by policy `not-alice`"), "{error}");
     task.close().await;
 }
+
+#[tokio::test]
+async fn an_http_policy_sees_the_calls_input_with_no_call_policy_written() {
+    let server = TestServer::start(None).await;
+    let text = "@id(\"small-inputs-only\") forbid (principal, action == Action::\"http\", resource) when { context.input.size > 200 };";
+    let h = harness(&[], vec![PolicySource { file: "i.cedar".into(), text: text.into() }]);
+    let port = server.port;
+    assert_allowed(&run(&h, "alice", manifest("http-get", port), request("GET", port, &[])).await);
+    let padding = format!("x-pad: {}", "a".repeat(300));
+    let report = run(&h, "alice", manifest("http-get", port), request("GET", port, &[&padding])).await;
+    assert!(stderr(&report).contains("denied by policy `small-inputs-only`"), "{}", stderr(&report));
+    assert_eq!(server.seen().len(), 1);
+}
