@@ -39,7 +39,7 @@ fn hundred_policies() -> Vec<PolicySource> {
 /// are built once per task, the rest per decision.
 fn query(action: PolicyAction) -> PolicyQuery {
     let mut query = uncached(action);
-    query.task_entities = Some(Arc::new(TaskEntities::of(&query)));
+    query.task_entities = Some(Arc::new(TaskEntities::of(&query).unwrap()));
     query
 }
 
@@ -99,8 +99,8 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| hundred.evaluate(std::hint::black_box(&first)))
     });
     group.bench_function("none/http POST", |b| b.iter(|| none.evaluate(std::hint::black_box(&post))));
-    group.bench_function("build request (http POST)", |b| b.iter(|| std::hint::black_box(&post).to_cedar()));
-    let (request, entities) = post.to_cedar();
+    group.bench_function("build request (http POST)", |b| b.iter(|| std::hint::black_box(&post).to_cedar().unwrap()));
+    let (request, entities) = post.to_cedar().unwrap();
     {
         use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression as R};
         let pairs = || (0..20).map(|i| (format!("k{i}"), R::new_long(i))).collect::<Vec<_>>();

@@ -179,7 +179,7 @@ impl CallContext {
 
     /// The policy request for `action`, as of now.
     fn query(&self, who: &AuditScope, action: PolicyAction) -> PolicyQuery {
-        let mut query = PolicyQuery {
+        PolicyQuery {
             principal: who.principal.clone(),
             principal_attributes: self.task.attributes.clone(),
             tool: self.task.tool.clone(),
@@ -192,10 +192,8 @@ impl CallContext {
             input: self.input.get().cloned().unwrap_or_default(),
             approved: false,
             action,
-            task_entities: None,
-        };
-        query.task_entities = Some(self.task.entities.get_or_init(|| Arc::new(TaskEntities::of(&query))).clone());
-        query
+            task_entities: self.task.entities.get().cloned(),
+        }
     }
 }
 
@@ -224,7 +222,8 @@ pub(crate) async fn govern<A: Action>(
     let decided = match fixed.then(|| call.task.kept(&policies, action_name)).flatten() {
         Some(kept) => kept,
         None => {
-            let verdict = policies.evaluate(&query);
+            let verdict;
+            (verdict, query) = evaluate(&policies, &call.task, query).await;
             if fixed {
                 call.task.keep(&policies, action_name, &verdict);
             }
@@ -254,8 +253,10 @@ pub(crate) async fn govern<A: Action>(
         verdict = match outcome {
             ApprovalOutcome::Approved { .. } => {
                 // Asked again as of now: counters moved while it waited.
-                query = PolicyQuery { approved: true, ..call.query(who, query.action) };
-                let again = policies.evaluate(&query);
+                let again;
+                (again, query) =
+                    evaluate(&policies, &call.task, PolicyQuery { approved: true, ..call.query(who, query.action) })
+                        .await;
                 record_verdict(who, call, &query, &resource, &again, Some(&id));
                 again
             }
@@ -287,6 +288,40 @@ pub(crate) async fn govern<A: Action>(
         denial.unrecorded = record_refusal(who, Some(call), event);
     }
     Err(denial)
+}
+
+/// Asks Cedar. A credential's `acquire` and a socket check are decided on
+/// the wasm guest's fiber stack, which Cedar's stack-depth check cannot
+/// measure (it would report a recursion limit); there the decision runs as
+/// its own task, on the runtime's own stack. A `call` is decided before the
+/// guest runs, in place. The task's entities are built at its first decision.
+async fn evaluate(
+    policies: &Arc<RequestPolicies>,
+    task: &Arc<TaskFacts>,
+    mut query: PolicyQuery,
+) -> (PolicyVerdict, PolicyQuery) {
+    let in_place = matches!(query.action, PolicyAction::Call);
+    let query_action = if in_place { PolicyAction::Call } else { query.action.clone() };
+    let (policies, task) = (policies.clone(), task.clone());
+    let decide = move || {
+        if query.task_entities.is_none()
+            && let Ok(built) = TaskEntities::of(&query)
+        {
+            query.task_entities = Some(task.entities.get_or_init(|| Arc::new(built)).clone());
+        }
+        (policies.evaluate(&query), query)
+    };
+    if in_place {
+        return decide();
+    }
+    let action = query_action;
+    let name = match tokio::spawn(async move { decide() }).await {
+        Ok(decided) => return decided,
+        Err(error) => error.to_string(),
+    };
+    // The decision's task failed: nothing is allowed on its account.
+    let verdict = PolicyVerdict::Deny { policies: Vec::new(), reason: format!("the policy decision failed: {name}") };
+    (verdict, PolicyQuery { action, ..PolicyQuery::failed() })
 }
 
 /// Counts an action that goes ahead.

@@ -173,7 +173,16 @@ impl RequestPolicies {
         // Only the policies that can apply to this action on this tool, and
         // only the attributes they read.
         let slice = self.slice(query.action.name(), &query.tool.name);
-        let (request, entities) = query.to_cedar_reading(&slice.reads);
+        let (request, entities) = match query.to_cedar_reading(&slice.reads) {
+            Ok(built) => built,
+            // Fails closed: a decision Cedar cannot be asked is a denial.
+            Err(error) => {
+                return PolicyVerdict::Deny {
+                    policies: Vec::new(),
+                    reason: format!("the policy request could not be built: {error}"),
+                };
+            }
+        };
         let response = Authorizer::new().is_authorized(&request, &slice.set, &entities);
         let diagnostics = response.diagnostics();
         let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();

@@ -173,18 +173,19 @@ impl std::fmt::Debug for TaskEntities {
 
 impl TaskEntities {
     /// Those of `query`'s principal, task and tool.
-    pub fn of(query: &PolicyQuery) -> TaskEntities {
+    pub fn of(query: &PolicyQuery) -> Result<TaskEntities, String> {
         let everything = Reads::everything();
         let entities = [
-            principal_entity(&everything, &query.principal, &query.principal_attributes),
-            task_entity(&everything, &query.task, &query.workload),
-            tool_entity(&everything, &query.tool),
+            principal_entity(&everything, &query.principal, &query.principal_attributes)?,
+            task_entity(&everything, &query.task, &query.workload)?,
+            tool_entity(&everything, &query.tool)?,
         ];
-        TaskEntities { entities: Entities::from_entities(entities, None).expect("three distinct entities") }
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        Ok(TaskEntities { entities })
     }
 }
 
-fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttributes) -> Entity {
+fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttributes) -> Result<Entity, String> {
     let mut attrs = Fields::new(reads, &["principal"]);
     attrs
         .add("name", || string(principal))
@@ -193,13 +194,13 @@ fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttrib
     entity(uid(&types().principal, principal), attrs.attrs(), &[])
 }
 
-fn tool_entity(reads: &Reads, tool: &ToolFacts) -> Entity {
+fn tool_entity(reads: &Reads, tool: &ToolFacts) -> Result<Entity, String> {
     let mut attrs = Fields::new(reads, &["resource"]);
     attrs.add("name", || string(&tool.name)).add("owner", || string(&tool.owner)).add("tags", || strings(&tool.tags));
     entity(uid(&types().tool, &tool.name), attrs.attrs(), &[])
 }
 
-fn task_entity(reads: &Reads, task: &str, workload: &str) -> Entity {
+fn task_entity(reads: &Reads, task: &str, workload: &str) -> Result<Entity, String> {
     let mut attrs = Fields::new(reads, &["context", "task"]);
     attrs.add("id", || string(task)).add("workload", || string(workload));
     entity(uid(&types().task, task), attrs.attrs(), &[])
@@ -255,10 +256,16 @@ fn record(fields: Vec<(&'static str, RestrictedExpression)>) -> RestrictedExpres
         .expect("record fields are distinct")
 }
 
-fn entity(uid: EntityUid, attrs: Vec<(&'static str, RestrictedExpression)>, parents: &[&EntityUid]) -> Entity {
+/// An entity; Cedar evaluates its attributes, which can fail (its stack
+/// check, where the stack is not one it knows), so a decision fails closed.
+fn entity(
+    uid: EntityUid,
+    attrs: Vec<(&'static str, RestrictedExpression)>,
+    parents: &[&EntityUid],
+) -> Result<Entity, String> {
     let attrs: HashMap<String, RestrictedExpression> = attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let parents: HashSet<EntityUid> = parents.iter().map(|p| (*p).clone()).collect();
-    Entity::new(uid, attrs, parents).expect("attributes are literal values")
+    Entity::new(uid, attrs, parents).map_err(|e| e.to_string())
 }
 
 /// The attributes the loaded policies read, as paths from `principal`,
@@ -461,22 +468,43 @@ fn resource_entity(
     resource: &EntityUid,
     attrs: Fields<'_>,
     tool: &EntityUid,
-) {
+) -> Result<(), String> {
     if reads.reads_into(&["resource"]) {
-        entities.push(entity(resource.clone(), attrs.attrs(), &[tool]));
+        entities.push(entity(resource.clone(), attrs.attrs(), &[tool])?);
     }
+    Ok(())
 }
 
 impl PolicyQuery {
+    /// A query standing for one whose decision failed (nothing reads it
+    /// but the denial's audit record).
+    pub(crate) fn failed() -> PolicyQuery {
+        PolicyQuery {
+            principal: String::new(),
+            principal_attributes: PrincipalAttributes::default(),
+            tool: ToolFacts::default(),
+            task: String::new(),
+            workload: String::new(),
+            task_age_seconds: 0,
+            time: time::OffsetDateTime::UNIX_EPOCH,
+            invocation: Counters::default(),
+            task_total: Counters::default(),
+            input: Digest::default(),
+            approved: false,
+            action: PolicyAction::Call,
+            task_entities: None,
+        }
+    }
+
     /// The Cedar request and the entities it refers to, with every
     /// attribute (public for the benches, which measure building it).
     #[doc(hidden)]
-    pub fn to_cedar(&self) -> (Request, Cow<'_, Entities>) {
+    pub fn to_cedar(&self) -> Result<(Request, Cow<'_, Entities>), String> {
         self.to_cedar_reading(&Reads::everything())
     }
 
     /// The Cedar request with the attributes `reads` names.
-    pub(crate) fn to_cedar_reading(&self, reads: &Reads) -> (Request, Cow<'_, Entities>) {
+    pub(crate) fn to_cedar_reading(&self, reads: &Reads) -> Result<(Request, Cow<'_, Entities>), String> {
         let types = types();
         let principal = uid(&types.principal, &self.principal);
         let tool = uid(&types.tool, &self.tool.name);
@@ -484,10 +512,10 @@ impl PolicyQuery {
         let mut entities = Vec::new();
         if self.task_entities.is_none() {
             if reads.reads_into(&["principal"]) {
-                entities.push(principal_entity(reads, &self.principal, &self.principal_attributes));
+                entities.push(principal_entity(reads, &self.principal, &self.principal_attributes)?);
             }
             if reads.reads_into(&["context", "task"]) {
-                entities.push(task_entity(reads, &self.task, &self.workload));
+                entities.push(task_entity(reads, &self.task, &self.workload)?);
             }
         }
         let time = self.time.to_offset(time::UtcOffset::UTC);
@@ -510,7 +538,7 @@ impl PolicyQuery {
             PolicyAction::Call => {
                 // The task's entities hold the tool, where they are given.
                 if self.task_entities.is_none() && reads.reads_into(&["resource"]) {
-                    entities.push(tool_entity(reads, &self.tool));
+                    entities.push(tool_entity(reads, &self.tool)?);
                 }
                 tool.clone()
             }
@@ -523,7 +551,7 @@ impl PolicyQuery {
                     .add("host", || string(host))
                     .add("port", || long(u64::from(*port)))
                     .add("path", || string(path));
-                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool)?;
                 context.nested("request", |r| {
                     r.add("method", || string(method))
                         .add("scheme", || string(scheme))
@@ -541,7 +569,7 @@ impl PolicyQuery {
                     .add("name", || string(name))
                     .add("provider", || string(provider))
                     .add("audience", || string(audience));
-                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool)?;
                 context.nested("credential", |c| {
                     c.add("name", || string(name))
                         .add("provider", || string(provider))
@@ -558,7 +586,7 @@ impl PolicyQuery {
                     .add("ip", || string(&ip.to_string()))
                     .add("port", || long(u64::from(*port)))
                     .add("protocol", || string(protocol));
-                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool);
+                resource_entity(&mut entities, reads, &resource, resource_attrs, &tool)?;
                 context.nested("socket", |s| {
                     s.add("operation", || string(operation))
                         .add("protocol", || string(protocol))
@@ -568,17 +596,16 @@ impl PolicyQuery {
                 resource
             }
         };
-        let context = Context::from_pairs(context.attrs().into_iter().map(|(k, v)| (k.to_owned(), v)))
-            .expect("context keys are distinct");
+        let text = |e: &dyn std::fmt::Display| e.to_string();
+        let context =
+            Context::from_pairs(context.attrs().into_iter().map(|(k, v)| (k.to_owned(), v))).map_err(|e| text(&e))?;
         let action = uid(&types.action, self.action.name());
-        let request = Request::new(principal, action, resource, context, None).expect("requests are built whole");
+        let request = Request::new(principal, action, resource, context, None).map_err(|e| text(&e))?;
         let entities = match &self.task_entities {
-            None => Cow::Owned(Entities::from_entities(entities, None).expect("entity uids are distinct")),
+            None => Cow::Owned(Entities::from_entities(entities, None).map_err(|e| text(&e))?),
             Some(cached) if entities.is_empty() => Cow::Borrowed(&cached.entities),
-            Some(cached) => {
-                Cow::Owned(cached.entities.clone().add_entities(entities, None).expect("entity uids are distinct"))
-            }
+            Some(cached) => Cow::Owned(cached.entities.clone().add_entities(entities, None).map_err(|e| text(&e))?),
         };
-        (request, entities)
+        Ok((request, entities))
     }
 }

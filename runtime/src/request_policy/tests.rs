@@ -234,7 +234,7 @@ fn every_request_the_runtime_builds_matches_the_schema() {
         },
     ] {
         let asked = query("x", action);
-        let (request, entities) = asked.to_cedar();
+        let (request, entities) = asked.to_cedar().unwrap();
         let context = request.context().unwrap().clone();
         cedar_policy::Request::new(
             request.principal().unwrap().clone(),
@@ -273,7 +273,7 @@ fn only_what_policies_read_is_built_and_the_decisions_are_the_same() {
         assert_eq!(policies.evaluate(asked), everything.evaluate(asked), "{asked:?}");
         // With the task's entities built once, as the runtime asks.
         let mut cached = asked.clone();
-        cached.task_entities = Some(std::sync::Arc::new(TaskEntities::of(asked)));
+        cached.task_entities = Some(std::sync::Arc::new(TaskEntities::of(asked).unwrap()));
         assert_eq!(policies.evaluate(&cached), everything.evaluate(asked), "{asked:?}");
     }
 }

@@ -563,3 +563,35 @@ async fn manifests_are_refused_what_only_the_operator_may_grant() {
     }];
     assert!(refused(manifest).contains("`TOOLCELL_OAUTH_SECRET`"));
 }
+
+#[tokio::test]
+async fn the_example_mint_cap_stops_the_sixth_mint_of_a_task_naming_the_policy() {
+    use toolcell_runtime::request_policy::{PolicyMode, PolicySource, RequestPolicies};
+    let h = harness(ProviderConfig::default());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/mint-cap.cedar");
+    let policies = RequestPolicies::load(&[PolicySource::read(&dir).unwrap()], PolicyMode::Ceiling).unwrap();
+    h.runtime.set_policies(policies);
+    let manifest = probe(1, vec![spec("api", ProviderKind::Issuer, &["read"], Exposure::Reveal)]);
+    let tool = h.load(manifest);
+    let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
+    let acquire = || Call::tool(serde_json::json!({ "action": "acquire", "name": "api", "reveal": true }).to_string());
+    // One mint per call; the task's sixth is over the cap of five.
+    for _ in 0..5 {
+        let report = task.invoke(acquire()).await.unwrap();
+        assert!(matches!(report.result, CallResult::Output(_)), "{:?}", report.result);
+    }
+    let report = task.invoke(acquire()).await.unwrap();
+    let CallResult::ToolError(error) = &report.result else { panic!("{:?}", report.result) };
+    assert!(
+        error.to_string().contains("denied by policy `mint-cap-per-task`: a task mints at most 5 credentials"),
+        "{error}"
+    );
+    task.close().await;
+    let events = h.audit_events();
+    assert_eq!(events_of(&events, "credential_minted").len(), 5);
+    let refused = events_of(&events, "credential_refused");
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0]["reason"].as_str().unwrap().contains("mint-cap-per-task"));
+    let denied: Vec<_> = events_of(&events, "policy").into_iter().filter(|e| e["decision"] == "denied").collect();
+    assert_eq!(denied[0]["policies"], serde_json::json!(["mint-cap-per-task"]));
+}

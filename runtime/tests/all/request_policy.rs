@@ -288,3 +288,38 @@ async fn an_http_policy_sees_the_calls_input_with_no_call_policy_written() {
     assert!(stderr(&report).contains("denied by policy `small-inputs-only`"), "{}", stderr(&report));
     assert_eq!(server.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn a_socket_policy_decides_each_connect_the_grant_allows() {
+    use toolcell_runtime::{SocketGrant, SocketProtocol};
+    // Two granted peers; a policy forbids one of them. Decided on the
+    // guest's stack, which Cedar's own stack check cannot measure.
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let (allowed_addr, forbidden_addr) = (allowed.local_addr().unwrap(), forbidden.local_addr().unwrap());
+    let text = format!(
+        "@id(\"not-that-port\") @reason(\"that service is retired\")\nforbid (principal, action == Action::\"socket\", resource) when {{ resource.port == {} }};",
+        forbidden_addr.port()
+    );
+    let h = harness(&[], vec![PolicySource { file: "s.cedar".into(), text }]);
+    let grant = |m: &mut Manifest| {
+        m.sockets = vec![
+            SocketGrant { protocol: SocketProtocol::Tcp, address: allowed_addr },
+            SocketGrant { protocol: SocketProtocol::Tcp, address: forbidden_addr },
+        ];
+    };
+    assert_eq!(
+        assert_allowed(&h.probe(&["tcp-connect", &allowed_addr.to_string()], grant).await.unwrap()),
+        "connected\n"
+    );
+    assert_denied(&h.probe(&["tcp-connect", &forbidden_addr.to_string()], grant).await.unwrap());
+    assert!(forbidden.accept().is_err(), "a connection the policy forbids arrived");
+    let denied: Vec<_> = policy_events(&h).into_iter().filter(|e| e["decision"] == "denied").collect();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["policies"], serde_json::json!(["not-that-port"]));
+    assert_eq!(denied[0]["resource"], format!("tcp_connect {forbidden_addr}").as_str());
+    let sockets: Vec<_> = h.audit_events().into_iter().filter(|e| e["event"] == "socket").collect();
+    assert!(sockets[0]["reason"].as_str().unwrap().contains("that service is retired"), "{sockets:?}");
+    h.still_serves().await;
+}
