@@ -164,7 +164,9 @@ async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> 
     Ok(())
 }
 
-fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> AdminResponse {
+/// Answers one request as `approver`: the Unix user on the socket, or the
+/// admin token's name over HTTP.
+pub fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> AdminResponse {
     let done = |result: serde_json::Value| AdminResponse { ok: true, result: Some(result), error: None };
     let refused = |error: String| AdminResponse { ok: false, result: None, error: Some(error) };
     match request {

@@ -48,6 +48,11 @@ pub struct ServeConfig {
     /// The admin socket (approvals); relative to the config file's directory.
     #[serde(default)]
     pub admin_socket: Option<std::path::PathBuf>,
+    /// Bearer tokens for the admin interface over HTTP (`POST /admin`, with
+    /// `--http`), each naming its approver in `principal`. None by default:
+    /// the endpoint then does not exist. They are not MCP tokens.
+    #[serde(default)]
+    pub admin_tokens: Vec<TokenEntry>,
 }
 
 /// One accepted bearer token and the principal it stands for.
@@ -111,6 +116,7 @@ impl Default for ServeConfig {
             allowed_hosts: default_hosts(),
             allowed_origins: default_origins(),
             admin_socket: None,
+            admin_tokens: Vec::new(),
         }
     }
 }
@@ -143,7 +149,7 @@ impl ServeConfig {
         let mut config = file.serve.unwrap_or_default();
         let base = path.parent().unwrap_or(Path::new("."));
         config.admin_socket = config.admin_socket.map(|socket| base.join(socket));
-        let sources = config.tokens.iter_mut().map(|t| &mut t.token);
+        let sources = config.tokens.iter_mut().chain(config.admin_tokens.iter_mut()).map(|t| &mut t.token);
         for source in sources.chain(config.introspection_clients.iter_mut().map(|c| &mut c.secret)) {
             if let SecretSource::File(file) = source {
                 *file = base.join(&*file);
@@ -155,7 +161,11 @@ impl ServeConfig {
     /// Where this section reads secrets from: the runtime refuses any
     /// manifest that would pass these variables or grant these files to a tool.
     pub fn secret_sources(&self) -> impl Iterator<Item = &SecretSource> {
-        self.tokens.iter().map(|t| &t.token).chain(self.introspection_clients.iter().map(|c| &c.secret))
+        self.tokens
+            .iter()
+            .chain(&self.admin_tokens)
+            .map(|t| &t.token)
+            .chain(self.introspection_clients.iter().map(|c| &c.secret))
     }
 
     /// Reads every introspection client's secret now.
@@ -169,17 +179,32 @@ impl ServeConfig {
             .collect()
     }
 
+    /// Reads every admin token now; an admin token may not also be an MCP token.
+    pub fn admin_tokens(&self) -> Result<Vec<Token>> {
+        let admin = read_tokens(&self.admin_tokens, "admin token")?;
+        let mcp = self.tokens()?;
+        if admin.iter().any(|a| mcp.iter().any(|m| a.value.expose_secret() == m.value.expose_secret())) {
+            anyhow::bail!("[serve] an admin token is also an MCP token; give the admin interface its own");
+        }
+        Ok(admin)
+    }
+
     /// Reads every token now, so a missing one stops the server at start.
     pub fn tokens(&self) -> Result<Vec<Token>> {
-        self.tokens
-            .iter()
-            .map(|entry| {
-                let principal = &entry.principal;
-                let context = format!("token for principal `{principal}`");
-                read_secret(&entry.token, principal, &context, &format!("token for `{principal}` is"))
-            })
-            .collect()
+        read_tokens(&self.tokens, "token")
     }
+}
+
+/// Reads `entries` now, so a missing one stops the server at start.
+fn read_tokens(entries: &[TokenEntry], kind: &str) -> Result<Vec<Token>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let principal = &entry.principal;
+            let context = format!("{kind} for principal `{principal}`");
+            read_secret(&entry.token, principal, &context, &format!("{kind} for `{principal}` is"))
+        })
+        .collect()
 }
 
 /// Reads one `[serve]` secret for `owner`; `context` names it in a read

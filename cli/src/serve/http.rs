@@ -173,8 +173,44 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `POST /admin`: the admin interface over HTTP, for holders of an admin
+/// token (`[serve] admin_tokens`); the approver is the token's name. The
+/// same JSON requests as the admin socket.
+async fn admin(
+    state: &State,
+    tokens: &[Token],
+    request: http::Request<Incoming>,
+    max_body: usize,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
+    if tokens.is_empty() {
+        return reply(http::StatusCode::NOT_FOUND, "no admin interface over HTTP ([serve] admin_tokens is empty)");
+    }
+    if request.method() != http::Method::POST {
+        return reply(http::StatusCode::METHOD_NOT_ALLOWED, "the admin interface takes POST");
+    }
+    let Some(approver) = principal_of(tokens, &request) else {
+        return reply(http::StatusCode::UNAUTHORIZED, "an admin token is required (Authorization: Bearer ...)");
+    };
+    let body = match Limited::new(request.into_body(), max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return reply(http::StatusCode::PAYLOAD_TOO_LARGE, "request body over the limit"),
+    };
+    let answered = match serde_json::from_slice::<super::admin::AdminRequest>(&body) {
+        Ok(asked) => super::admin::answer(asked, &approver, state.runtime.approvals()),
+        Err(error) => return reply(http::StatusCode::BAD_REQUEST, &format!("bad request: {error}")),
+    };
+    let status = if answered.ok { http::StatusCode::OK } else { http::StatusCode::CONFLICT };
+    let mut response = http::Response::new(
+        Full::new(Bytes::from(serde_json::to_string(&answered).expect("answers serialize"))).boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
 pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) -> Result<()> {
     let tokens = Arc::new(config.tokens()?);
+    let admin_tokens = Arc::new(config.admin_tokens()?);
     let introspection_clients = Arc::new(config.introspection_clients()?);
     if !address.ip().is_loopback() && tokens.is_empty() {
         bail!(
@@ -213,9 +249,11 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
         };
         let (mcp, tokens, sessions, state) = (mcp.clone(), tokens.clone(), sessions.clone(), state.clone());
         let introspection_clients = introspection_clients.clone();
+        let admin_tokens = admin_tokens.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let (mcp, tokens, sessions, state) = (mcp.clone(), tokens.clone(), sessions.clone(), state.clone());
             let introspection_clients = introspection_clients.clone();
+            let admin_tokens = admin_tokens.clone();
             async move {
                 match request.uri().path() {
                     ENDPOINT => {}
@@ -230,10 +268,11 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                         return Ok(response);
                     }
                     "/introspect" => return Ok(introspect(&state, &introspection_clients, request, max_body).await),
+                    "/admin" => return Ok(admin(&state, &admin_tokens, request, max_body).await),
                     _ => {
                         return Ok::<_, Infallible>(reply(
                             http::StatusCode::NOT_FOUND,
-                            "the MCP endpoint is /mcp (also: /.well-known/jwks.json, /introspect)",
+                            "the MCP endpoint is /mcp (also: /.well-known/jwks.json, /introspect, /admin)",
                         ));
                     }
                 }

@@ -370,7 +370,7 @@ fn a_plain_component_is_one_tool_per_function() {
 /// One HTTP/1.1 request to the server behind `url` (`http://HOST:PORT/mcp`),
 /// by hand, so a test controls every header; returns status, headers
 /// (lowercase names) and body.
-fn http_request(
+pub(super) fn http_request(
     url: &str,
     method: &str,
     path: &str,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use toolcell_test_guests as guests;
 
-use super::mcp::{client, python, run_client};
+use super::mcp::{client, http_request, python, run_client};
 use crate::common::{recording_api, text};
 
 fn repo() -> PathBuf {
@@ -92,13 +92,18 @@ impl Served {
 
     /// The runtime config: `api.test` on loopback, alice's token, roles, and `extra`.
     fn config(&self, extra: &str) -> PathBuf {
+        self.config_serving(extra, "")
+    }
+
+    /// The same, with `serve_extra` at the end of its `[serve]` section.
+    fn config_serving(&self, extra: &str, serve_extra: &str) -> PathBuf {
         let path = self.dir.path().join("toolcell.toml");
         std::fs::write(
             &path,
             format!(
                 "hosts = {{ \"api.test\" = [\"127.0.0.1\"] }}\n{extra}\n\n[principals.alice]\nroles = [\"writer\"]\n\n\
                  [serve]\nadmin_socket = \"admin.sock\"\n\n[[serve.tokens]]\nprincipal = \"alice\"\n\
-                 token = {{ file = \"alice.token\" }}\n"
+                 token = {{ file = \"alice.token\" }}\n{serve_extra}"
             ),
         )
         .unwrap();
@@ -116,7 +121,10 @@ impl Served {
 
     /// `toolcell serve --http` on a free loopback port; its stderr is kept.
     fn serve(&self, extra_config: &str) -> Serving {
-        let config = self.config(extra_config);
+        self.serve_with(self.config(extra_config))
+    }
+
+    fn serve_with(&self, config: PathBuf) -> Serving {
         let mut command = self.toolcell();
         command
             .arg("--config")
@@ -481,4 +489,43 @@ fn the_admin_socket_is_private_and_a_second_server_does_not_take_it_over() {
     Command::new("kill").args(["-TERM", &serving.child.id().to_string()]).status().unwrap();
     assert_eq!(serving.child.wait().unwrap().code(), Some(143));
     assert!(!served.socket().exists(), "the socket is removed when the server stops");
+}
+
+#[test]
+fn the_admin_interface_over_http_answers_admin_tokens_only() {
+    const CAROL: &str = "carol-admin-token-0123456789";
+    let served = Served::new(&["github-issues-approval.cedar", "post-needs-writer.cedar"], "6s");
+    std::fs::write(served.dir.path().join("carol.token"), CAROL).unwrap();
+    let config = served.config_serving(
+        "",
+        "\n[[serve.admin_tokens]]\nprincipal = \"ops:carol\"\ntoken = { file = \"carol.token\" }\n",
+    );
+    let serving = served.serve_with(config);
+    let call = served.call(&serving, "POST", "new issue");
+    let pending = served.pending();
+    let answer = serde_json::json!({
+        "op": "approvals_answer", "id": pending["id"], "approve": true, "digest": pending["digest"],
+    })
+    .to_string();
+    let post = |token: Option<&str>| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        http_request(&serving.url, "POST", "/admin", &headers, &answer)
+    };
+    // No token, and an MCP token, are not admin tokens.
+    assert_eq!(post(None).0, 401);
+    assert_eq!(post(Some(ALICE_TOKEN)).0, 401);
+    let (status, _, body) = post(Some(CAROL));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"approver\":\"ops:carol\""), "{body}");
+    let (status, _, body) = post(Some(CAROL));
+    assert_eq!(status, 409);
+    assert!(body.contains("already approved"), "{body}");
+    assert_eq!(outcome(call)["isError"], false);
+    let approved = served.audit().into_iter().find(|e| e["event"] == "approval" && e["decision"] == "approved");
+    let approved = approved.expect("the approval is audited");
+    assert_eq!((approved["approver"].as_str(), approved["channel"].as_str()), (Some("ops:carol"), Some("admin")));
 }
