@@ -121,6 +121,25 @@ impl Runtime {
         self.policy.set_principals(principals);
     }
 
+    /// POSTs `body` as JSON to an endpoint the operator configured (the
+    /// approval webhook), `http` or `https` with the runtime's TLS roots,
+    /// within `timeout`; returns the answer's status. No egress rule applies:
+    /// it is the operator's own integration, never a tool's.
+    pub async fn post_operator_json(&self, url: &str, body: String, timeout: Duration) -> Result<u16, String> {
+        let headers = [("content-type", "application/json")];
+        crate::credentials::upstream::send(
+            &self.network.tls,
+            http::Method::POST,
+            url,
+            &headers,
+            body.into_bytes(),
+            timeout,
+        )
+        .await
+        .map(|answer| answer.status)
+        .map_err(|error| error.to_string())
+    }
+
     /// The approval requests waiting for a person, and the door their answers come through.
     pub fn approvals(&self) -> &Arc<Approvals> {
         &self.policy.approvals

@@ -97,9 +97,6 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     // Removed when the server stops (the listener's task may outlive this function).
     let _admin_file = admin::RemovedOnDrop(admin.path().to_owned());
     tokio::spawn(admin.serve(runtime.approvals().clone()));
-    if let Some(webhook) = webhook {
-        tokio::spawn(webhook.run(runtime.approvals().clone()));
-    }
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
     let catalog = Catalog::load(&runtime, &sources).await;
     report(&catalog);
@@ -109,6 +106,9 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     };
     let limits = (serve_config.max_concurrent_calls, serve_config.max_calls_per_principal);
     let state = Arc::new(State::new(runtime, sources, catalog, limits, principal));
+    if let Some(webhook) = webhook {
+        tokio::spawn(webhook.run(state.clone()));
+    }
     tokio::spawn(watch(state.clone(), policy_files, args.watch_interval));
 
     let serving = async {

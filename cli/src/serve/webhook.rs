@@ -1,40 +1,36 @@
 //! The approval webhook: each new approval request is POSTed as JSON to the
-//! URL in `[approvals] webhook`, for a chat or ticket integration, which
-//! answers through the admin interface (`toolcell approvals approve ID
-//! --digest D`). A webhook that fails is logged and retried no more: the
-//! request still waits for an answer through the other channels.
+//! URL in `[approvals] webhook` (`https://`, with the runtime's TLS roots, or
+//! `http://`), for a chat or ticket integration, which answers through the
+//! admin interface (`toolcell approvals approve ID --digest D`, or `POST
+//! /admin`). A webhook that fails is logged and not retried: the request
+//! still waits for an answer through the other channels.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http_body_util::Full;
-use toolcell_runtime::Approvals;
 
-/// The webhook's target, checked at start: plain `http://host:port/path`.
+use super::handler::State;
+
+/// The webhook's target, checked at start.
 #[derive(Clone, Debug)]
 pub struct Webhook {
-    uri: http::Uri,
-    authority: String,
+    url: String,
 }
 
 impl Webhook {
     pub fn parse(url: &str) -> Result<Webhook> {
         let uri: http::Uri = url.parse().with_context(|| format!("[approvals] webhook `{url}` is not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            bail!(
-                "[approvals] webhook `{url}`: only http:// is supported (put a TLS-terminating relay on the \
-                 operator's side for https)"
-            );
+        if !matches!(uri.scheme_str(), Some("https" | "http")) {
+            bail!("[approvals] webhook `{url}`: use an https:// (or http://) URL");
         }
-        let authority = uri.authority().context("[approvals] webhook names no host")?.to_string();
-        Ok(Webhook { uri, authority })
+        uri.host().context("[approvals] webhook names no host")?;
+        Ok(Webhook { url: url.to_owned() })
     }
 
-    /// Posts every request `approvals` raises, until the server stops.
-    pub async fn run(self, approvals: Arc<Approvals>) {
-        let mut raised = approvals.subscribe();
+    /// Posts every request the runtime raises, until the server stops.
+    pub async fn run(self, state: Arc<State>) {
+        let mut raised = state.runtime.approvals().subscribe();
         loop {
             match raised.recv().await {
                 Ok(request) => {
@@ -45,10 +41,12 @@ impl Webhook {
                             request.id, request.digest, request.id
                         ),
                     });
-                    let webhook = self.clone();
+                    let (url, state) = (self.url.clone(), state.clone());
                     tokio::spawn(async move {
-                        if let Err(error) = webhook.post(body.to_string()).await {
-                            eprintln!("toolcell: approval webhook {}: {error:#}", webhook.uri);
+                        match state.runtime.post_operator_json(&url, body.to_string(), Duration::from_secs(10)).await {
+                            Ok(status) if (200..300).contains(&status) => {}
+                            Ok(status) => eprintln!("toolcell: approval webhook {url} answered {status}"),
+                            Err(error) => eprintln!("toolcell: approval webhook: {error}"),
                         }
                     });
                 }
@@ -58,25 +56,5 @@ impl Webhook {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
-    }
-
-    async fn post(&self, body: String) -> Result<()> {
-        let work = async {
-            let stream = tokio::net::TcpStream::connect(&self.authority).await.context("connecting")?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-            let request = http::Request::post(path)
-                .header(http::header::HOST, &self.authority)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body)))?;
-            let response = sender.send_request(request).await?;
-            if !response.status().is_success() {
-                bail!("answered {}", response.status());
-            }
-            Ok(())
-        };
-        tokio::time::timeout(Duration::from_secs(10), work).await.context("no answer within 10s")?
     }
 }

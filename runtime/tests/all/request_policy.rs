@@ -323,3 +323,27 @@ async fn a_socket_policy_decides_each_connect_the_grant_allows() {
     assert!(sockets[0]["reason"].as_str().unwrap().contains("that service is retired"), "{sockets:?}");
     h.still_serves().await;
 }
+
+#[tokio::test]
+async fn the_operator_webhook_is_posted_over_tls_with_the_configured_roots() {
+    use crate::common::http_server::test_ca;
+    let ca = test_ca(&["127.0.0.1"]);
+    let server = TestServer::start(Some(ca.server.clone())).await;
+    let mut harness = Harness::new();
+    let roots = harness.dir.path().join("ca.pem");
+    std::fs::write(&roots, &ca.ca_pem).unwrap();
+    let config = RuntimeConfig {
+        tls_roots: vec![roots],
+        scratch_root: Some(harness.scratch_root()),
+        ..RuntimeConfig::default()
+    };
+    harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
+    let url = format!("https://127.0.0.1:{}/post", server.port);
+    let status = harness.runtime.post_operator_json(&url, r#"{"approval":{}}"#.into(), Duration::from_secs(5)).await;
+    assert_eq!(status, Ok(200));
+    assert_eq!(server.seen()[0].body_len, 15);
+    // Without the root, the server is not trusted.
+    let untrusted = Runtime::with_engine(harness.runtime.engine().clone(), RuntimeConfig::default()).unwrap();
+    let refused = untrusted.post_operator_json(&url, "{}".into(), Duration::from_secs(5)).await.unwrap_err();
+    assert!(refused.contains("127.0.0.1"), "{refused}");
+}
