@@ -95,7 +95,7 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
             config.lease_journal = None;
             let mode = config.policy_mode;
             let governed = toolcell_runtime::Runtime::with_engine(runtime.engine().clone(), config)?;
-            let policies = crate::serve::policies::load_dir(dir, mode)
+            let policies = toolcell_runtime::request_policy::RequestPolicies::load_dir(dir, mode)
                 .map_err(|errors| anyhow::anyhow!("the policies in {} are invalid:\n{errors}", dir.display()))?;
             let loaded = policies.len();
             governed.set_policies(policies);

@@ -186,7 +186,7 @@ fn explain(args: ExplainArgs, config: Option<&Path>) -> Result<ExitCode> {
         .or(runtime_config.policy_dir.clone())
         .context("name the policies: --policies DIR, or [policy] dir in the runtime config")?;
     let mode = mode_of(config, args.mode.as_deref())?;
-    let policies = RequestPolicies::load(&PolicySource::read_dir(&dir)?, mode)
+    let policies = RequestPolicies::load_dir(&dir, mode)
         .map_err(|errors| anyhow::anyhow!("the policies in {} are invalid:\n{errors}", dir.display()))?;
     let manifest = find_manifest(&args, &dir)?;
     let tool = ToolFacts {

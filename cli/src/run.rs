@@ -155,7 +155,7 @@ pub async fn run(args: RunArgs, config: Option<&Path>, audit_log: Option<&Path>)
     let mode = runtime_config.policy_mode;
     let runtime = Runtime::new(runtime_config)?;
     if let Some(dir) = beside {
-        let policies = crate::serve::policies::load_dir(&dir, mode)
+        let policies = toolcell_runtime::request_policy::RequestPolicies::load_dir(&dir, mode)
             .map_err(|errors| anyhow::anyhow!("request-time policies beside the manifest refused:\n{errors}"))?;
         runtime.set_policies(policies);
     }

@@ -153,8 +153,9 @@ impl fmt::Debug for Approvals {
 /// What [`Approvals::ask`] is given besides the request.
 pub(crate) struct Asking {
     pub(crate) request: ApprovalRequest,
-    /// The call's deadline: no answer by then is a denial.
-    pub(crate) deadline: Instant,
+    /// When it expires (`Approvals::expiry`, which its `expires_at` shows):
+    /// no answer by then is a denial.
+    pub(crate) until: Instant,
     pub(crate) channel: Option<Arc<dyn ApprovalChannel>>,
 }
 
@@ -223,7 +224,7 @@ impl Approvals {
 
     /// Answers a waiting request. `digest`, when given, must be the
     /// request's: the approver approves what they reviewed. Nothing changes
-    /// when the answer is refused.
+    /// when the answer is refused. Returns the request answered.
     pub fn answer(
         &self,
         id: &str,
@@ -232,7 +233,7 @@ impl Approvals {
         channel: &str,
         approve: bool,
         reason: Option<String>,
-    ) -> Result<(), ApprovalError> {
+    ) -> Result<ApprovalRequest, ApprovalError> {
         let allow_self = self.settings().allow_self_approval;
         let mut pending = self.lock_pending();
         let Some(waiting) = pending.get(id) else {
@@ -263,7 +264,7 @@ impl Approvals {
         };
         // The call may have stopped waiting (its deadline); the answer is then moot.
         let _ = waiting.answer.send(outcome);
-        Ok(())
+        Ok(waiting.request)
     }
 
     /// The expiry of a request raised now: its `expire`, or a moment
@@ -279,8 +280,7 @@ impl Approvals {
     /// Raises a request and waits for its answer, its expiry or the call's
     /// deadline, whichever comes first.
     pub(crate) async fn ask(self: &Arc<Self>, asking: Asking) -> ApprovalOutcome {
-        let Asking { request, deadline, channel } = asking;
-        let (until, _) = self.expiry(deadline);
+        let Asking { request, until, channel } = asking;
         let id = request.id.clone();
         let (sender, receiver) = oneshot::channel();
         self.lock_pending().insert(id.clone(), Pending { request: request.clone(), answer: sender });
@@ -346,7 +346,8 @@ mod tests {
         within: Duration,
     ) -> tokio::task::JoinHandle<ApprovalOutcome> {
         let approvals2 = approvals.clone();
-        let asking = Asking { request: request(id), deadline: Instant::now() + within, channel: None };
+        let (until, _) = approvals.expiry(Instant::now() + within);
+        let asking = Asking { request: request(id), until, channel: None };
         let waiting = tokio::spawn(async move { approvals2.ask(asking).await });
         while approvals.show(id).is_err() {
             tokio::task::yield_now().await;

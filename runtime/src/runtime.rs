@@ -29,7 +29,7 @@ use crate::invocation::{StoreParts, build_store, classify, millis, new_id, with_
 use crate::manifest::Manifest;
 use crate::meter::Meter;
 use crate::outstanding::Outstanding;
-use crate::request_policy::{PolicySource, PrincipalAttributes, RequestPolicies, ToolFacts};
+use crate::request_policy::{PrincipalAttributes, RequestPolicies, ToolFacts};
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
 use crate::task::Task;
@@ -88,7 +88,7 @@ impl Runtime {
         // What a runtime that crashed mid-task left is revoked first.
         providers.recover(leftovers, &audit);
         let policies = match &config.policy_dir {
-            Some(dir) => RequestPolicies::load(&PolicySource::read_dir(dir)?, config.policy_mode)?,
+            Some(dir) => RequestPolicies::load_dir(dir, config.policy_mode)?,
             None => RequestPolicies::load(&[], config.policy_mode)?,
         };
         let approvals = Arc::new(Approvals::new(config.approvals.clone()));

@@ -204,7 +204,7 @@ impl Task {
         if policies.reads_input(&ids.tool) {
             let _ = call_context.input.set(input_digest(json.as_deref(), &args, &stdin));
         }
-        if call_context.governed("call") {
+        if policies.decides("call", &ids.tool) {
             let asked = Request { who: &self.scope(), call: Some(&call_context), action: InvokeTool };
             govern(asked, PolicyAction::Call, None)
                 .await

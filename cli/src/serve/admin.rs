@@ -176,13 +176,12 @@ pub fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> A
             Err(error) => refused(error.to_string()),
         },
         AdminRequest::Answer { id, approve, digest, reason } => {
-            let shown = approvals.show(&id);
             match approvals.answer(&id, digest.as_deref(), approver, "admin", approve, reason) {
-                Ok(()) => done(serde_json::json!({
+                Ok(answered) => done(serde_json::json!({
                     "id": id,
                     "decision": if approve { "approved" } else { "denied" },
                     "approver": approver,
-                    "what": shown.map(|r| r.what).unwrap_or_default(),
+                    "what": answered.what,
                 })),
                 Err(error) => refused(error.to_string()),
             }

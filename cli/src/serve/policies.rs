@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use toolcell_runtime::Runtime;
-use toolcell_runtime::request_policy::{PolicyErrors, PolicyMode, PolicySource, RequestPolicies};
+use toolcell_runtime::request_policy::{PolicyErrors, PolicyMode, RequestPolicies};
 
 /// Where the policies are read from, and what was read last.
 pub struct PolicyFiles {
@@ -35,11 +35,6 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     files
 }
 
-/// Reads and validates every policy of `dir`.
-pub fn load_dir(dir: &Path, mode: PolicyMode) -> Result<RequestPolicies, PolicyErrors> {
-    RequestPolicies::load(&PolicySource::read_dir(dir)?, mode)
-}
-
 impl PolicyFiles {
     pub fn new(dir: Option<PathBuf>, mode: PolicyMode) -> PolicyFiles {
         PolicyFiles { dir, mode, fingerprint: Mutex::new(Vec::new()) }
@@ -49,7 +44,7 @@ impl PolicyFiles {
     pub fn load(&self, runtime: &Runtime) -> Result<(), PolicyErrors> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let seen = fingerprint(dir);
-        let policies = load_dir(dir, self.mode)?;
+        let policies = RequestPolicies::load_dir(dir, self.mode)?;
         eprintln!(
             "toolcell: {} request-time polic{} from {} (mode {})",
             policies.len(),
@@ -71,7 +66,7 @@ impl PolicyFiles {
             return;
         }
         *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = seen;
-        match load_dir(dir, self.mode) {
+        match RequestPolicies::load_dir(dir, self.mode) {
             Ok(policies) => {
                 eprintln!("toolcell: reloaded {} request-time policies from {}", policies.len(), dir.display());
                 runtime.set_policies(policies);

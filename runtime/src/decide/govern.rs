@@ -235,9 +235,9 @@ pub(crate) async fn govern<A: Action>(
     if let PolicyVerdict::Approval { policies: ids, reason: why } = &verdict {
         let id = crate::invocation::new_id();
         let asking = approval_request(who, call, &query, &resource, (&id, ids, why));
-        let digest = asking.request.digest.clone();
+        let request = asking.request.clone();
         let approvals = call.task.point.approvals.clone();
-        record_approval(who, call, &asking.request, "requested", None);
+        record_approval(who, call, &request, &request.what, "requested", None);
         let outcome = approvals.ask(asking).await;
         let (decision, answered) = match &outcome {
             ApprovalOutcome::Approved { approver, channel } => {
@@ -248,8 +248,7 @@ pub(crate) async fn govern<A: Action>(
             }
             ApprovalOutcome::Expired => ("expired", None),
         };
-        let shown = ApprovalRecord { id: &id, digest: &digest, resource: &resource, action: query.action.name() };
-        record_answer(who, call, &shown, decision, answered);
+        record_approval(who, call, &request, &resource, decision, answered);
         verdict = match outcome {
             ApprovalOutcome::Approved { .. } => {
                 // Asked again as of now: counters moved while it waited.
@@ -298,30 +297,31 @@ pub(crate) async fn govern<A: Action>(
 async fn evaluate(
     policies: &Arc<RequestPolicies>,
     task: &Arc<TaskFacts>,
-    mut query: PolicyQuery,
+    query: PolicyQuery,
 ) -> (PolicyVerdict, PolicyQuery) {
-    let in_place = matches!(query.action, PolicyAction::Call);
-    let query_action = if in_place { PolicyAction::Call } else { query.action.clone() };
-    let (policies, task) = (policies.clone(), task.clone());
-    let decide = move || {
-        if query.task_entities.is_none()
-            && let Ok(built) = TaskEntities::of(&query)
-        {
-            query.task_entities = Some(task.entities.get_or_init(|| Arc::new(built)).clone());
-        }
-        (policies.evaluate(&query), query)
-    };
-    if in_place {
-        return decide();
+    if matches!(query.action, PolicyAction::Call) {
+        return evaluate_here(policies, task, query);
     }
-    let action = query_action;
-    let name = match tokio::spawn(async move { decide() }).await {
-        Ok(decided) => return decided,
-        Err(error) => error.to_string(),
-    };
-    // The decision's task failed: nothing is allowed on its account.
-    let verdict = PolicyVerdict::Deny { policies: Vec::new(), reason: format!("the policy decision failed: {name}") };
-    (verdict, PolicyQuery { action, ..PolicyQuery::failed() })
+    let action = query.action.clone();
+    let (policies, task) = (policies.clone(), task.clone());
+    match tokio::spawn(async move { evaluate_here(&policies, &task, query) }).await {
+        Ok(decided) => decided,
+        // The decision's task failed: nothing is allowed on its account.
+        Err(error) => {
+            let reason = format!("the policy decision failed: {error}");
+            (PolicyVerdict::Deny { policies: Vec::new(), reason }, PolicyQuery { action, ..PolicyQuery::failed() })
+        }
+    }
+}
+
+/// Asks Cedar on this stack, building the task's entities at its first decision.
+fn evaluate_here(policies: &RequestPolicies, task: &TaskFacts, mut query: PolicyQuery) -> (PolicyVerdict, PolicyQuery) {
+    if query.task_entities.is_none()
+        && let Ok(built) = TaskEntities::of(&query)
+    {
+        query.task_entities = Some(task.entities.get_or_init(|| Arc::new(built)).clone());
+    }
+    (policies.evaluate(&query), query)
 }
 
 /// Counts an action that goes ahead.
@@ -336,21 +336,16 @@ fn count(call: &CallContext, action: &PolicyAction) {
 /// The manifest's approval joins the policies' verdict: an allowed action
 /// it covers waits too.
 fn with_manifest(verdict: PolicyVerdict, manifest_approval: Option<&str>) -> PolicyVerdict {
-    match (verdict, manifest_approval) {
-        (PolicyVerdict::Allow { mut policies }, Some(why)) => {
-            if !policies.iter().any(|id| id == MANIFEST_POLICY) {
-                policies.push(MANIFEST_POLICY.to_owned());
-            }
-            PolicyVerdict::Approval { policies, reason: why.to_owned() }
-        }
-        (PolicyVerdict::Approval { mut policies, reason }, Some(why)) => {
-            if !policies.iter().any(|id| id == MANIFEST_POLICY) {
-                policies.push(MANIFEST_POLICY.to_owned());
-            }
-            PolicyVerdict::Approval { policies, reason: format!("{reason}; {why}") }
-        }
-        (verdict, _) => verdict,
+    let Some(why) = manifest_approval else { return verdict };
+    let (mut policies, reason) = match verdict {
+        PolicyVerdict::Allow { policies } => (policies, why.to_owned()),
+        PolicyVerdict::Approval { policies, reason } => (policies, format!("{reason}; {why}")),
+        denied @ PolicyVerdict::Deny { .. } => return denied,
+    };
+    if !policies.iter().any(|id| id == MANIFEST_POLICY) {
+        policies.push(MANIFEST_POLICY.to_owned());
     }
+    PolicyVerdict::Approval { policies, reason }
 }
 
 fn record_verdict(
@@ -390,41 +385,27 @@ fn record_verdict(
     });
 }
 
-/// What the audit trail says of an approval request.
-struct ApprovalRecord<'a> {
-    id: &'a str,
-    digest: &'a str,
-    resource: &'a str,
-    action: &'static str,
-}
-
+/// An `approval` audit event for `request`, naming it by `resource`; an
+/// answer says who gave it, through which channel, and why.
 fn record_approval(
     who: &AuditScope,
     call: &CallContext,
     request: &ApprovalRequest,
-    decision: &'static str,
-    why: Option<&str>,
-) {
-    let shown =
-        ApprovalRecord { id: &request.id, digest: &request.digest, resource: &request.what, action: request.action };
-    record_answer(who, call, &shown, decision, why.map(|why| ("", "", Some(why))));
-}
-
-fn record_answer(
-    who: &AuditScope,
-    call: &CallContext,
-    shown: &ApprovalRecord<'_>,
+    resource: &str,
     decision: &'static str,
     answered: Option<(&str, &str, Option<&str>)>,
 ) {
-    let (approver, channel, reason) = answered.unwrap_or(("", "", None));
-    let named = |text: &str| (!text.is_empty()).then(|| clip(text, 256));
+    let (approver, channel, reason) = match answered {
+        Some((approver, channel, reason)) => (Some(approver), Some(channel), reason),
+        None => (None, None, None),
+    };
+    let named = |text: Option<&str>| text.filter(|text| !text.is_empty()).map(|text| clip(text, 256));
     who.record_or_log(AuditKind::Approval {
         invocation: call.invocation.clone(),
-        id: shown.id.to_owned(),
-        action: shown.action,
-        resource: clip(shown.resource, 1024),
-        digest: shown.digest.to_owned(),
+        id: request.id.clone(),
+        action: request.action,
+        resource: clip(resource, 1024),
+        digest: request.digest.clone(),
         decision,
         approver: named(approver),
         channel: named(channel),
@@ -441,7 +422,7 @@ fn approval_request(
     (id, policies, why): (&str, &[String], &str),
 ) -> Asking {
     let approvals = &call.task.point.approvals;
-    let (_, expires) = approvals.expiry(call.deadline);
+    let (until, expires) = approvals.expiry(call.deadline);
     let what = match &query.action {
         PolicyAction::Call => {
             format!("call {} with input of {} bytes (sha256 {})", who.tool, query.input.size, query.input.sha256)
@@ -481,5 +462,5 @@ fn approval_request(
         raised_at: rfc3339(SystemTime::now()),
         expires_at: rfc3339(expires),
     };
-    Asking { request, deadline: call.deadline, channel: call.task.channel.clone() }
+    Asking { request, until, channel: call.task.channel.clone() }
 }

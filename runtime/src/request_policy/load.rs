@@ -112,13 +112,18 @@ pub(crate) struct Slice {
     pub(crate) reads: Reads,
     /// It holds a policy of the operator's (not only the manifest's permit).
     pub(crate) decides: bool,
+    /// Its decisions need the call's input digest: a policy reads it, or may
+    /// ask a person, who is shown it.
+    pub(crate) needs_input: bool,
 }
 
 impl Slice {
     fn of(set: PolicySet) -> Slice {
         let reads = Reads::of(set.policies());
         let decides = set.policies().any(|policy| policy.id().to_string() != MANIFEST_POLICY);
-        Slice { set, reads, decides }
+        let needs_input =
+            reads.reads_into("context.input") || set.policies().any(|policy| policy.annotation("approval").is_some());
+        Slice { set, reads, decides, needs_input }
     }
 }
 

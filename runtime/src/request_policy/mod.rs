@@ -105,6 +105,11 @@ impl RequestPolicies {
         Ok(RequestPolicies { mode, loaded, files: sources.iter().map(|s| s.file.clone()).collect() })
     }
 
+    /// Every policy in the `*.cedar` files of `dir`.
+    pub fn load_dir(dir: &std::path::Path, mode: PolicyMode) -> Result<RequestPolicies, PolicyErrors> {
+        RequestPolicies::load(&PolicySource::read_dir(dir)?, mode)
+    }
+
     /// The mode.
     pub fn mode(&self) -> PolicyMode {
         self.mode
@@ -147,11 +152,7 @@ impl RequestPolicies {
     /// True when a decision of any action on `tool` reads the call's input
     /// digest (`context.input`), or may ask a person (who is shown it).
     pub fn reads_input(&self, tool: &str) -> bool {
-        schema::ACTIONS.iter().any(|(action, _, _)| {
-            let slice = self.slice(action, tool);
-            slice.reads.reads_into(&["context", "input"])
-                || slice.set.policies().any(|p| self.notes(p.id().as_ref()).is_some_and(|n| n.approval.is_some()))
-        })
+        !self.is_inert() && schema::ACTIONS.iter().any(|(action, _, _)| self.slice(action, tool).needs_input)
     }
 
     /// True when a decision of `action` on `tool` reads only what is fixed

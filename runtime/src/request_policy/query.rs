@@ -268,8 +268,8 @@ fn entity(
     Entity::new(uid, attrs, parents).map_err(|e| e.to_string())
 }
 
-/// The attributes the loaded policies read, as paths from `principal`,
-/// `resource` and `context` (`["context", "request", "method"]`). A decision
+/// The attributes the loaded policies read, as dotted paths from
+/// `principal`, `resource` and `context` (`context.request.method`). A decision
 /// builds only these: Cedar's request construction costs far more than its
 /// evaluation, so an attribute no policy reads is not built. A path read
 /// whole (`context.request == {...}`, or `principal` compared as a whole)
@@ -277,7 +277,6 @@ fn entity(
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
     everything: bool,
-    paths: Vec<Vec<String>>,
     /// Every path read and every path on the way to one, dotted.
     on_the_way: HashSet<String>,
     /// The paths read, dotted: everything under one is built.
@@ -298,11 +297,19 @@ impl Reads {
             let Ok(json) = policy.to_json() else { return Reads::everything() };
             walk(&json["conditions"], &mut paths);
         }
-        paths.sort();
-        paths.dedup();
         let read = paths.iter().map(|path| path.join(".")).collect();
         let on_the_way = paths.iter().flat_map(|path| (1..=path.len()).map(|end| path[..end].join("."))).collect();
-        Reads { everything: false, paths, on_the_way, read }
+        Reads { everything: false, on_the_way, read }
+    }
+
+    /// True when the path `dotted`, or one holding it, is read whole.
+    fn covers(&self, dotted: &str) -> bool {
+        self.everything
+            || dotted
+                .match_indices('.')
+                .map(|(end, _)| &dotted[..end])
+                .chain([dotted])
+                .any(|held| self.read.contains(held))
     }
 
     /// True when everything read is fixed for a task's life: the
@@ -311,29 +318,29 @@ impl Reads {
     /// every decision of the task is the same, and one is enough.
     pub(crate) fn fixed_for_a_task(&self, resource_is_the_tool: bool) -> bool {
         !self.everything
-            && self.paths.iter().all(|path| match path.first().map(String::as_str) {
-                Some("principal") => path.len() > 1,
-                Some("resource") => resource_is_the_tool && path.len() > 1,
-                Some("context") => path.len() > 2 && path[1] == "task",
-                _ => false,
+            && self.read.iter().all(|path| {
+                let mut parts = path.split('.');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("principal"), Some(_), _) => true,
+                    (Some("resource"), Some(_), _) => resource_is_the_tool,
+                    (Some("context"), Some("task"), Some(_)) => true,
+                    _ => false,
+                }
             })
     }
 
-    /// The paths read, dotted (`context.request.method`).
+    /// The paths read, dotted (`context.request.method`), in order.
     #[cfg(test)]
     pub(crate) fn dotted(&self) -> Vec<String> {
-        self.paths.iter().map(|path| path.join(".")).collect()
+        let mut paths: Vec<String> = self.read.iter().cloned().collect();
+        paths.sort();
+        paths
     }
 
-    /// True when an attribute of the entity at `base` is read (or the
+    /// True when something at or under the path `dotted` is read (or the
     /// whole of something that holds it).
-    pub(crate) fn reads_into(&self, base: &[&str]) -> bool {
-        self.everything
-            || self.paths.iter().any(|read| {
-                let under = read.len() > base.len() && read.iter().zip(base).all(|(a, b)| a == b);
-                let whole = read.len() <= base.len() && read.iter().zip(base).all(|(a, b)| a == b);
-                under || whole
-            })
+    pub(crate) fn reads_into(&self, dotted: &str) -> bool {
+        self.on_the_way.contains(dotted) || self.covers(dotted)
     }
 }
 
@@ -395,8 +402,7 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn new(reads: &'a Reads, base: &[&'static str]) -> Fields<'a> {
         let base = base.join(".");
-        let whole =
-            reads.everything || reads.read.iter().any(|read| base == *read || base.starts_with(&format!("{read}.")));
+        let whole = reads.covers(&base);
         Fields { reads, base, whole, fields: Vec::new(), key: String::new() }
     }
 
@@ -469,7 +475,7 @@ fn resource_entity(
     attrs: Fields<'_>,
     tool: &EntityUid,
 ) -> Result<(), String> {
-    if reads.reads_into(&["resource"]) {
+    if reads.reads_into("resource") {
         entities.push(entity(resource.clone(), attrs.attrs(), &[tool])?);
     }
     Ok(())
@@ -511,10 +517,10 @@ impl PolicyQuery {
         let task = uid(&types.task, &self.task);
         let mut entities = Vec::new();
         if self.task_entities.is_none() {
-            if reads.reads_into(&["principal"]) {
+            if reads.reads_into("principal") {
                 entities.push(principal_entity(reads, &self.principal, &self.principal_attributes)?);
             }
-            if reads.reads_into(&["context", "task"]) {
+            if reads.reads_into("context.task") {
                 entities.push(task_entity(reads, &self.task, &self.workload)?);
             }
         }
@@ -537,7 +543,7 @@ impl PolicyQuery {
         let resource = match &self.action {
             PolicyAction::Call => {
                 // The task's entities hold the tool, where they are given.
-                if self.task_entities.is_none() && reads.reads_into(&["resource"]) {
+                if self.task_entities.is_none() && reads.reads_into("resource") {
                     entities.push(tool_entity(reads, &self.tool)?);
                 }
                 tool.clone()

@@ -212,8 +212,8 @@ async fn no_answer_is_a_denial_at_the_deadline_and_the_call_ends_cleanly() {
     let expired: Vec<_> = h.audit_events().into_iter().filter(|e| e["event"] == "approval").collect();
     assert_eq!(expired.last().unwrap()["decision"], "expired");
     let id = expired[0]["id"].as_str().unwrap();
-    let late = h.runtime.approvals().answer(id, None, "carol", "admin", true, None);
-    assert_eq!(late, Err(ApprovalError::Expired(id.to_owned())));
+    let late = h.runtime.approvals().answer(id, None, "carol", "admin", true, None).unwrap_err();
+    assert_eq!(late, ApprovalError::Expired(id.to_owned()));
 }
 
 #[tokio::test]
