@@ -57,12 +57,7 @@ enum ApprovalsCommand {
 }
 
 pub async fn run(args: ApprovalsArgs, config: Option<&std::path::Path>) -> Result<ExitCode> {
-    let configured = match (&args.socket, config) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(config)) => crate::serve::config::ServeConfig::load(Some(config))?.admin_socket,
-        (None, None) => None,
-    };
-    let path = socket_path(configured.as_deref())?;
+    let path = socket_path(args.socket.as_deref(), config)?;
     let request = match &args.command {
         ApprovalsCommand::List => AdminRequest::List,
         ApprovalsCommand::Show { id } => AdminRequest::Show { id: id.clone() },

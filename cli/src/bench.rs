@@ -90,9 +90,8 @@ pub async fn run(args: BenchArgs, config: Option<&Path>) -> Result<ExitCode> {
     let governed = match &args.policies {
         None => None,
         Some(dir) => {
-            let mut config = crate::run::runtime_config(config, None)?;
-            config.audit_log = None;
-            config.lease_journal = None;
+            // Traceless like the other runtime, so both do the same work.
+            let config = crate::run::traceless_config(config)?;
             let mode = config.policy_mode;
             let governed = toolcell_runtime::Runtime::with_engine(runtime.engine().clone(), config)?;
             let policies = toolcell_runtime::request_policy::RequestPolicies::load_dir(dir, mode)

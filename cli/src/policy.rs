@@ -122,13 +122,19 @@ fn files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((manifests, policies))
 }
 
-fn mode_of(config: Option<&Path>, flag: Option<&str>) -> Result<PolicyMode> {
+/// `--mode`, or the config's mode.
+fn mode_of(configured: PolicyMode, flag: Option<&str>) -> Result<PolicyMode> {
     match flag {
         Some("ceiling") => Ok(PolicyMode::Ceiling),
         Some("strict") => Ok(PolicyMode::Strict),
         Some(other) => bail!("--mode `{other}`: use `ceiling` or `strict`"),
-        None => Ok(config.map(RuntimeConfig::load).transpose()?.map_or(PolicyMode::Ceiling, |c| c.policy_mode)),
+        None => Ok(configured),
     }
+}
+
+/// The runtime config `config` names, or the defaults.
+fn runtime_config(config: Option<&Path>) -> Result<RuntimeConfig> {
+    Ok(config.map(RuntimeConfig::load).transpose()?.unwrap_or_default())
 }
 
 fn check(paths: &[PathBuf], config: Option<&Path>) -> Result<ExitCode> {
@@ -155,7 +161,7 @@ fn check(paths: &[PathBuf], config: Option<&Path>) -> Result<ExitCode> {
             }
         }
         // One set: ids must be unique across the files, as when they are loaded.
-        match RequestPolicies::load(&sources, mode_of(config, None)?) {
+        match RequestPolicies::load(&sources, runtime_config(config)?.policy_mode) {
             Ok(policies) => {
                 outln!(
                     "{} request-time policies in {} file(s): ok (mode {})",
@@ -179,13 +185,13 @@ fn check(paths: &[PathBuf], config: Option<&Path>) -> Result<ExitCode> {
 }
 
 fn explain(args: ExplainArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let runtime_config = config.map(RuntimeConfig::load).transpose()?.unwrap_or_default();
+    let runtime_config = runtime_config(config)?;
     let dir = args
         .policies
         .clone()
         .or(runtime_config.policy_dir.clone())
         .context("name the policies: --policies DIR, or [policy] dir in the runtime config")?;
-    let mode = mode_of(config, args.mode.as_deref())?;
+    let mode = mode_of(runtime_config.policy_mode, args.mode.as_deref())?;
     let policies = RequestPolicies::load_dir(&dir, mode)
         .map_err(|errors| anyhow::anyhow!("the policies in {} are invalid:\n{errors}", dir.display()))?;
     let manifest = find_manifest(&args, &dir)?;
@@ -246,12 +252,8 @@ fn find_manifest(args: &ExplainArgs, dir: &Path) -> Result<Option<Manifest>> {
     if let Some(path) = &args.manifest {
         return Ok(Some(Manifest::load(path)?));
     }
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    files.sort();
+    // The manifests `toolcell serve --policies DIR` would serve.
+    let (files, _) = crate::serve::catalog::Sources { dir: Some(dir.to_owned()), files: Vec::new() }.manifests();
     Ok(files.iter().filter_map(|file| Manifest::load(file).ok()).find(|manifest| manifest.name == args.tool))
 }
 

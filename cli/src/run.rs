@@ -106,10 +106,15 @@ pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result
 /// lease journal is kept (or adopted). For commands that inspect or measure
 /// a tool rather than serve an agent: `describe` and `bench`.
 pub fn traceless_runtime(config: Option<&Path>) -> Result<Runtime> {
+    Ok(Runtime::new(traceless_config(config)?)?)
+}
+
+/// The runtime config of [`traceless_runtime`].
+pub fn traceless_config(config: Option<&Path>) -> Result<RuntimeConfig> {
     let mut config = runtime_config(config, None)?;
     config.audit_log = None;
     config.lease_journal = None;
-    Ok(Runtime::new(config)?)
+    Ok(config)
 }
 
 /// `$XDG_STATE_HOME/toolcell`, or `~/.local/state/toolcell`.
@@ -270,15 +275,14 @@ async fn approvals_while_running(
     runtime: &Runtime,
     tool: &toolcell_runtime::Tool,
     config: Option<&Path>,
-) -> Result<Option<crate::serve::admin::RemovedOnDrop>> {
+) -> Result<Option<crate::serve::admin::AdminSocket>> {
     let manifest = &tool.manifest;
     let asks = manifest.egress.iter().any(|rule| rule.approval.is_some())
         || manifest.credentials.iter().any(|spec| spec.approval.is_some());
     if runtime.policies().is_inert() && !asks {
         return Ok(None);
     }
-    let configured = config.map(|c| crate::serve::config::ServeConfig::load(Some(c))).transpose()?;
-    let path = crate::serve::admin::socket_path(configured.and_then(|c| c.admin_socket).as_deref())?;
+    let path = crate::serve::admin::socket_path(None, config)?;
     let mut raised = runtime.approvals().subscribe();
     tokio::spawn(async move {
         while let Ok(request) = raised.recv().await {
@@ -288,12 +292,8 @@ async fn approvals_while_running(
             );
         }
     });
-    match crate::serve::admin::AdminSocket::bind(&path).await {
-        Ok(admin) => {
-            let removed = crate::serve::admin::RemovedOnDrop(admin.path().to_owned());
-            tokio::spawn(admin.serve(runtime.approvals().clone()));
-            Ok(Some(removed))
-        }
+    match crate::serve::admin::AdminSocket::start(&path, runtime.approvals().clone()).await {
+        Ok(admin) => Ok(Some(admin)),
         Err(error) => {
             eprintln!("toolcell: approvals cannot be answered during this run: {error:#}");
             Ok(None)

@@ -50,30 +50,24 @@ pub struct AdminResponse {
     pub error: Option<String>,
 }
 
-/// Where the admin socket is: `[serve] admin_socket`, or `admin.sock` in
-/// toolcell's state directory.
-pub fn socket_path(configured: Option<&Path>) -> Result<PathBuf> {
-    match configured {
-        Some(path) => Ok(path.to_owned()),
-        None => crate::run::state_dir()
-            .map(|dir| dir.join("admin.sock"))
-            .context("no admin socket path: set [serve] admin_socket, or HOME or XDG_STATE_HOME"),
+/// Where the admin socket is: `flag` (`--admin-socket`, `--socket`), else
+/// `[serve] admin_socket` in the runtime config `config`, else `admin.sock`
+/// in toolcell's state directory.
+pub fn socket_path(flag: Option<&Path>, config: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_owned());
     }
+    if let Some(path) = super::config::ServeConfig::load(config)?.admin_socket {
+        return Ok(path);
+    }
+    crate::run::state_dir()
+        .map(|dir| dir.join("admin.sock"))
+        .context("no admin socket path: set [serve] admin_socket, or HOME or XDG_STATE_HOME")
 }
 
-/// Removes the admin socket's file when dropped (the listener's task may
-/// outlive the command that opened it).
-pub struct RemovedOnDrop(pub PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The bound admin socket; the file is removed when it is dropped.
+/// A running admin socket: answered in the background, its file removed
+/// when this is dropped (the listener's task may outlive the command).
 pub struct AdminSocket {
-    listener: UnixListener,
     path: PathBuf,
 }
 
@@ -84,9 +78,10 @@ impl Drop for AdminSocket {
 }
 
 impl AdminSocket {
-    /// Binds `path`. A socket another server still answers on is not taken
-    /// over; a stale one (its server gone) is replaced.
-    pub async fn bind(path: &Path) -> Result<AdminSocket> {
+    /// Binds `path` and answers it in the background. A socket another
+    /// server still answers on is not taken over; a stale one (its server
+    /// gone) is replaced.
+    pub async fn start(path: &Path, approvals: Arc<Approvals>) -> Result<AdminSocket> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !parent.exists() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating `{}`", parent.display()))?;
@@ -108,25 +103,22 @@ impl AdminSocket {
             UnixListener::bind(path).with_context(|| format!("binding the admin socket `{}`", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("making `{}` mode 0600", path.display()))?;
-        Ok(AdminSocket { listener, path: path.to_owned() })
+        tokio::spawn(serve(listener, approvals));
+        Ok(AdminSocket { path: path.to_owned() })
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Answers connections until the server stops.
-    pub async fn serve(self, approvals: Arc<Approvals>) {
-        let own = rustix::process::geteuid().as_raw();
-        loop {
-            let Ok((stream, _)) = self.listener.accept().await else { continue };
-            let approvals = approvals.clone();
-            tokio::spawn(async move {
-                if let Err(error) = connection(stream, own, approvals).await {
-                    tracing::info!(target: "toolcell::admin", "admin connection: {error:#}");
-                }
-            });
-        }
+/// Answers connections until the server stops.
+async fn serve(listener: UnixListener, approvals: Arc<Approvals>) {
+    let own = rustix::process::geteuid().as_raw();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let approvals = approvals.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection(stream, own, approvals).await {
+                tracing::info!(target: "toolcell::admin", "admin connection: {error:#}");
+            }
+        });
     }
 }
 

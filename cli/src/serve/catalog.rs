@@ -63,16 +63,7 @@ impl Sources {
 
     fn fingerprint(&self, components: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
         let (files, _) = self.manifests();
-        files
-            .into_iter()
-            .chain(components.iter().cloned())
-            .map(|path| {
-                let meta = std::fs::metadata(&path).ok();
-                let modified = meta.as_ref().and_then(|m| m.modified().ok());
-                let len = meta.map_or(0, |m| m.len());
-                (path, modified, len)
-            })
-            .collect()
+        stamps(files.into_iter().chain(components.iter().cloned()))
     }
 
     /// True when a manifest or component was added, removed or changed
@@ -81,6 +72,19 @@ impl Sources {
         let components: Vec<PathBuf> = catalog.entries.iter().map(|e| e.tool.manifest.component.clone()).collect();
         self.fingerprint(&components) != catalog.fingerprint
     }
+}
+
+/// Each file with its change time and size, to notice when one changes.
+pub fn stamps(files: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(0, |m| m.len());
+            (path, modified, len)
+        })
+        .collect()
 }
 
 fn object(value: &serde_json::Value) -> Option<JsonObject> {

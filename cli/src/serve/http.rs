@@ -28,14 +28,22 @@ use super::handler::{Principal, Server, State};
 /// The one path the MCP endpoint answers on.
 pub const ENDPOINT: &str = "/mcp";
 
+/// A JSON answer with `status`.
+fn json(
+    status: http::StatusCode,
+    body: String,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
 fn reply(
     status: http::StatusCode,
     message: &str,
 ) -> http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>> {
-    let body = serde_json::json!({ "error": message }).to_string();
-    let mut response = http::Response::new(Full::new(Bytes::from(body)).boxed_unsync());
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let mut response = json(status, serde_json::json!({ "error": message }).to_string());
     if status == http::StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
     }
@@ -132,8 +140,7 @@ async fn introspect(
     };
     let answer = state.runtime.introspect(&token);
     tracing::info!(target: "toolcell::introspect", client = %client, active = %answer["active"], "introspection");
-    let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())).boxed_unsync());
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let mut response = json(http::StatusCode::OK, answer.to_string());
     response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     response
 }
@@ -200,12 +207,7 @@ async fn admin(
         Err(error) => return reply(http::StatusCode::BAD_REQUEST, &format!("bad request: {error}")),
     };
     let status = if answered.ok { http::StatusCode::OK } else { http::StatusCode::CONFLICT };
-    let mut response = http::Response::new(
-        Full::new(Bytes::from(serde_json::to_string(&answered).expect("answers serialize"))).boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response
+    json(status, serde_json::to_string(&answered).expect("answers serialize"))
 }
 
 pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) -> Result<()> {
@@ -259,13 +261,7 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                     ENDPOINT => {}
                     // Public keys: anyone may verify a token's signature.
                     "/.well-known/jwks.json" => {
-                        let mut response = http::Response::new(
-                            Full::new(Bytes::from(state.runtime.jwks().to_string())).boxed_unsync(),
-                        );
-                        response
-                            .headers_mut()
-                            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                        return Ok(response);
+                        return Ok(json(http::StatusCode::OK, state.runtime.jwks().to_string()));
                     }
                     "/introspect" => return Ok(introspect(&state, &introspection_clients, request, max_body).await),
                     "/admin" => return Ok(admin(&state, &admin_tokens, request, max_body).await),

@@ -4,7 +4,7 @@
 //! public API.
 
 pub mod admin;
-mod catalog;
+pub mod catalog;
 pub mod config;
 mod elicit;
 mod handler;
@@ -91,12 +91,11 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let webhook = runtime_config.approvals.webhook.as_deref().map(Webhook::parse).transpose()?;
     let runtime = Runtime::new(runtime_config)?;
     policy_files.load(&runtime).map_err(|errors| anyhow::anyhow!("request-time policies refused:\n{errors}"))?;
-    let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()))?;
-    let admin = AdminSocket::bind(&admin_path).await?;
-    eprintln!("toolcell: admin socket {}", admin.path().display());
-    // Removed when the server stops (the listener's task may outlive this function).
-    let _admin_file = admin::RemovedOnDrop(admin.path().to_owned());
-    tokio::spawn(admin.serve(runtime.approvals().clone()));
+    // The [serve] section is read already: no second read of the config.
+    let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()), None)?;
+    // Its file is removed when the server stops, with `_admin`.
+    let _admin = AdminSocket::start(&admin_path, runtime.approvals().clone()).await?;
+    eprintln!("toolcell: admin socket {}", admin_path.display());
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
     let catalog = Catalog::load(&runtime, &sources).await;
     report(&catalog);

@@ -20,19 +20,13 @@ pub struct PolicyFiles {
 /// The `*.cedar` files of `dir` with their change times and sizes.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<(PathBuf, Option<SystemTime>, u64)> = entries
+    let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "cedar"))
-        .map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let modified = meta.as_ref().and_then(|m| m.modified().ok());
-            let len = meta.map_or(0, |m| m.len());
-            (path, modified, len)
-        })
         .collect();
     files.sort();
-    files
+    super::catalog::stamps(files)
 }
 
 impl PolicyFiles {

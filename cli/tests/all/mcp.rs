@@ -75,13 +75,7 @@ impl Setup {
             "--watch-interval",
             "200ms"
         ]);
-        let mut command = Command::new(python());
-        command
-            .arg(client())
-            .arg(scenario.to_string())
-            .env("MCP_TRANSPORT", "stdio")
-            .env("TOOLCELL", env!("CARGO_BIN_EXE_toolcell"))
-            .env("TOOLCELL_ARGS", args.to_string());
+        let mut command = stdio_client(&scenario, &args);
         self.env(&mut command);
         run_client(command)
     }
@@ -145,6 +139,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Python MCP client running `scenario` against `toolcell ARGS` over stdio.
+pub(super) fn stdio_client(scenario: &serde_json::Value, toolcell_args: &serde_json::Value) -> Command {
+    let mut command = Command::new(python());
+    command
+        .arg(client())
+        .arg(scenario.to_string())
+        .env("MCP_TRANSPORT", "stdio")
+        .env("TOOLCELL", env!("CARGO_BIN_EXE_toolcell"))
+        .env("TOOLCELL_ARGS", toolcell_args.to_string());
+    command
 }
 
 pub(super) fn run_client(mut command: Command) -> serde_json::Value {

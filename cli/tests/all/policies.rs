@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use toolcell_test_guests as guests;
 
-use super::mcp::{client, http_request, python, run_client};
+use super::mcp::{client, http_request, python, run_client, stdio_client};
 use crate::common::{recording_api, text};
 
 fn repo() -> PathBuf {
@@ -383,13 +383,8 @@ fn elicitation_approves_for_a_client_that_supports_it_and_is_skipped_for_one_tha
             "--policies",
             served.policies()
         ]);
-        let mut command = Command::new(python());
+        let mut command = stdio_client(&scenario, &args);
         command
-            .arg(client())
-            .arg(scenario.to_string())
-            .env("MCP_TRANSPORT", "stdio")
-            .env("TOOLCELL", env!("CARGO_BIN_EXE_toolcell"))
-            .env("TOOLCELL_ARGS", args.to_string())
             .env("XDG_STATE_HOME", served.dir.path().join("state"))
             .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"));
         if let Some(elicit) = elicit {
