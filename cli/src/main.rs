@@ -28,11 +28,13 @@ fn stdout_failed(error: std::io::Error) -> ! {
 }
 
 mod approvals;
+mod baseline;
 mod bench;
 mod exit;
 mod grants;
 mod jwks;
 mod new;
+mod oversee;
 mod policy;
 mod run;
 mod serve;
@@ -78,6 +80,17 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List and answer the approval requests a running `toolcell serve` holds.
     Approvals(approvals::ApprovalsArgs),
+    /// The tasks and calls a running `toolcell serve` has in flight.
+    Tasks(oversee::TasksArgs),
+    /// Stop a task, tool, principal or everything on a running `toolcell serve`, and keep it stopped.
+    Kill(oversee::KillArgs),
+    /// Lift a kill.
+    Unkill(oversee::UnkillArgs),
+    /// Learn behaviour baselines from the audit trail, for anomaly detection.
+    Baseline {
+        #[command(subcommand)]
+        command: baseline::BaselineCommand,
+    },
     /// Check manifests and request-time policies; print the policy schema; explain a decision.
     Policy {
         #[command(subcommand)]
@@ -99,6 +112,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, cli.config.as_deref(), cli.audit_log.as_deref()).await,
             Command::Policy { command } => policy::run(command, cli.config.as_deref()),
             Command::Approvals(args) => approvals::run(args, cli.config.as_deref()).await,
+            Command::Baseline { command } => baseline::run(command),
+            Command::Tasks(args) => oversee::tasks(args, cli.config.as_deref()).await,
+            Command::Kill(args) => oversee::kill(args, cli.config.as_deref()).await,
+            Command::Unkill(args) => oversee::unkill(args, cli.config.as_deref()).await,
         }
     });
     // Everything the command owed (teardowns, revocations, audit lines) is

@@ -99,6 +99,9 @@ pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result
     if config.credentials.issuer.keys.is_none() {
         config.credentials.issuer.keys = state.as_ref().map(|dir| dir.join("issuer-keys.json"));
     }
+    if config.kill_file.is_none() {
+        config.kill_file = state.as_ref().map(|dir| dir.join("kills.json"));
+    }
     Ok(config)
 }
 
@@ -292,7 +295,7 @@ async fn approvals_while_running(
             );
         }
     });
-    match crate::serve::admin::AdminSocket::start(&path, runtime.approvals().clone()).await {
+    match crate::serve::admin::AdminSocket::start(&path, runtime.controls()).await {
         Ok(admin) => Ok(Some(admin)),
         Err(error) => {
             eprintln!("toolcell: approvals cannot be answered during this run: {error:#}");

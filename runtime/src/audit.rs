@@ -47,9 +47,10 @@ pub enum AuditKind {
         /// What the grant holds.
         grant: GrantSummary,
     },
-    /// A task was refused: its narrowing would have widened the manifest.
+    /// A task was refused: its narrowing would have widened the manifest,
+    /// or a kill stops its tool or principal.
     TaskRefused {
-        /// What it asked for beyond the manifest.
+        /// What it asked for beyond the manifest, or the kill.
         reason: String,
     },
     /// An invocation began in a fresh instance.
@@ -72,7 +73,8 @@ pub enum AuditKind {
     InvocationEnded {
         /// Invocation id.
         invocation: String,
-        /// `ok`, `tool_error`, `exit`, `trap`, `limit`, `host_error`, `refused` or `cancelled`.
+        /// `ok`, `tool_error`, `exit`, `trap`, `limit`, `host_error`, `refused`, `denied`,
+        /// `killed`, `rate_limited` or `cancelled`.
         outcome: &'static str,
         /// Exit code of a command component.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,9 +246,60 @@ pub enum AuditKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Live behaviour departed from the learned baseline (or a principal's
+    /// denials stormed); the rule's action followed.
+    Anomaly {
+        /// The call it happened in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        invocation: Option<String>,
+        /// `new_host`, `bytes_out`, `call_rate`, `denials` or `deny_storm`.
+        metric: String,
+        /// Whose baseline: `tool x` or `principal p`.
+        subject: String,
+        /// What was seen.
+        observed: String,
+        /// What the baseline allows, in words.
+        baseline: String,
+        /// `alert`, `deny` or `kill`.
+        action: crate::oversight::AnomalyAction,
+        /// The quarantine's kill id, for `kill`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kill: Option<String>,
+    },
+    /// A kill was put in force (with what it stopped) or lifted. Its task,
+    /// tool or principal fields name what it targets.
+    Kill {
+        /// The kill's id.
+        id: String,
+        /// `kill` or `unkill`.
+        decision: &'static str,
+        /// What it stops, in words.
+        target: String,
+        /// Who put it in force, or lifted it.
+        by: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When it lapses by itself (RFC 3339).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        /// Tasks closed, calls stopped, and credentials they held (revoked).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tasks: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        calls: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credentials: Option<usize>,
+        /// From the kill to the last revocation of what it stopped.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contained_ms: Option<f64>,
+        /// Why the kill file could not keep it (it is in force until a restart).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_kept: Option<String>,
+    },
     /// The task was closed; nothing of it remains.
     TaskClosed {
-        /// `closed` when the caller closed it, `dropped` when it went out of scope.
+        /// `closed` when the caller closed it, `dropped` when it went out of
+        /// scope, `killed` when a kill closed it.
         how: &'static str,
         /// Milliseconds the task was open.
         duration_ms: u64,

@@ -66,6 +66,12 @@ pub struct RuntimeConfig {
     pub principals: std::collections::HashMap<String, PrincipalAttributes>,
     /// How approvals are asked and answered.
     pub approvals: ApprovalSettings,
+    /// Where kills are kept across restarts (none: they last as long as the runtime).
+    pub kill_file: Option<PathBuf>,
+    /// The operator's rate limits (`[[rate_limits]]`).
+    pub rate_limits: Vec<crate::policy::rate::RateLimitRule>,
+    /// Behaviour monitoring: the baseline and the anomaly rules (`[monitor]`).
+    pub monitor: crate::oversight::MonitorSettings,
 }
 
 /// The default of [`RuntimeConfig::max_credential_ttl`].
@@ -90,6 +96,9 @@ impl Default for RuntimeConfig {
             policy_mode: PolicyMode::Ceiling,
             principals: std::collections::HashMap::new(),
             approvals: ApprovalSettings::default(),
+            kill_file: None,
+            rate_limits: Vec::new(),
+            monitor: crate::oversight::MonitorSettings::default(),
         }
     }
 }
@@ -145,6 +154,11 @@ struct ConfigFile {
     principals: std::collections::HashMap<String, PrincipalAttributes>,
     #[serde(default)]
     approvals: ApprovalsFile,
+    kill_file: Option<PathBuf>,
+    #[serde(default)]
+    rate_limits: Vec<crate::policy::rate::RateLimitRule>,
+    #[serde(default)]
+    monitor: crate::oversight::MonitorSettings,
     /// `toolcell serve`'s own settings; the CLI reads and checks them.
     #[serde(default, rename = "serve")]
     _serve: Option<toml::Table>,
@@ -182,6 +196,16 @@ impl RuntimeConfig {
             oauth_token_exchange: file.oauth_token_exchange,
         };
         credentials.rebase(base);
+        for (index, rule) in file.rate_limits.iter().enumerate() {
+            if let Some(problem) = rule.problem() {
+                return Err(at.error(None, format!("rate_limits[{index}]"), problem));
+            }
+        }
+        if let Some((field, problem)) = file.monitor.problem() {
+            return Err(at.error(None, format!("monitor.{field}"), problem));
+        }
+        let mut monitor = file.monitor;
+        monitor.baseline = monitor.baseline.map(|p| base.join(p));
         Ok(RuntimeConfig {
             credentials,
             lease_journal: file.lease_journal.map(|p| base.join(p)),
@@ -211,6 +235,9 @@ impl RuntimeConfig {
                 elicitation: file.approvals.elicitation.unwrap_or(defaults.approvals.elicitation),
                 webhook: file.approvals.webhook,
             },
+            kill_file: file.kill_file.map(|p| base.join(p)),
+            rate_limits: file.rate_limits,
+            monitor,
         })
     }
 }

@@ -124,6 +124,18 @@ pub enum InvokeError {
     /// The task's deadline has passed; no invocation starts.
     #[error("task deadline has passed; open a new task")]
     TaskExpired,
+    /// A kill stopped the call mid-flight (`running`), or refused it: its
+    /// task, tool or principal is killed.
+    #[error("call {}: {kill}", if *running { "stopped" } else { "refused" })]
+    Killed {
+        /// The kill.
+        kill: Box<crate::oversight::Kill>,
+        /// The call was running when the kill came.
+        running: bool,
+    },
+    /// A rate limit refused the call; nothing ran.
+    #[error("call refused: {0}")]
+    RateLimited(crate::oversight::RateLimited),
     /// The runtime failed (not the guest's doing): what it was doing, and
     /// the error underneath, kept whole for callers that look into it.
     #[error("host error: {what}{}", chain(cause.as_deref()))]
@@ -156,6 +168,8 @@ impl InvokeError {
             InvokeError::Trap { .. } => "trap",
             InvokeError::WrongShape(_) | InvokeError::TaskExpired => "refused",
             InvokeError::Denied { .. } => "denied",
+            InvokeError::Killed { .. } => "killed",
+            InvokeError::RateLimited(_) => "rate_limited",
             InvokeError::Host { .. } | InvokeError::Audit(_) => "host_error",
         }
     }
@@ -173,6 +187,18 @@ pub enum TaskError {
     /// The principal is empty.
     #[error("a task needs a principal (on whose behalf it acts)")]
     NoPrincipal,
+    /// A kill stops the tool or the principal.
+    #[error("{0}")]
+    Killed(Box<crate::oversight::Kill>),
+}
+
+impl From<crate::meter::Stop> for InvokeError {
+    fn from(stop: crate::meter::Stop) -> InvokeError {
+        match stop {
+            crate::meter::Stop::Limit(hit) => InvokeError::Limit(hit),
+            crate::meter::Stop::Killed(kill) => InvokeError::Killed { kill: Box::new(kill), running: true },
+        }
+    }
 }
 
 /// The runtime could not be built.
@@ -193,6 +219,12 @@ pub enum RuntimeError {
     /// The lease journal could not be opened.
     #[error(transparent)]
     Journal(#[from] crate::credentials::journal::JournalError),
+    /// The kill file could not be read.
+    #[error(transparent)]
+    Kills(#[from] crate::oversight::KillError),
+    /// The behaviour baseline could not be read.
+    #[error(transparent)]
+    Baseline(#[from] crate::oversight::BaselineError),
     /// The request-time policies the config names were refused.
     #[error("request-time policies refused:\n{0}")]
     Policies(#[from] crate::request_policy::PolicyErrors),

@@ -4,7 +4,7 @@
 //! happens to the caller.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{ResourceTable, Val};
@@ -23,7 +23,7 @@ use crate::decide::CallContext;
 use crate::engine::{EngineSettings, PlainFunction, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::meter::Meter;
-use crate::outstanding::Outstanding;
+use crate::oversight::TaskLife;
 use crate::policy::limits::Limits;
 use crate::store::{InvocationIds, InvocationState, MemoryLimiter};
 use crate::transport::Network;
@@ -35,9 +35,8 @@ use crate::units::{ByteSize, TimeSpan};
 /// the caller's future part-way through cannot cut the teardown short.
 pub(crate) struct Teardown {
     pub(crate) scope: AuditScope,
-    pub(crate) failures: Arc<AtomicU64>,
-    /// The task's teardowns still running.
-    pub(crate) teardowns: Arc<Outstanding>,
+    /// The task's counters and teardowns, and what a kill sees of the call.
+    pub(crate) life: Arc<TaskLife>,
     pub(crate) revoker: Arc<Revoker>,
     pub(crate) invocation: String,
     pub(crate) started: Instant,
@@ -81,7 +80,7 @@ impl Teardown {
     /// resolves when both are done.
     pub(crate) fn close(&self, ending: Ending) -> tokio::sync::oneshot::Receiver<()> {
         if ending.outcome != "ok" {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.life.failures.fetch_add(1, Ordering::Relaxed);
         }
         let (done, closed) = tokio::sync::oneshot::channel();
         if self.broker.close_if_unused() {
@@ -94,17 +93,19 @@ impl Teardown {
                 reason: ending.reason,
                 duration_ms: millis(self.started.elapsed()),
             });
+            self.life.call_ended(&self.invocation);
             let _ = done.send(());
             return closed;
         }
-        self.teardowns.started();
-        let teardowns = self.teardowns.clone();
+        self.life.teardowns.started();
+        let life = self.life.clone();
         let broker = self.broker.clone();
         let scope = self.scope.clone();
         let invocation = self.invocation.clone();
         let started = self.started;
         self.revoker.run_owned(async move {
             broker.close().await;
+            life.call_ended(&invocation);
             scope.record_or_log(AuditKind::InvocationEnded {
                 invocation,
                 outcome: ending.outcome,
@@ -112,7 +113,7 @@ impl Teardown {
                 reason: ending.reason,
                 duration_ms: millis(started.elapsed()),
             });
-            teardowns.ended();
+            life.teardowns.ended();
             let _ = done.send(());
         });
         closed
@@ -165,7 +166,7 @@ pub(crate) async fn with_timeout<T>(
     let work = async {
         tokio::select! {
             result = work => result,
-            hit = meter.stopped() => Err(InvokeError::Limit(hit)),
+            stop = meter.stopped() => Err(stop.into()),
         }
     };
     match tokio::time::timeout(timeout, work).await {
@@ -239,10 +240,10 @@ pub(crate) fn cpu_limit(store: &mut Store<InvocationState>, limits: &Limits, tic
     let mut used: u64 = 0;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        // A limit host code recorded (refusals, output) stops the guest at
-        // its next tick, even before the call's runner next looks.
-        if let Some(hit) = meter.hit() {
-            return Err(wasmtime::Error::msg(hit.to_string()));
+        // A limit host code recorded (refusals, output), or a kill, stops
+        // the guest at its next tick, even before the call's runner next looks.
+        if let Some(stop) = meter.stopped_by() {
+            return Err(wasmtime::Error::msg(stop.to_string()));
         }
         used += 1;
         if used > budget {
@@ -253,11 +254,11 @@ pub(crate) fn cpu_limit(store: &mut Store<InvocationState>, limits: &Limits, tic
     });
 }
 
-/// Names the cause of a failed call: a recorded limit first, then the
-/// engine's own traps, then anything else as a host error.
+/// Names the cause of a failed call: a recorded limit or a kill first,
+/// then the engine's own traps, then anything else as a host error.
 pub(crate) fn classify(error: wasmtime::Error, meter: &Meter, settings: &EngineSettings) -> InvokeError {
-    if let Some(hit) = meter.hit() {
-        return InvokeError::Limit(hit);
+    if let Some(stop) = meter.stopped_by() {
+        return stop.into();
     }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => InvokeError::Limit(meter.record(LimitHit {

@@ -45,6 +45,7 @@ mod invocation;
 mod manifest;
 mod meter;
 mod outstanding;
+mod oversight;
 pub mod policy;
 pub mod request_policy;
 mod runtime;
@@ -73,12 +74,17 @@ pub use grant::{
     limits_table,
 };
 pub use manifest::{FieldError, Manifest, ManifestError, validate_tool_name};
+pub use oversight::{
+    Anomaly, AnomalyAction, AnomalyRule, Baseline, BaselineError, Behaviour, Contained, DenyStorm, EgressSoFar,
+    HeldCredential, Kill, KillError, KillReport, KillTarget, LiveCall, LiveTask, MonitorSettings, Quarantine,
+    RateLimited, Spread,
+};
 pub use policy::dir::{DirGrant, DirMode};
 pub use policy::egress::{AddressClass, EgressRule, HostPattern, Scheme, classify_address};
 pub use policy::env::{EnvGrant, EnvSource};
 pub use policy::limits::Limits;
 pub use policy::socket::{SocketGrant, SocketProtocol};
-pub use runtime::Runtime;
+pub use runtime::{Controls, Runtime};
 pub use task::Task;
 pub use transport::{Resolver, StaticResolver, SystemResolver, TlsError};
 pub use units::{ByteSize, TimeSpan, UnitError};

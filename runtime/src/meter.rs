@@ -9,52 +9,103 @@ use crate::units::ByteSize;
 /// Limits recorded during a call, the shared output budget and the
 /// refusal count. Recording a limit also stops the call: code that runs the
 /// call waits on [`Meter::stopped`] beside the call itself, so a limit that
-/// host code records (a tool looping on refusals) ends the call at once.
+/// host code records (a tool looping on refusals) ends the call at once. A
+/// kill stops it the same way.
 #[derive(Debug)]
 pub(crate) struct Meter {
-    hit: Mutex<Option<LimitHit>>,
+    stop: Mutex<Option<Stop>>,
     output_limit: ByteSize,
     output_used: Mutex<u64>,
     refusal_limit: u32,
     refusals: std::sync::atomic::AtomicU32,
-    stop: tokio::sync::Notify,
+    stopping: tokio::sync::Notify,
+}
+
+/// Why a call was stopped from outside the guest.
+#[derive(Clone, Debug)]
+pub(crate) enum Stop {
+    /// A limit was hit.
+    Limit(LimitHit),
+    /// The operator's kill switch (or an anomaly rule) ended it.
+    Killed(crate::oversight::Kill),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Limit(hit) => hit.fmt(f),
+            Stop::Killed(kill) => kill.fmt(f),
+        }
+    }
 }
 
 impl Meter {
     pub(crate) fn new(limits: &crate::policy::limits::Limits) -> Meter {
         Meter {
-            hit: Mutex::new(None),
+            stop: Mutex::new(None),
             output_limit: limits.max_output,
             output_used: Mutex::new(0),
             refusal_limit: limits.max_refusals,
             refusals: std::sync::atomic::AtomicU32::new(0),
-            stop: tokio::sync::Notify::new(),
+            stopping: tokio::sync::Notify::new(),
         }
     }
 
-    /// Records the first limit hit; later ones are consequences of it.
+    /// Records the first limit hit; later ones are consequences of it (and
+    /// of a kill that came first: the call stops either way).
     pub(crate) fn record(&self, hit: LimitHit) -> LimitHit {
-        let mut slot = self.hit.lock().unwrap_or_else(|p| p.into_inner());
+        match self.stop_with(Stop::Limit(hit.clone())) {
+            Stop::Limit(first) => first,
+            Stop::Killed(_) => hit,
+        }
+    }
+
+    /// Stops the call for `kill`, unless something stopped it already.
+    pub(crate) fn kill(&self, kill: crate::oversight::Kill) {
+        self.stop_with(Stop::Killed(kill));
+    }
+
+    /// Keeps the first stop, and wakes the call's runner for it.
+    fn stop_with(&self, stop: Stop) -> Stop {
+        let mut slot = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         let first = slot.is_none();
-        let hit = slot.get_or_insert(hit).clone();
+        let stop = slot.get_or_insert(stop).clone();
         if first {
             // One waiter (the call's runner); a permit is kept if it is not waiting yet.
-            self.stop.notify_one();
+            self.stopping.notify_one();
         }
-        hit
+        stop
     }
 
+    /// The limit that stopped the call, if a limit did.
+    #[cfg(test)]
     pub(crate) fn hit(&self) -> Option<LimitHit> {
-        self.hit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        match self.stopped_by()? {
+            Stop::Limit(hit) => Some(hit),
+            Stop::Killed(_) => None,
+        }
     }
 
-    /// Resolves once a limit has been recorded.
-    pub(crate) async fn stopped(&self) -> LimitHit {
+    /// What stopped the call, if anything has.
+    pub(crate) fn stopped_by(&self) -> Option<Stop> {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The kill that stopped the call, if one did.
+    pub(crate) fn killed(&self) -> Option<crate::oversight::Kill> {
+        match self.stopped_by()? {
+            Stop::Killed(kill) => Some(kill),
+            Stop::Limit(_) => None,
+        }
+    }
+
+    /// Resolves once a limit has been recorded or the call was killed.
+    pub(crate) async fn stopped(&self) -> Stop {
         loop {
-            if let Some(hit) = self.hit() {
-                return hit;
+            if let Some(stop) = self.stopped_by() {
+                return stop;
             }
-            self.stop.notified().await;
+            self.stopping.notified().await;
         }
     }
 

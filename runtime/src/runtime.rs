@@ -4,7 +4,6 @@
 //! audit trail, the scratch root and the credential providers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
@@ -28,7 +27,10 @@ use crate::grant::{Grant, Narrowing, WideningError};
 use crate::invocation::{StoreParts, build_store, classify, millis, new_id, with_timeout};
 use crate::manifest::Manifest;
 use crate::meter::Meter;
-use crate::outstanding::Outstanding;
+use crate::oversight::{
+    Anomaly, Baseline, Kill, KillError, KillReport, KillSwitch, KillTarget, LiveTask, Oversight, RateLimits, TaskLife,
+    Watch,
+};
 use crate::request_policy::{PrincipalAttributes, RequestPolicies, ToolFacts};
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
@@ -92,7 +94,12 @@ impl Runtime {
             None => RequestPolicies::load(&[], config.policy_mode)?,
         };
         let approvals = Arc::new(Approvals::new(config.approvals.clone()));
-        let policy = Arc::new(PolicyPoint::new(policies, config.principals.clone(), approvals));
+        let kills = KillSwitch::open(config.kill_file.clone())?;
+        let baseline = config.monitor.baseline.as_deref().map(Baseline::load).transpose()?;
+        let watch = Watch::new(config.monitor.clone(), baseline);
+        let rates = RateLimits::new(config.rate_limits.clone());
+        let oversight = Arc::new(Oversight::new(kills, rates, watch, audit.clone()));
+        let policy = Arc::new(PolicyPoint::new(policies, config.principals.clone(), approvals, oversight));
         Ok(Runtime {
             engine,
             network: Network { resolver: config.resolver, tls },
@@ -143,6 +150,12 @@ impl Runtime {
     /// The approval requests waiting for a person, and the door their answers come through.
     pub fn approvals(&self) -> &Arc<Approvals> {
         &self.policy.approvals
+    }
+
+    /// The operator's controls over this runtime: approvals, what is
+    /// running, kills. A cheap handle, for the admin interface.
+    pub fn controls(&self) -> Controls {
+        Controls { point: self.policy.clone() }
     }
 
     /// This runtime's scratch directory: each invocation granted scratch
@@ -356,6 +369,7 @@ impl Runtime {
             opened: Instant::now(),
             totals: Default::default(),
             channel,
+            rate_limits: manifest.rate_limits,
             entities: Default::default(),
             kept: Default::default(),
         }
@@ -375,6 +389,11 @@ impl Runtime {
             principal: request.principal.clone(),
             request: request.request_id.clone(),
         };
+        let oversight = &self.policy.oversight;
+        if let Some(kill) = oversight.kills.matching(&request.principal, &tool.manifest.name, None) {
+            who.audit.record(who.event(AuditKind::TaskRefused { reason: kill.to_string() }))?;
+            return Err(TaskError::Killed(Box::new(kill)));
+        }
         let asked = OpenTask { manifest: &tool.manifest, narrowing: &request.narrowing };
         let grant = match decide(Request { who: &who, call: None, action: asked }) {
             Ok(grant) => grant,
@@ -386,7 +405,6 @@ impl Runtime {
         };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
         let facts = self.task_facts(&tool.manifest, &request.principal, workload.clone(), request.approval_channel);
-        let opened = facts.opened;
         let credentials = Arc::new(TaskCredentials::new(
             self.providers.clone(),
             Workload {
@@ -396,35 +414,96 @@ impl Runtime {
                 task: id.clone(),
             },
             SystemTime::now() + request.deadline,
-            who,
+            who.clone(),
             &grant.credentials,
         ));
+        let facts = Arc::new(facts);
+        let life = Arc::new(TaskLife::new(who, workload.clone(), credentials, facts.clone()));
         let task = Task {
-            credentials,
+            life: life.clone(),
+            oversight: oversight.clone(),
             providers: self.providers.clone(),
             id,
             workload,
             principal: request.principal,
             request_id: request.request_id,
-            opened,
-            deadline: opened + request.deadline,
+            deadline: facts.opened + request.deadline,
             grant: Arc::new(grant),
-            facts: Arc::new(facts),
+            facts,
             tool: tool.clone(),
             engine: self.engine.clone(),
             network: self.network.clone(),
             audit: self.audit.clone(),
             scratch: self.scratch.clone(),
-            invocations: AtomicU64::new(0),
-            failures: Arc::new(AtomicU64::new(0)),
-            teardowns: Arc::new(Outstanding::default()),
-            closed: AtomicBool::new(false),
         };
         task.audit.record(task.event(AuditKind::TaskOpened {
             workload: task.workload.clone(),
             deadline_ms: millis(request.deadline),
             grant: task.grant.summary(),
         }))?;
+        // Listed (and killable) once its record is open; a kill put in force
+        // since the check above closes it as soon as it is listed.
+        oversight.live.opened(life);
+        if let Some(kill) = oversight.kills.matching(&task.principal, &tool.manifest.name, Some(&task.id)) {
+            task.life.kill(&kill);
+        }
         Ok(task)
+    }
+}
+
+/// The operator's controls over a runtime (see [`Runtime::controls`]).
+#[derive(Clone, Debug)]
+pub struct Controls {
+    point: Arc<PolicyPoint>,
+}
+
+impl Controls {
+    /// The approval requests raised by the runtime's calls.
+    pub fn approvals(&self) -> &Arc<Approvals> {
+        &self.point.approvals
+    }
+
+    /// The tasks open now, with their calls in flight, oldest first.
+    pub fn tasks(&self) -> Vec<LiveTask> {
+        self.point.oversight.live.views()
+    }
+
+    /// The kills in force.
+    pub fn kills(&self) -> Vec<Kill> {
+        self.point.oversight.kills.in_force()
+    }
+
+    /// Puts a kill in force: every call it names is stopped at once and
+    /// torn down (its credentials revoked, the revocations audited with the
+    /// kill), every task it names is closed, and new tasks and calls are
+    /// refused, naming the kill, until [`Controls::unkill`] or `lasting`
+    /// runs out. Resolves when all of that is done; the report says how
+    /// long it took. The kill is kept in the kill file, if the config names
+    /// one, so a restarted runtime refuses the same.
+    pub async fn kill(
+        &self,
+        target: KillTarget,
+        reason: Option<String>,
+        by: &str,
+        lasting: Option<Duration>,
+    ) -> KillReport {
+        self.point.oversight.kill(Kill::new(target, reason, by, lasting)).await
+    }
+
+    /// Lifts the kills of exactly `target`; returns them (none: nothing was
+    /// killed so).
+    pub fn unkill(&self, target: &KillTarget, by: &str) -> Result<Vec<Kill>, KillError> {
+        self.point.oversight.unkill(target, by)
+    }
+
+    /// Replaces the behaviour baseline live behaviour is compared with
+    /// (`None`: only the deny storm is watched).
+    pub fn set_baseline(&self, baseline: Option<Baseline>) {
+        self.point.oversight.watch.set_baseline(baseline);
+    }
+
+    /// Every anomaly from now on, as it is raised (for the server's webhook).
+    pub fn anomalies(&self) -> tokio::sync::broadcast::Receiver<Anomaly> {
+        self.point.oversight.watch.subscribe()
     }
 }

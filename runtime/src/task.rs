@@ -8,7 +8,7 @@
 //! credentials and writes its closing audit event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::Val;
@@ -19,16 +19,17 @@ use crate::call::{Call, CallInput, CallReport, CallResult, TaskSummary, ToolErro
 use crate::caps::stdio::{Captured, OutputSink};
 use crate::credentials::broker::Broker;
 use crate::credentials::providers::Providers;
-use crate::credentials::task_token::TaskCredentials;
+use crate::decide::govern::{Stopped, noticed};
 use crate::decide::task::{InvokeTool, input_digest};
 use crate::decide::{CallContext, Request, TaskFacts, govern};
 use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
-use crate::invocation::{StoreParts, Teardown, build_store, classify, millis, new_id, plain_arguments, with_timeout};
+use crate::invocation::{StoreParts, Teardown, build_store, classify, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
-use crate::outstanding::Outstanding;
+use crate::oversight::{Oversight, TaskLife};
+use crate::policy::rate::RateMetric;
 use crate::request_policy::PolicyAction;
 use crate::scratch::ScratchRoot;
 use crate::store::InvocationIds;
@@ -37,14 +38,16 @@ use crate::transport::Network;
 /// One task: a grant held for a principal until a deadline.
 #[derive(Debug)]
 pub struct Task {
-    /// Task-level credential state (an OpenBao child token).
-    pub(crate) credentials: Arc<TaskCredentials>,
+    /// What the runtime sees of the task from outside: its task-level
+    /// credentials (an OpenBao child token), its calls in flight, its
+    /// counters, and the kill that closed it, if one did.
+    pub(crate) life: Arc<TaskLife>,
+    pub(crate) oversight: Arc<Oversight>,
     pub(crate) providers: Arc<Providers>,
     pub(crate) id: String,
     pub(crate) workload: String,
     pub(crate) principal: String,
     pub(crate) request_id: Option<String>,
-    pub(crate) opened: Instant,
     pub(crate) deadline: Instant,
     pub(crate) grant: Arc<Grant>,
     /// What request-time policy sees of the task.
@@ -54,11 +57,6 @@ pub struct Task {
     pub(crate) network: Network,
     pub(crate) audit: Arc<Audit>,
     pub(crate) scratch: Arc<ScratchRoot>,
-    pub(crate) invocations: AtomicU64,
-    pub(crate) failures: Arc<AtomicU64>,
-    /// Invocation teardowns still running on the runtime's side.
-    pub(crate) teardowns: Arc<Outstanding>,
-    pub(crate) closed: AtomicBool,
 }
 
 impl Task {
@@ -86,7 +84,7 @@ impl Task {
             invocation: ids.invocation.clone(),
             shape: self.tool.component.shape.name(),
         }))?;
-        self.invocations.fetch_add(1, Ordering::Relaxed);
+        self.life.invocations.fetch_add(1, Ordering::Relaxed);
         // The wall-clock limit wraps everything, so host waits (sleep, reads)
         // are cut too; the task's deadline can make it shorter. Credentials
         // never outlive it.
@@ -106,14 +104,15 @@ impl Task {
         ));
         let broker = Arc::new(Broker::new(
             self.providers.clone(),
-            self.credentials.clone(),
+            self.life.credentials.clone(),
             call_context.clone(),
             SystemTime::now() + timeout,
         ));
+        // From here a kill sees the call, and its teardown tells the kill when it is over.
+        self.life.call_started(&call_context, &broker);
         let mut teardown = Teardown {
             scope: self.scope(),
-            failures: self.failures.clone(),
-            teardowns: self.teardowns.clone(),
+            life: self.life.clone(),
             revoker: self.providers.revoker.clone(),
             invocation: ids.invocation.clone(),
             started,
@@ -138,6 +137,14 @@ impl Task {
         call_context: Arc<CallContext>,
     ) -> Result<CallReport, InvokeError> {
         let meter = call_context.meter.clone();
+        if let Some(kill) = self
+            .life
+            .killed()
+            .cloned()
+            .or_else(|| self.oversight.kills.matching(&self.principal, &self.tool.manifest.name, Some(&self.id)))
+        {
+            return Err(InvokeError::Killed { kill: Box::new(kill), running: false });
+        }
         if timeout.is_zero() {
             return Err(InvokeError::TaskExpired);
         }
@@ -198,6 +205,16 @@ impl Task {
                 detail: Some(format!("{input_size} bytes given")),
             }));
         }
+        self.oversight
+            .rates
+            .take(&[(RateMetric::Calls, 1)], &self.principal, &ids.tool, &self.facts.rate_limits)
+            .map_err(InvokeError::RateLimited)?;
+        // A call rate far above the tool's or principal's usual one.
+        let seen = self.oversight.watch.call(&self.principal, &ids.tool);
+        noticed(&self.scope(), Some(&ids.invocation), &self.oversight, seen).map_err(|stopped| match stopped {
+            Stopped::Denied(reason) => InvokeError::Denied { reason, policies: Vec::new() },
+            Stopped::Killed(kill) => InvokeError::Killed { kill, running: false },
+        })?;
         // Request-time policy sees each call, and every decision of the call
         // sees the digest of its input, where a policy reads it.
         let policies = call_context.task.point.policies();
@@ -328,25 +345,16 @@ impl Task {
     pub async fn close(self) -> TaskSummary {
         // Calls that were cancelled finish their teardown first, so the
         // task's record closes after every invocation's.
-        self.teardowns.idle().await;
-        self.credentials.close().await;
+        self.life.teardowns.idle().await;
+        self.life.credentials.close().await;
         self.finish("closed")
     }
 
+    /// Records the task closed (once; a kill may have closed it first) and
+    /// takes it off the list of what is running.
     pub(crate) fn finish(&self, how: &'static str) -> TaskSummary {
-        let summary = TaskSummary {
-            invocations: self.invocations.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            duration: self.opened.elapsed(),
-        };
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            self.audit.record_or_log(self.event(AuditKind::TaskClosed {
-                how,
-                duration_ms: millis(summary.duration),
-                invocations: summary.invocations,
-                failures: summary.failures,
-            }));
-        }
+        let summary = self.life.finish(how);
+        self.oversight.live.closed(&self.id);
         summary
     }
 
@@ -368,7 +376,7 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         // After `close` this finds nothing left to revoke.
-        self.credentials.close_later();
+        self.life.credentials.close_later();
         self.finish("dropped");
     }
 }

@@ -41,7 +41,7 @@ async def call(session, scenario, **extra):
         )
         return result_of(result)
     except MCPError as error:
-        return {"error": {"code": error.error.code, "message": error.error.message}}
+        return {"error": {"code": error.error.code, "message": error.error.message, "data": error.error.data}}
 
 
 async def run(session, scenario):

@@ -1,19 +1,20 @@
 //! The admin interface of a running `toolcell serve`: a Unix socket, mode
 //! 0600 in a directory only its owner can enter, that answers one JSON
 //! request per line. Approvals are listed, shown and answered through it
-//! (`toolcell approvals`). The approver is who the kernel says is on the
-//! other end (`SO_PEERCRED`), never a name the client claims; only the
-//! server's own user (or root) is answered at all.
+//! (`toolcell approvals`), running tasks listed (`toolcell tasks`), and
+//! kills put in force and lifted (`toolcell kill`, `toolcell unkill`). Who
+//! acts is who the kernel says is on the other end (`SO_PEERCRED`), never a
+//! name the client claims; only the server's own user (or root) is answered
+//! at all.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use toolcell_runtime::Approvals;
+use toolcell_runtime::{Controls, KillTarget};
 
 /// The longest request line read.
 const MAX_LINE: usize = 64 << 10;
@@ -38,6 +39,21 @@ pub enum AdminRequest {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// The tasks running now.
+    Tasks,
+    /// The kills in force.
+    Kills,
+    /// A kill: `target` is `{"task": ID}`, `{"tool": NAME}`, `{"principal": P}` or `"all"`.
+    Kill {
+        target: KillTarget,
+        #[serde(default)]
+        reason: Option<String>,
+        /// It lapses after this many seconds (none: until unkilled).
+        #[serde(default)]
+        for_seconds: Option<u64>,
+    },
+    /// Lifts the kills of exactly `target`.
+    Unkill { target: KillTarget },
 }
 
 /// The answer to one request.
@@ -81,7 +97,7 @@ impl AdminSocket {
     /// Binds `path` and answers it in the background. A socket another
     /// server still answers on is not taken over; a stale one (its server
     /// gone) is replaced.
-    pub async fn start(path: &Path, approvals: Arc<Approvals>) -> Result<AdminSocket> {
+    pub async fn start(path: &Path, controls: Controls) -> Result<AdminSocket> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !parent.exists() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating `{}`", parent.display()))?;
@@ -103,26 +119,26 @@ impl AdminSocket {
             UnixListener::bind(path).with_context(|| format!("binding the admin socket `{}`", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("making `{}` mode 0600", path.display()))?;
-        tokio::spawn(serve(listener, approvals));
+        tokio::spawn(serve(listener, controls));
         Ok(AdminSocket { path: path.to_owned() })
     }
 }
 
 /// Answers connections until the server stops.
-async fn serve(listener: UnixListener, approvals: Arc<Approvals>) {
+async fn serve(listener: UnixListener, controls: Controls) {
     let own = rustix::process::geteuid().as_raw();
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let approvals = approvals.clone();
+        let controls = controls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, own, approvals).await {
+            if let Err(error) = connection(stream, own, controls).await {
                 tracing::info!(target: "toolcell::admin", "admin connection: {error:#}");
             }
         });
     }
 }
 
-async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> Result<()> {
+async fn connection(stream: UnixStream, own: u32, controls: Controls) -> Result<()> {
     let uid = stream.peer_cred().context("reading the peer's credentials")?.uid();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE as u64 * 64)).lines();
@@ -147,7 +163,7 @@ async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> 
             AdminResponse { ok: false, result: None, error: Some(format!("a request is at most {MAX_LINE} bytes")) }
         } else {
             match serde_json::from_str::<AdminRequest>(&line) {
-                Ok(request) => answer(request, &approver, &approvals),
+                Ok(request) => answer(request, &approver, &controls).await,
                 Err(error) => AdminResponse { ok: false, result: None, error: Some(format!("bad request: {error}")) },
             }
         };
@@ -158,9 +174,10 @@ async fn connection(stream: UnixStream, own: u32, approvals: Arc<Approvals>) -> 
 
 /// Answers one request as `approver`: the Unix user on the socket, or the
 /// admin token's name over HTTP.
-pub fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> AdminResponse {
+pub async fn answer(request: AdminRequest, approver: &str, controls: &Controls) -> AdminResponse {
     let done = |result: serde_json::Value| AdminResponse { ok: true, result: Some(result), error: None };
     let refused = |error: String| AdminResponse { ok: false, result: None, error: Some(error) };
+    let approvals = controls.approvals();
     match request {
         AdminRequest::List => done(serde_json::to_value(approvals.list()).expect("requests serialize")),
         AdminRequest::Show { id } => match approvals.show(&id) {
@@ -178,6 +195,25 @@ pub fn answer(request: AdminRequest, approver: &str, approvals: &Approvals) -> A
                 Err(error) => refused(error.to_string()),
             }
         }
+        AdminRequest::Tasks => done(serde_json::to_value(controls.tasks()).expect("tasks serialize")),
+        AdminRequest::Kills => done(serde_json::to_value(controls.kills()).expect("kills serialize")),
+        AdminRequest::Kill { target, reason, for_seconds } => {
+            if let KillTarget::Task(id) | KillTarget::Tool(id) | KillTarget::Principal(id) = &target
+                && id.trim().is_empty()
+            {
+                return refused("a kill names its task, tool or principal".into());
+            }
+            let lasting = for_seconds.map(std::time::Duration::from_secs);
+            let report = controls.kill(target, reason, approver, lasting).await;
+            done(serde_json::to_value(report).expect("kill reports serialize"))
+        }
+        AdminRequest::Unkill { target } => match controls.unkill(&target, approver) {
+            Ok(lifted) if lifted.is_empty() => {
+                refused(format!("no kill of {target} is in force (`toolcell kill --list`)"))
+            }
+            Ok(lifted) => done(serde_json::to_value(lifted).expect("kills serialize")),
+            Err(error) => refused(format!("{error} (the kill is lifted until the server restarts)")),
+        },
     }
 }
 

@@ -14,7 +14,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
-use toolcell_runtime::{Call, CallResult, Narrowing, Runtime, TaskRequest};
+use toolcell_runtime::{Call, CallResult, InvokeError, Narrowing, Runtime, TaskRequest};
 
 use super::catalog::{Catalog, Sources};
 
@@ -158,6 +158,10 @@ pub struct Server {
 
 const NARROWING_KEY: &str = "toolcell/narrowing";
 
+/// The JSON-RPC error code of a call a rate limit refused (its `data` says
+/// which limit and `retry_after_seconds`).
+pub const RATE_LIMITED: i32 = -32029;
+
 /// The narrowing a client may pass in `_meta["toolcell/narrowing"]`: the
 /// runtime's one JSON shape (`Narrowing::from_json`).
 fn narrowing(meta: Option<&serde_json::Value>) -> Result<Narrowing, String> {
@@ -299,6 +303,17 @@ impl ServerHandler for Server {
             return Err(McpError::new(ErrorCode(-32800), "the client cancelled the call", None));
         };
         Ok(match outcome {
+            // A client can act on a rate limit: the error says which, and when to retry.
+            Err(InvokeError::RateLimited(limited)) => {
+                let data = serde_json::json!({
+                    "type": "rate_limited",
+                    "limit": limited.metric,
+                    "value": limited.limit,
+                    "scope": limited.scope,
+                    "retry_after_seconds": limited.retry_after.as_secs_f64().ceil() as u64,
+                });
+                return Err(McpError::new(ErrorCode(RATE_LIMITED), format!("call refused: {limited}"), Some(data)));
+            }
             Err(error) => failed(error.to_string()),
             Ok(report) => match report.result {
                 CallResult::Output(json) => {

@@ -203,7 +203,7 @@ async fn admin(
         Err(_) => return reply(http::StatusCode::PAYLOAD_TOO_LARGE, "request body over the limit"),
     };
     let answered = match serde_json::from_slice::<super::admin::AdminRequest>(&body) {
-        Ok(asked) => super::admin::answer(asked, &approver, state.runtime.approvals()),
+        Ok(asked) => super::admin::answer(asked, &approver, &state.runtime.controls()).await,
         Err(error) => return reply(http::StatusCode::BAD_REQUEST, &format!("bad request: {error}")),
     };
     let status = if answered.ok { http::StatusCode::OK } else { http::StatusCode::CONFLICT };

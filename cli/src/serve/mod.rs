@@ -4,6 +4,7 @@
 //! public API.
 
 pub mod admin;
+mod baseline;
 pub mod catalog;
 pub mod config;
 mod elicit;
@@ -24,6 +25,7 @@ use toolcell_runtime::{Runtime, TimeSpan};
 use crate::run::{default_principal, runtime_config};
 use crate::signals::Signals;
 use admin::AdminSocket;
+use baseline::BaselineFile;
 use catalog::{Catalog, Sources};
 use config::ServeConfig;
 use handler::{Server, State};
@@ -88,13 +90,17 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
         runtime_config.policy_dir.clone().or_else(|| args.policies.clone()),
         runtime_config.policy_mode,
     );
-    let webhook = runtime_config.approvals.webhook.as_deref().map(Webhook::parse).transpose()?;
+    let webhook = runtime_config.approvals.webhook.as_deref().map(|url| Webhook::parse(url, "[approvals] webhook"));
+    let webhook = webhook.transpose()?;
+    let alerts = runtime_config.monitor.webhook.as_deref().map(|url| Webhook::parse(url, "[monitor] webhook"));
+    let alerts = alerts.transpose()?;
+    let baseline = BaselineFile::new(runtime_config.monitor.baseline.clone());
     let runtime = Runtime::new(runtime_config)?;
     policy_files.load(&runtime).map_err(|errors| anyhow::anyhow!("request-time policies refused:\n{errors}"))?;
     // The [serve] section is read already: no second read of the config.
     let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()), None)?;
     // Its file is removed when the server stops, with `_admin`.
-    let _admin = AdminSocket::start(&admin_path, runtime.approvals().clone()).await?;
+    let _admin = AdminSocket::start(&admin_path, runtime.controls()).await?;
     eprintln!("toolcell: admin socket {}", admin_path.display());
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
     let catalog = Catalog::load(&runtime, &sources).await;
@@ -106,9 +112,12 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let limits = (serve_config.max_concurrent_calls, serve_config.max_calls_per_principal);
     let state = Arc::new(State::new(runtime, sources, catalog, limits, principal));
     if let Some(webhook) = webhook {
-        tokio::spawn(webhook.run(state.clone()));
+        tokio::spawn(webhook.approvals(state.clone()));
     }
-    tokio::spawn(watch(state.clone(), policy_files, args.watch_interval));
+    if let Some(alerts) = alerts {
+        tokio::spawn(alerts.anomalies(state.clone()));
+    }
+    tokio::spawn(watch(state.clone(), (policy_files, baseline), args.watch_interval));
 
     let serving = async {
         match args.http {
@@ -168,12 +177,13 @@ fn report(catalog: &Catalog) {
 }
 
 /// Rebuilds the catalog when a manifest or component changes, and reloads
-/// the policies when a policy file changes.
-async fn watch(state: Arc<State>, policies: PolicyFiles, every: TimeSpan) {
+/// the policies or the baseline when their files change.
+async fn watch(state: Arc<State>, (policies, baseline): (PolicyFiles, BaselineFile), every: TimeSpan) {
     let mut ticks = tokio::time::interval(every.0);
     loop {
         ticks.tick().await;
         policies.reload_if_changed(&state.runtime);
+        baseline.reload_if_changed(&state.runtime);
         if state.sources.changed(&state.catalog()) {
             let catalog = Catalog::load(&state.runtime, &state.sources).await;
             report(&catalog);

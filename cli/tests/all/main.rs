@@ -9,4 +9,5 @@ mod cli;
 mod credentials;
 mod mcp;
 mod new;
+mod oversight;
 mod policies;

@@ -51,16 +51,16 @@ fn webhook_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 /// A served policies directory: a `github-issues` tool (the probe tool,
 /// allowed GET and POST to the loopback API) and example policies.
-struct Served {
-    dir: tempfile::TempDir,
-    api_port: u16,
+pub(crate) struct Served {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) api_port: u16,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-const ALICE_TOKEN: &str = "alice-token-0123456789";
+pub(crate) const ALICE_TOKEN: &str = "alice-token-0123456789";
 
 impl Served {
-    fn new(examples: &[&str], timeout: &str) -> Served {
+    pub(crate) fn new(examples: &[&str], timeout: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let (api_port, seen) = recording_api();
         let policies = dir.path().join("policies");
@@ -86,12 +86,12 @@ impl Served {
         self.dir.path().join("policies")
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("admin.sock")
     }
 
     /// The runtime config: `api.test` on loopback, alice's token, roles, and `extra`.
-    fn config(&self, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, extra: &str) -> PathBuf {
         self.config_serving(extra, "")
     }
 
@@ -110,7 +110,7 @@ impl Served {
         path
     }
 
-    fn toolcell(&self) -> Command {
+    pub(crate) fn toolcell(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolcell"));
         command
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
@@ -120,11 +120,11 @@ impl Served {
     }
 
     /// `toolcell serve --http` on a free loopback port; its stderr is kept.
-    fn serve(&self, extra_config: &str) -> Serving {
+    pub(crate) fn serve(&self, extra_config: &str) -> Serving {
         self.serve_with(self.config(extra_config))
     }
 
-    fn serve_with(&self, config: PathBuf) -> Serving {
+    pub(crate) fn serve_with(&self, config: PathBuf) -> Serving {
         let mut command = self.toolcell();
         command
             .arg("--config")
@@ -163,11 +163,15 @@ impl Served {
         if !body.is_empty() {
             headers.push(format!("body={body}"));
         }
-        let scenario = serde_json::json!({
-            "do": "call",
-            "tool": "github-issues",
-            "arguments": { "action": "http", "method": method, "url": url, "headers": headers },
-        });
+        self.call_with(
+            serving,
+            serde_json::json!({ "action": "http", "method": method, "url": url, "headers": headers }),
+        )
+    }
+
+    /// The Python MCP client calling `github-issues` with `arguments`, as alice, in the background.
+    pub(crate) fn call_with(&self, serving: &Serving, arguments: serde_json::Value) -> Child {
+        let scenario = serde_json::json!({ "do": "call", "tool": "github-issues", "arguments": arguments });
         Command::new(python())
             .arg(client())
             .arg(scenario.to_string())
@@ -200,14 +204,14 @@ impl Served {
         }
     }
 
-    fn audit(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit(&self) -> Vec<serde_json::Value> {
         crate::common::audit_in(self.dir.path())
     }
 }
 
-struct Serving {
+pub(crate) struct Serving {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -219,7 +223,7 @@ impl Drop for Serving {
 }
 
 /// The client's printed outcome.
-fn outcome(child: Child) -> serde_json::Value {
+pub(crate) fn outcome(child: Child) -> serde_json::Value {
     let output = child.wait_with_output().unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "client failed:\n{stdout}\n{}", text(&output.stderr));

@@ -19,6 +19,7 @@ use crate::credentials::revoke::{Revocation, Undo};
 use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::decide::credential::{Acquire, MAX_NAME, Mint, Reveal, refused};
 use crate::decide::{CallContext, Denial, Refused, Request, decide, govern, record_refusal};
+use crate::oversight::HeldCredential;
 use crate::policy::credential::{CredentialSpec, Exposure, ProviderKind};
 use crate::request_policy::PolicyAction;
 
@@ -504,8 +505,23 @@ impl Broker {
             id: held.id,
             invocation: Some(self.call.invocation.clone()),
             audit: self.task.audit.clone(),
-            reason: None,
+            // A kill's revocations say which kill, and why.
+            reason: self.call.meter.killed().map(|kill| kill.to_string()),
         }
+    }
+
+    /// What the call holds now, by id: never a value.
+    pub(crate) fn held(&self) -> Vec<HeldCredential> {
+        self.state()
+            .held
+            .iter()
+            .map(|held| HeldCredential {
+                name: held.name.clone(),
+                provider: held.provider.name().to_owned(),
+                id: held.id.clone(),
+                expires_at: held.expires_at,
+            })
+            .collect()
     }
 }
 

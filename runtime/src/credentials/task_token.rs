@@ -166,8 +166,17 @@ impl TaskCredentials {
 
     /// Task close: revokes the child token, and every lease left under it.
     pub(crate) async fn close(&self) {
+        self.close_because(None).await;
+    }
+
+    /// Task close, saying why when it is not the caller's close (a kill).
+    pub(crate) async fn close_because(&self, reason: Option<String>) {
         if let Some(token) = self.take_for_close() {
-            self.providers.revoker.revoke(self.revocation(&token)).await;
+            let mut revocation = self.revocation(&token);
+            if reason.is_some() {
+                revocation.reason = reason;
+            }
+            self.providers.revoker.revoke(revocation).await;
         }
     }
 

@@ -18,19 +18,22 @@ use sha2::Digest as _;
 use crate::approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approvals, Asking};
 use crate::audit::{AuditKind, AuditScope, clip, rfc3339};
 use crate::decide::{Action, CallContext, Denial, Request, record_refusal};
+use crate::oversight::{EgressSoFar, Kill, Oversight, RateLimited, Seen};
+use crate::policy::rate::{RateMetric, ToolRateLimits};
 use crate::request_policy::{
     Counters, MANIFEST_POLICY, PolicyAction, PolicyQuery, PolicyVerdict, PrincipalAttributes, RequestPolicies,
     TaskEntities, ToolFacts,
 };
 
-/// What request-time policy shares across the runtime: the policies in
-/// force (replaced whole on reload), what each principal is, and the
-/// approval requests.
+/// What the decision point's second layer shares across the runtime: the
+/// policies in force (replaced whole on reload), what each principal is, the
+/// approval requests, and oversight (what is running, kills, rate limits).
 #[derive(Debug)]
 pub(crate) struct PolicyPoint {
     policies: RwLock<Arc<RequestPolicies>>,
     principals: RwLock<Arc<HashMap<String, PrincipalAttributes>>>,
     pub(crate) approvals: Arc<Approvals>,
+    pub(crate) oversight: Arc<Oversight>,
 }
 
 impl PolicyPoint {
@@ -38,11 +41,13 @@ impl PolicyPoint {
         policies: RequestPolicies,
         principals: HashMap<String, PrincipalAttributes>,
         approvals: Arc<Approvals>,
+        oversight: Arc<Oversight>,
     ) -> PolicyPoint {
         PolicyPoint {
             policies: RwLock::new(Arc::new(policies)),
             principals: RwLock::new(Arc::new(principals)),
             approvals,
+            oversight,
         }
     }
 
@@ -75,7 +80,12 @@ pub(crate) struct Tally {
     bytes_received: AtomicU64,
     mints: AtomicU64,
     denials: AtomicU64,
+    /// The hosts requests went to, the first [`MAX_HOSTS`] of them.
+    hosts: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
+
+/// Hosts a tally keeps: enough to show where a task went, bounded whatever a tool does.
+const MAX_HOSTS: usize = 32;
 
 impl Tally {
     pub(crate) fn read(&self) -> Counters {
@@ -85,6 +95,24 @@ impl Tally {
             bytes_received: self.bytes_received.load(Ordering::Acquire),
             mints: self.mints.load(Ordering::Acquire),
             denials: self.denials.load(Ordering::Acquire),
+        }
+    }
+
+    fn add_host(&self, host: &str) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if hosts.len() < MAX_HOSTS && !hosts.contains(host) {
+            hosts.insert(host.to_owned());
+        }
+    }
+
+    /// Egress so far, as `toolcell tasks` shows it.
+    pub(crate) fn egress(&self) -> EgressSoFar {
+        let counters = self.read();
+        EgressSoFar {
+            requests: counters.requests,
+            bytes_sent: counters.bytes_sent,
+            bytes_received: counters.bytes_received,
+            hosts: self.hosts.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect(),
         }
     }
 }
@@ -101,6 +129,8 @@ pub(crate) struct TaskFacts {
     pub(crate) totals: Tally,
     /// Where a person at the caller can answer an approval (MCP elicitation).
     pub(crate) channel: Option<Arc<dyn ApprovalChannel>>,
+    /// The rate limits the tool's manifest sets for itself.
+    pub(crate) rate_limits: ToolRateLimits,
     /// The principal's and task's policy entities, built at the first decision.
     pub(crate) entities: std::sync::OnceLock<Arc<TaskEntities>>,
     /// Allows and denials of actions whose policies read only what is fixed
@@ -132,14 +162,16 @@ impl TaskFacts {
     #[cfg(test)]
     pub(crate) fn ungoverned() -> TaskFacts {
         let approvals = Arc::new(Approvals::new(Default::default()));
+        let oversight = Arc::new(Oversight::unconfigured());
         TaskFacts {
-            point: Arc::new(PolicyPoint::new(RequestPolicies::none(), HashMap::new(), approvals)),
+            point: Arc::new(PolicyPoint::new(RequestPolicies::none(), HashMap::new(), approvals, oversight)),
             attributes: PrincipalAttributes::default(),
             tool: ToolFacts::default(),
             workload: String::new(),
             opened: Instant::now(),
             totals: Tally::default(),
             channel: None,
+            rate_limits: ToolRateLimits::default(),
             entities: Default::default(),
             kept: Default::default(),
         }
@@ -147,10 +179,16 @@ impl TaskFacts {
 }
 
 impl CallContext {
-    pub(crate) fn count_request(&self) {
+    pub(crate) fn count_request(&self, host: &str) {
         for tally in [&self.tally, &self.task.totals] {
             tally.requests.fetch_add(1, Ordering::AcqRel);
+            tally.add_host(host);
         }
+    }
+
+    /// What this call has done so far.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     pub(crate) fn count_bytes(&self, sent: u64, received: u64) {
@@ -172,9 +210,25 @@ impl CallContext {
         }
     }
 
-    /// True when a policy can change this call's decisions of `action`.
+    /// True when a policy, a rate limit or a baseline can change this
+    /// call's decisions of `action` (an HTTP request's body is then read
+    /// first, so its size counts).
     pub(crate) fn governed(&self, action: &str) -> bool {
+        let oversight = &self.task.point.oversight;
         self.task.point.policies().decides(action, &self.task.tool.name)
+            || !oversight.rates.idle(&self.task.rate_limits)
+            || oversight.watch.watching()
+    }
+
+    /// Takes what `action` counts against the rate limits, or says which
+    /// limit refuses it.
+    fn take_rates(&self, who: &AuditScope, action: &PolicyAction) -> Result<(), RateLimited> {
+        let wanted: &[(RateMetric, u64)] = match action {
+            PolicyAction::Http { body, .. } => &[(RateMetric::Requests, 1), (RateMetric::BytesOut, body.size)],
+            PolicyAction::Credential { .. } => &[(RateMetric::Mints, 1)],
+            PolicyAction::Call | PolicyAction::Socket { .. } => return Ok(()),
+        };
+        self.task.point.oversight.rates.take(wanted, &who.principal, &who.tool, &self.task.rate_limits)
     }
 
     /// The policy request for `action`, as of now.
@@ -208,6 +262,19 @@ pub(crate) async fn govern<A: Action>(
 ) -> Result<(), Denial> {
     let Request { who, call, action } = request;
     let call = call.expect("policies decide the actions of calls");
+    // Rate limits first, then the baseline: an action over a limit, or one
+    // an anomaly rule refuses, is refused before any policy is asked.
+    if let Err(limited) = call.take_rates(who, &asked) {
+        return Err(refuse(who, call, &action, limited.to_string()));
+    }
+    if let PolicyAction::Http { host, body, .. } = &asked {
+        let oversight = &call.task.point.oversight;
+        let sent = call.tally.read().bytes_sent;
+        let seen = oversight.watch.request(&who.principal, &who.tool, host, sent, body.size);
+        if let Err(stopped) = noticed(who, Some(&call.invocation), oversight, seen) {
+            return Err(refuse(who, call, &action, stopped.to_string()));
+        }
+    }
     let policies = call.task.point.policies();
     if !policies.decides(asked.name(), &who.tool) && manifest_approval.is_none() {
         count(call, &asked);
@@ -289,6 +356,80 @@ pub(crate) async fn govern<A: Action>(
     Err(denial)
 }
 
+/// A refusal before policy (a rate limit, an anomaly rule), recorded in the
+/// action's own event shape and counted, like the grant's.
+fn refuse<A: Action>(who: &AuditScope, call: &CallContext, action: &A, reason: String) -> Denial {
+    let mut denial = Denial::denied(reason);
+    if let Some(event) = action.denied(Some(call), &denial) {
+        denial.unrecorded = record_refusal(who, Some(call), event);
+    }
+    denial
+}
+
+/// What an anomaly rule's action does to the action that raised it.
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    /// It is refused.
+    Denied(String),
+    /// Its task is ended and the principal or tool quarantined by this kill.
+    Killed(Box<Kill>),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Denied(reason) => f.write_str(reason),
+            Stopped::Killed(kill) => kill.fmt(f),
+        }
+    }
+}
+
+/// Records what the watcher saw (an `anomaly` event for each anomaly) and
+/// carries out its rule. A `kill` rule's quarantine is put in force at once:
+/// the calls it names, this one included, are stopped now, and the rest of
+/// the containment (teardowns, revocations, tasks closed) runs on the
+/// runtime's side, since this call cannot wait for its own end.
+pub(crate) fn noticed(
+    who: &AuditScope,
+    invocation: Option<&str>,
+    oversight: &Arc<Oversight>,
+    seen: Seen,
+) -> Result<(), Stopped> {
+    let (anomaly, stopped) = match seen {
+        Seen::Fine => return Ok(()),
+        Seen::Alert(anomaly) => (anomaly, None),
+        Seen::Deny(anomaly) => {
+            let reason = format!("refused by {anomaly}");
+            (anomaly, Some(Stopped::Denied(reason)))
+        }
+        Seen::Kill(anomaly, target) => {
+            let kill = Kill::new(target, Some(anomaly.to_string()), &format!("anomaly:{}", anomaly.metric), None);
+            let containing = oversight.kill(kill.clone());
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(containing)),
+                // Outside a runtime nothing can be waiting on the calls it stopped.
+                Err(_) => {
+                    tracing::error!(target: "toolcell::oversight", "kill {} put in force outside a runtime", kill.id)
+                }
+            }
+            (anomaly, Some(Stopped::Killed(Box::new(kill))))
+        }
+    };
+    who.record_or_log(AuditKind::Anomaly {
+        invocation: invocation.map(str::to_owned),
+        metric: anomaly.metric,
+        subject: anomaly.subject,
+        observed: clip(&anomaly.observed, 512),
+        baseline: clip(&anomaly.baseline, 512),
+        action: anomaly.action,
+        kill: match &stopped {
+            Some(Stopped::Killed(kill)) => Some(kill.id.clone()),
+            _ => None,
+        },
+    });
+    stopped.map_or(Ok(()), Err)
+}
+
 /// Asks Cedar. A credential's `acquire` and a socket check are decided on
 /// the wasm guest's fiber stack, which Cedar's stack-depth check cannot
 /// measure (it would report a recursion limit); there the decision runs as
@@ -327,7 +468,7 @@ fn evaluate_here(policies: &RequestPolicies, task: &TaskFacts, mut query: Policy
 /// Counts an action that goes ahead.
 fn count(call: &CallContext, action: &PolicyAction) {
     match action {
-        PolicyAction::Http { .. } => call.count_request(),
+        PolicyAction::Http { host, .. } => call.count_request(host),
         PolicyAction::Credential { .. } => call.count_mint(),
         PolicyAction::Call | PolicyAction::Socket { .. } => {}
     }

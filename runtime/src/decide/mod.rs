@@ -146,7 +146,7 @@ pub(crate) fn decide<A: Action>(request: Request<'_, A>) -> Result<A::Allowed, D
 pub(crate) fn record_refusal(who: &AuditScope, call: Option<&CallContext>, event: AuditKind) -> Option<AuditError> {
     if let Some(call) = call {
         call.count_denial();
-        if call.meter.hit().is_some() {
+        if call.meter.stopped_by().is_some() {
             return None;
         }
         let unrecorded = who.audit.record(who.event(event)).err();
@@ -154,6 +154,11 @@ pub(crate) fn record_refusal(who: &AuditScope, call: Option<&CallContext>, event
             tracing::error!(target: "toolcell::audit", "{error}");
         }
         let _ = call.meter.refused();
+        // Every denial is watched: a run of them in a call, or a storm of
+        // them for a principal (an agent probing for a way out).
+        let oversight = &call.task.point.oversight;
+        let seen = oversight.watch.denied(&who.principal, &who.tool, call.tally.read().denials);
+        let _ = govern::noticed(who, Some(&call.invocation), oversight, seen);
         return unrecorded;
     }
     who.audit.record(who.event(event)).err()
@@ -177,8 +182,8 @@ pub(crate) struct CallContext {
     pub(crate) task: Arc<TaskFacts>,
     /// When the call must be over: an approval is not waited for past it.
     pub(crate) deadline: Instant,
-    /// What this call has done so far, for policies.
-    tally: Tally,
+    /// What this call has done so far, for policies and oversight.
+    pub(crate) tally: Tally,
     /// The call's input (for policies and approvals), once known.
     pub(crate) input: OnceLock<Digest>,
 }

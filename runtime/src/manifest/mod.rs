@@ -56,6 +56,8 @@ pub struct Manifest {
     pub credentials: Vec<CredentialSpec>,
     /// Resource limits of each invocation.
     pub limits: Limits,
+    /// The tool's own rate limits, below the operator's.
+    pub rate_limits: crate::policy::rate::ToolRateLimits,
     /// Labels for policies (`resource in Tool::"x" when { resource.tags.contains("pii") }`).
     pub tags: Vec<String>,
     /// The file this manifest came from, if any.
@@ -106,6 +108,7 @@ impl Manifest {
             sockets: Vec::new(),
             credentials: Vec::new(),
             limits: Limits::DEFAULT,
+            rate_limits: Default::default(),
             tags: Vec::new(),
             source: None,
         }

@@ -30,6 +30,21 @@ pub(super) struct ManifestFile {
     pub(super) credentials: Vec<CredentialEntry>,
     #[serde(default)]
     pub(super) limits: LimitsSection,
+    #[serde(default)]
+    pub(super) rate_limits: RateLimitsSection,
+}
+
+/// `[rate_limits]`: this tool's own limits, for all callers together, and
+/// `[rate_limits.per_principal]` for each principal.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateLimitsSection {
+    pub(super) calls_per_minute: Option<u64>,
+    pub(super) requests_per_minute: Option<u64>,
+    pub(super) bytes_out_per_minute: Option<ByteSize>,
+    pub(super) mints_per_minute: Option<u64>,
+    #[serde(default)]
+    pub(super) per_principal: crate::policy::rate::PerMinute,
 }
 
 #[derive(Deserialize)]

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::error::{Locator, ManifestError};
 use super::raw::{
-    CredentialEntry, DirEntry, EgressEntry, EnvSection, LimitsSection, ManifestFile, OneOrMany, ScratchSection,
-    SocketEntry,
+    CredentialEntry, DirEntry, EgressEntry, EnvSection, LimitsSection, ManifestFile, OneOrMany, RateLimitsSection,
+    ScratchSection, SocketEntry,
 };
 use super::{HTTP_METHODS, env_name, guest_path, host_dir, parse_review_date, parse_sha256, validate_tool_name};
 use crate::manifest::Manifest;
@@ -17,6 +17,7 @@ use crate::policy::dir::DirGrant;
 use crate::policy::egress::{EgressRule, NEVER_WITH_CREDENTIALS};
 use crate::policy::env::{EnvGrant, EnvSource};
 use crate::policy::limits::{Limits, validate_limits};
+use crate::policy::rate::{PerMinute, ToolRateLimits};
 use crate::policy::socket::SocketGrant;
 use crate::units::TimeSpan;
 use toml::Spanned;
@@ -45,6 +46,7 @@ impl ManifestFile {
         let sockets = sockets(&self.sockets, at)?;
         let credentials = credentials(&self.credentials, &egress, at)?;
         let limits = limits(self.limits, at)?;
+        let rate_limits = rate_limits(self.rate_limits, at)?;
 
         Ok(Manifest {
             name: tool.name.into_inner(),
@@ -60,6 +62,7 @@ impl ManifestFile {
             sockets,
             credentials,
             limits,
+            rate_limits,
             tags: tool.tags,
             source: Some(at.file.to_owned()),
         })
@@ -348,6 +351,27 @@ fn checked_reason(reason: &Spanned<String>, at: &Locator<'_>, field: String) -> 
 }
 
 /// `[limits]`: each given limit, the defaults for the rest, and the floors.
+/// `[rate_limits]`: a limit of 0 would refuse every call (a kill says that
+/// better); the operator's limits still apply, so a manifest can only lower.
+pub(super) fn rate_limits(raw: RateLimitsSection, at: &Locator<'_>) -> Result<ToolRateLimits, ManifestError> {
+    let tool = PerMinute {
+        calls_per_minute: raw.calls_per_minute,
+        requests_per_minute: raw.requests_per_minute,
+        bytes_out_per_minute: raw.bytes_out_per_minute,
+        mints_per_minute: raw.mints_per_minute,
+    };
+    for (section, limits) in [("rate_limits", &tool), ("rate_limits.per_principal", &raw.per_principal)] {
+        if let Some(name) = limits.zero() {
+            return Err(at.error(
+                None,
+                format!("{section}.{name}"),
+                "must be above 0 (to stop a tool, use `toolcell kill`)",
+            ));
+        }
+    }
+    Ok(ToolRateLimits { tool, per_principal: raw.per_principal })
+}
+
 pub(super) fn limits(raw: LimitsSection, at: &Locator<'_>) -> Result<Limits, ManifestError> {
     let defaults = Limits::DEFAULT;
     let limits = Limits {

@@ -1,6 +1,6 @@
 //! The grant vocabulary: what a manifest, a narrowing and a grant are made
 //! of — directories, environment variables, raw sockets, egress rules,
-//! credentials and limits — and the pure decisions on them (does this rule
+//! credentials, limits and rate limits — and the pure decisions on them (does this rule
 //! allow this request line, what class is this address). No wasmtime, no
 //! I/O: everything above (manifests, grants, capabilities) reads these
 //! types, and nothing here reads anything above.
@@ -10,6 +10,7 @@ pub mod dir;
 pub mod egress;
 pub mod env;
 pub mod limits;
+pub mod rate;
 pub mod socket;
 
 /// A manifest's own demand that a person approve an action it grants:

@@ -19,9 +19,14 @@ use toolcell_runtime::{
     ToolError,
 };
 
-const AUDIENCE: &str = "https://api.test";
+pub(crate) const AUDIENCE: &str = "https://api.test";
 
-fn runtime(harness: &mut Harness, credentials: ProviderConfig) {
+pub(crate) fn runtime(harness: &mut Harness, credentials: ProviderConfig) {
+    runtime_with(harness, credentials, RuntimeConfig::default());
+}
+
+/// A runtime on `base` with `credentials`, resolving the test names to loopback.
+pub(crate) fn runtime_with(harness: &mut Harness, credentials: ProviderConfig, base: RuntimeConfig) {
     let loopback = vec!["127.0.0.1".parse().unwrap()];
     let hosts = HashMap::from([
         ("api.test".to_owned(), loopback.clone()),
@@ -35,25 +40,25 @@ fn runtime(harness: &mut Harness, credentials: ProviderConfig) {
         credentials,
         // The test API is plain http on loopback: the operator allows credentials there.
         plaintext_credential_hosts: vec!["api.test".into(), "internal.test".into()],
-        ..RuntimeConfig::default()
+        ..base
     };
     harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
 }
 
-fn harness(credentials: ProviderConfig) -> Harness {
+pub(crate) fn harness(credentials: ProviderConfig) -> Harness {
     let mut harness = Harness::new();
     runtime(&mut harness, credentials);
     harness
 }
 
-fn rule(url: &str) -> EgressRule {
+pub(crate) fn rule(url: &str) -> EgressRule {
     let mut rule = EgressRule::parse(url).unwrap();
     rule.methods = vec!["GET".into()];
     rule.addresses = vec!["127.0.0.1".parse().unwrap()];
     rule
 }
 
-fn spec(name: &str, provider: ProviderKind, scopes: &[&str], exposure: Exposure) -> CredentialSpec {
+pub(crate) fn spec(name: &str, provider: ProviderKind, scopes: &[&str], exposure: Exposure) -> CredentialSpec {
     CredentialSpec {
         name: name.into(),
         provider,
@@ -65,27 +70,27 @@ fn spec(name: &str, provider: ProviderKind, scopes: &[&str], exposure: Exposure)
     }
 }
 
-fn inject_into(rule_url: &str, header: &str, format: &str) -> Exposure {
+pub(crate) fn inject_into(rule_url: &str, header: &str, format: &str) -> Exposure {
     Exposure::Inject(Injection { egress: vec![rule_url.into()], header: header.into(), format: format.into() })
 }
 
 /// The egress rule credentials are bound to: everything on api.test.
-fn api_rule(port: u16) -> String {
+pub(crate) fn api_rule(port: u16) -> String {
     format!("http://api.test:{port}/*")
 }
 
 /// A credential injected as `Authorization: Bearer` into requests to api.test.
-fn bearer(port: u16, name: &str, provider: ProviderKind, scopes: &[&str]) -> CredentialSpec {
+pub(crate) fn bearer(port: u16, name: &str, provider: ProviderKind, scopes: &[&str]) -> CredentialSpec {
     spec(name, provider, scopes, inject_into(&api_rule(port), "authorization", "Bearer {token}"))
 }
 
 /// The probe tool's GET of `url`.
-fn get(url: &str) -> Call {
+pub(crate) fn get(url: &str) -> Call {
     Call::tool(serde_json::json!({ "action": "http", "method": "GET", "url": url }).to_string())
 }
 
 /// The probe tool granted `credentials`, and GET on api.test and other.test.
-fn probe(port: u16, credentials: Vec<CredentialSpec>) -> Manifest {
+pub(crate) fn probe(port: u16, credentials: Vec<CredentialSpec>) -> Manifest {
     let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
     manifest.egress = vec![rule(&api_rule(port)), rule(&format!("http://other.test:{port}/*"))];
     manifest.credentials = credentials;
@@ -93,7 +98,7 @@ fn probe(port: u16, credentials: Vec<CredentialSpec>) -> Manifest {
     manifest
 }
 
-fn output(report: &CallReport) -> serde_json::Value {
+pub(crate) fn output(report: &CallReport) -> serde_json::Value {
     match &report.result {
         CallResult::Output(text) => serde_json::from_str(text).unwrap(),
         other => panic!("expected output, got {other:?}"),
@@ -104,7 +109,7 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+pub(crate) fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 

@@ -13,6 +13,7 @@ mod failures;
 mod filesystem;
 mod limits;
 mod openbao;
+mod oversight;
 mod plain;
 mod request_policy;
 mod tasks;

@@ -15,8 +15,8 @@ use toolcell_runtime::policy::credential::{CredentialSpec, Exposure, ProviderKin
 use toolcell_runtime::{Call, CallResult, InvokeError, Manifest, Runtime, RuntimeConfig, TaskRequest, TimeSpan};
 use toolcell_test_guests::openbao::{OpenBao, openbao};
 
-struct Bao {
-    harness: Harness,
+pub(crate) struct Bao {
+    pub(crate) harness: Harness,
     server: &'static OpenBao,
 }
 
@@ -26,8 +26,14 @@ fn setup() -> Bao {
 
 /// A runtime whose OpenBao requests go to `address` (the server, or a proxy in front of it).
 fn setup_at(address: String) -> Bao {
+    let harness = Harness::new();
+    let config = bao_config(&harness, address);
+    Bao::with_config(harness, config)
+}
+
+/// The config of a runtime whose OpenBao requests go to `address`, auditing in the harness's dir.
+pub(crate) fn bao_config(harness: &Harness, address: String) -> RuntimeConfig {
     let server = openbao();
-    let mut harness = Harness::new();
     let token = harness.dir.path().join("bao-token");
     std::fs::write(&token, &server.root_token).unwrap();
     let secret = toml::from_str(
@@ -39,7 +45,7 @@ field = "certificate"
 "#,
     )
     .unwrap();
-    let config = RuntimeConfig {
+    RuntimeConfig {
         audit_log: Some(harness.dir.path().join("audit.jsonl")),
         scratch_root: Some(harness.scratch_root()),
         lease_journal: Some(harness.dir.path().join("leases")),
@@ -53,12 +59,18 @@ field = "certificate"
             ..ProviderConfig::default()
         },
         ..RuntimeConfig::default()
-    };
-    harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
-    Bao { harness, server }
+    }
 }
 
-fn manifest() -> Manifest {
+impl Bao {
+    /// A runtime on `config` (from [`bao_config`]) in `harness`.
+    pub(crate) fn with_config(mut harness: Harness, config: RuntimeConfig) -> Bao {
+        harness.runtime = Runtime::with_engine(harness.runtime.engine().clone(), config).unwrap();
+        Bao { harness, server: openbao() }
+    }
+}
+
+pub(crate) fn manifest() -> Manifest {
     let mut manifest = Manifest::ad_hoc(Path::new(guests::PROBE_TOOL));
     manifest.credentials = vec![CredentialSpec {
         name: "cert".into(),
@@ -74,13 +86,13 @@ fn manifest() -> Manifest {
 }
 
 /// Acquire the certificate, reveal it, then do `then` in the same call.
-fn acquire_then(then: serde_json::Value) -> Call {
+pub(crate) fn acquire_then(then: serde_json::Value) -> Call {
     Call::tool(serde_json::json!({ "action": "acquire", "name": "cert", "reveal": true, "then": then }).to_string())
 }
 
 impl Bao {
     /// Waits for the `n`th lease minted in this runtime (from 1); returns its id.
-    async fn minted_lease(&self, n: usize) -> String {
+    pub(crate) async fn minted_lease(&self, n: usize) -> String {
         let started = Instant::now();
         loop {
             let leases: Vec<String> = self
@@ -98,24 +110,24 @@ impl Bao {
         }
     }
 
-    fn task_token(&self) -> String {
+    pub(crate) fn task_token(&self) -> String {
         let events = self.harness.audit_events();
         let token = events.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == "task token");
         token.expect("a task token was minted")["id"].as_str().unwrap().to_owned()
     }
 
-    async fn lease_exists(&self, lease: &str) -> bool {
+    pub(crate) async fn lease_exists(&self, lease: &str) -> bool {
         let (server, lease) = (self.server, lease.to_owned());
         tokio::task::spawn_blocking(move || server.lease_exists(&lease)).await.unwrap()
     }
 
-    async fn token_exists(&self, accessor: &str) -> bool {
+    pub(crate) async fn token_exists(&self, accessor: &str) -> bool {
         let (server, accessor) = (self.server, accessor.to_owned());
         tokio::task::spawn_blocking(move || server.token_exists(&accessor)).await.unwrap()
     }
 
     /// Waits (for background revocation) until the lease is gone.
-    async fn until_lease_gone(&self, lease: &str) {
+    pub(crate) async fn until_lease_gone(&self, lease: &str) {
         let started = Instant::now();
         while self.lease_exists(lease).await {
             assert!(started.elapsed() < Duration::from_secs(20), "lease {lease} was never revoked");

@@ -1,0 +1,163 @@
+//! Oversight through real processes: `toolcell serve --http` driven by the
+//! Python MCP client, with a real OpenBao behind the tool's credential;
+//! `toolcell tasks`, `kill` and `unkill` through the admin socket; kills
+//! kept across a restart; rate limits the client can act on.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use toolcell_test_guests::openbao::openbao;
+
+use super::policies::{Served, outcome};
+use crate::common::text;
+
+/// The served `github-issues` tool, holding an OpenBao certificate, with
+/// OpenBao configured and `extra` in the runtime config.
+fn served_with_openbao(extra: &str) -> (Served, std::path::PathBuf) {
+    let served = Served::new(&[], "60s");
+    let bao = openbao();
+    std::fs::write(served.dir.path().join("bao-token"), &bao.root_token).unwrap();
+    let manifest = served.dir.path().join("policies/github-issues.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[[credentials]]\nname = \"cert\"\nprovider = \"openbao\"\nscopes = [\"tool-pki\"]\n\
+         audience = \"pki:tool\"\nexposure = \"reveal\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let config = served.config(&format!(
+        "lease_journal = \"leases\"\nkill_file = \"kills.json\"\n{extra}\n\n[openbao]\naddress = \"{}\"\n\
+         token = {{ file = \"bao-token\" }}\ntimeout = \"2s\"\n\n[[openbao.secrets]]\naudience = \"pki:tool\"\n\
+         path = \"pki/issue/tool\"\ndata = {{ common_name = \"{{task}}.toolcell.test\", ttl = \"{{ttl}}\" }}\n\
+         field = \"certificate\"\n",
+        bao.address
+    ));
+    (served, config)
+}
+
+/// `toolcell ARGS` against the served admin socket.
+fn admin(served: &Served, args: &[&str]) -> Output {
+    served.toolcell().args(args).arg("--socket").arg(served.socket()).output().unwrap()
+}
+
+fn echo() -> serde_json::Value {
+    serde_json::json!({ "action": "echo" })
+}
+
+#[test]
+fn a_kill_stops_a_served_call_mid_flight_revokes_its_lease_and_outlives_a_restart() {
+    let (served, config) = served_with_openbao("");
+    let serving = served.serve_with(config.clone());
+    let holding = served.call_with(
+        &serving,
+        serde_json::json!({ "action": "acquire", "name": "cert", "reveal": true,
+            "then": { "action": "sleep", "seconds": 40 } }),
+    );
+
+    // `toolcell tasks` shows the call and its lease, by id.
+    let started = Instant::now();
+    let (task, lease) = loop {
+        let listed = admin(&served, &["tasks", "--json"]);
+        assert!(listed.status.success(), "{}", text(&listed.stderr));
+        let tasks: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let held = &tasks[0]["calls"][0]["credentials"][0];
+        if let Some(lease) = held["id"].as_str() {
+            assert_eq!(
+                (tasks[0]["principal"].as_str(), tasks[0]["tool"].as_str()),
+                (Some("alice"), Some("github-issues"))
+            );
+            assert_eq!(held["provider"], "openbao");
+            break (tasks[0]["task"].as_str().unwrap().to_owned(), lease.to_owned());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the call never held its lease: {tasks}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(openbao().lease_exists(&lease));
+    let listed = admin(&served, &["tasks"]);
+    let shown = text(&listed.stdout);
+    assert!(shown.contains(&task) && shown.contains("running") && shown.contains(&lease), "{shown}");
+
+    let killed = admin(&served, &["kill", "--tool", "github-issues", "--reason", "exfiltrating issue bodies"]);
+    assert!(killed.status.success(), "{}", text(&killed.stderr));
+    let said = text(&killed.stdout);
+    assert!(said.contains("stopped 1 call(s) in 1 task(s); 1 credential(s) revoked"), "{said}");
+    assert!(!openbao().lease_exists(&lease), "the lease outlived the kill");
+    let stopped = outcome(holding);
+    let message = stopped["text"][0].as_str().unwrap_or_default();
+    assert!(stopped["isError"] == true && message.contains("exfiltrating issue bodies"), "{stopped}");
+
+    // New calls are refused, naming the kill; a restarted server still refuses them.
+    let refused = outcome(served.call_with(&serving, echo()));
+    assert!(refused["text"][0].as_str().unwrap().contains("tool `github-issues` was killed by local:"), "{refused}");
+    drop(serving);
+    let serving = served.serve_with(config);
+    let refused = outcome(served.call_with(&serving, echo()));
+    assert!(refused["text"][0].as_str().unwrap().contains("exfiltrating issue bodies"), "{refused}");
+    let listed = admin(&served, &["kill", "--list"]);
+    assert!(text(&listed.stdout).contains("tool `github-issues` was killed"), "{}", text(&listed.stdout));
+
+    // Lifted, the tool serves again.
+    let lifted = admin(&served, &["unkill", "--tool", "github-issues"]);
+    assert!(lifted.status.success(), "{}", text(&lifted.stderr));
+    let served_again = outcome(served.call_with(&serving, echo()));
+    assert_eq!(served_again["isError"], false, "{served_again}");
+    let again = admin(&served, &["unkill", "--tool", "github-issues"]);
+    assert!(!again.status.success() && text(&again.stderr).contains("no kill of tool `github-issues`"));
+
+    let audit = served.audit();
+    let kills: Vec<&serde_json::Value> = audit.iter().filter(|e| e["event"] == "kill").collect();
+    assert_eq!(kills.len(), 2, "the kill and the unkill are audited");
+    assert!(kills[0]["by"].as_str().unwrap().starts_with("local:"));
+    let revoked = audit.iter().find(|e| e["event"] == "credential_revoked" && e["id"] == lease.as_str()).unwrap();
+    assert!(revoked["reason"].as_str().unwrap().contains("exfiltrating issue bodies"), "{revoked}");
+}
+
+#[test]
+fn kill_and_unkill_refuse_what_they_cannot_do() {
+    let served = Served::new(&[], "5s");
+    let serving = served.serve("");
+    // No target, two targets, an empty name.
+    let none = admin(&served, &["kill"]);
+    assert!(!none.status.success() && text(&none.stderr).contains("name what to kill"), "{}", text(&none.stderr));
+    let none = admin(&served, &["unkill"]);
+    assert!(!none.status.success() && text(&none.stderr).contains("name the kill to lift"), "{}", text(&none.stderr));
+    let two = served.toolcell().args(["kill", "--tool", "a", "--principal", "b"]).output().unwrap();
+    assert!(!two.status.success() && text(&two.stderr).contains("cannot be used with"), "{}", text(&two.stderr));
+    let empty = admin(&served, &["kill", "--tool", " "]);
+    assert!(!empty.status.success() && text(&empty.stderr).contains("names its task, tool or principal"));
+    // A kill --for lapses; kills of one principal leave the others alone.
+    let killed = admin(&served, &["kill", "--principal", "alice", "--for", "6s", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&killed.stdout).unwrap();
+    let until = report["kill"]["until"].as_u64().expect("a kill --for has an end");
+    let refused = outcome(served.call_with(&serving, echo()));
+    assert!(refused["text"][0].as_str().unwrap().contains("principal `alice` was killed"), "{refused}");
+    let until = std::time::UNIX_EPOCH + Duration::from_secs(until);
+    std::thread::sleep(
+        until.duration_since(std::time::SystemTime::now()).unwrap_or_default() + Duration::from_millis(100),
+    );
+    let served_again = outcome(served.call_with(&serving, echo()));
+    assert_eq!(served_again["isError"], false, "{served_again}");
+}
+
+#[test]
+fn a_call_over_its_rate_limit_is_an_mcp_error_that_says_when_to_retry() {
+    let served = Served::new(&[], "5s");
+    let serving = served.serve("[[rate_limits]]\ntool = \"github-issues\"\nprincipal = \"*\"\ncalls_per_minute = 2\n");
+    for _ in 0..2 {
+        let ok = outcome(served.call_with(&serving, echo()));
+        assert_eq!(ok["isError"], false, "{ok}");
+    }
+    let refused = outcome(served.call_with(&serving, echo()));
+    let error = &refused["error"];
+    assert_eq!(error["code"], -32029, "{refused}");
+    assert_eq!(error["data"]["type"], "rate_limited");
+    assert_eq!(error["data"]["limit"], "calls_per_minute");
+    assert_eq!(error["data"]["scope"], "principal `alice` on tool `github-issues`");
+    let retry = error["data"]["retry_after_seconds"].as_u64().unwrap();
+    assert!((1..=60).contains(&retry), "{refused}");
+    assert!(error["message"].as_str().unwrap().contains("retry in"), "{refused}");
+    // A rate limit that could mean nothing is refused at start, by name.
+    let config = served.config("[[rate_limits]]\ncalls_per_minute = 5\n");
+    let mut command = served.toolcell();
+    let out = command.arg("--config").arg(&config).args(["serve", "--manifest", "x.toml"]).output().unwrap();
+    assert!(!out.status.success() && text(&out.stderr).contains("rate_limits[0]"), "{}", text(&out.stderr));
+}
