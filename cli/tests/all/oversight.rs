@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use toolcell_test_guests::openbao::openbao;
 
-use super::policies::{Served, outcome};
+use super::policies::{Served, outcome, webhook_sink};
 use crate::common::text;
 
 /// The served `github-issues` tool, holding an OpenBao certificate, with
@@ -160,4 +160,97 @@ fn a_call_over_its_rate_limit_is_an_mcp_error_that_says_when_to_retry() {
     let mut command = served.toolcell();
     let out = command.arg("--config").arg(&config).args(["serve", "--manifest", "x.toml"]).output().unwrap();
     assert!(!out.status.success() && text(&out.stderr).contains("rate_limits[0]"), "{}", text(&out.stderr));
+}
+
+/// A runtime config for `served` with api.test and other.test on loopback, and `monitor`.
+fn watched_config(served: &Served, monitor: &str) -> std::path::PathBuf {
+    let path = served.dir.path().join("watched.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "hosts = {{ \"api.test\" = [\"127.0.0.1\"], \"other.test\" = [\"127.0.0.1\"] }}\n{monitor}\n\n\
+             [serve]\nadmin_socket = \"admin.sock\"\n\n[[serve.tokens]]\nprincipal = \"alice\"\n\
+             token = {{ file = \"alice.token\" }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_baseline_learned_from_the_audit_trail_catches_a_new_host_and_survives_a_bad_reload() {
+    let served = Served::new(&[], "10s");
+    let manifest = served.dir.path().join("policies/github-issues.toml");
+    let mut toml = std::fs::read_to_string(&manifest).unwrap();
+    toml.push_str(&format!(
+        "\n[[egress]]\nurl = \"http://other.test:{}/*\"\nmethods = [\"GET\"]\naddresses = [\"127.0.0.1\"]\n",
+        served.api_port
+    ));
+    std::fs::write(&manifest, toml).unwrap();
+    let get = |host: &str| {
+        serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://{host}:{}/ok", served.api_port) })
+    };
+
+    // A week of usual behaviour, in short: GETs to api.test.
+    let serving = served.serve_with(watched_config(&served, ""));
+    for _ in 0..3 {
+        let usual = outcome(served.call_with(&serving, get("api.test")));
+        assert_eq!(usual["isError"], false, "{usual}");
+    }
+    drop(serving);
+    let baseline = served.dir.path().join("baseline.json");
+    let learned = served
+        .toolcell()
+        .args(["baseline", "learn", "--since", "7d", "--out"])
+        .arg(&baseline)
+        .arg("--audit")
+        .arg(served.dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(learned.status.success(), "{}", text(&learned.stderr));
+    let said = text(&learned.stdout);
+    assert!(said.contains("tool github-issues: 3 calls") && said.contains("hosts: api.test"), "{said}");
+
+    // Served against it: a host the tool never used is refused, recorded, and posted to the webhook.
+    let (sink, posted) = webhook_sink();
+    let monitor = format!(
+        "[monitor]\nbaseline = \"baseline.json\"\nmin_calls = 3\nwebhook = \"http://127.0.0.1:{sink}/anomalies\"\n\
+         new_host = {{ action = \"deny\" }}\n"
+    );
+    let config = watched_config(&served, &monitor);
+    let serving = served.serve_with(config.clone());
+    let usual = outcome(served.call_with(&serving, get("api.test")));
+    assert_eq!(usual["isError"], false, "{usual}");
+    let new = outcome(served.call_with(&serving, get("other.test")));
+    let message = new["text"][0].as_str().unwrap_or_default();
+    assert!(new["isError"] == true && message.contains("anomaly new_host for tool `github-issues`"), "{new}");
+    let started = Instant::now();
+    while !posted.lock().unwrap().iter().any(|body| body.contains("new_host")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the anomaly was not posted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let anomalies: Vec<serde_json::Value> = served.audit().into_iter().filter(|e| e["event"] == "anomaly").collect();
+    assert_eq!((anomalies.len(), anomalies[0]["observed"].as_str()), (1, Some("a request to other.test")));
+
+    // A broken baseline is not reloaded: the last good one stays in force.
+    std::fs::write(&baseline, "{ broken").unwrap();
+    let started = Instant::now();
+    while !serving.log.lock().unwrap().contains("baseline not reloaded; the last good one stays in force") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", serving.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let still = outcome(served.call_with(&serving, get("other.test")));
+    assert_eq!(still["isError"], true, "{still}");
+    drop(serving);
+    // And a server does not start on one.
+    let out = served
+        .toolcell()
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--policies"])
+        .arg(served.dir.path().join("policies"))
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("baseline.json") && stderr.contains("malformed"), "{stderr}");
 }

@@ -19,7 +19,7 @@ fn repo() -> PathBuf {
 }
 
 /// A loopback webhook receiver: answers 204 and keeps each request's body.
-fn webhook_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn webhook_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -212,7 +212,7 @@ impl Served {
 pub(crate) struct Serving {
     child: Child,
     pub(crate) url: String,
-    log: Arc<Mutex<String>>,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Drop for Serving {
@@ -502,14 +502,15 @@ fn the_admin_interface_over_http_answers_admin_tokens_only() {
         "op": "approvals_answer", "id": pending["id"], "approve": true, "digest": pending["digest"],
     })
     .to_string();
-    let post = |token: Option<&str>| {
+    let post_request = |token: Option<&str>, request: &str| {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json")];
         if let Some(bearer) = &bearer {
             headers.push(("authorization", bearer.as_str()));
         }
-        http_request(&serving.url, "POST", "/admin", &headers, &answer)
+        http_request(&serving.url, "POST", "/admin", &headers, request)
     };
+    let post = |token: Option<&str>| post_request(token, &answer);
     // No token, and an MCP token, are not admin tokens.
     assert_eq!(post(None).0, 401);
     assert_eq!(post(Some(ALICE_TOKEN)).0, 401);
@@ -523,4 +524,15 @@ fn the_admin_interface_over_http_answers_admin_tokens_only() {
     let approved = served.audit().into_iter().find(|e| e["event"] == "approval" && e["decision"] == "approved");
     let approved = approved.expect("the approval is audited");
     assert_eq!((approved["approver"].as_str(), approved["channel"].as_str()), (Some("ops:carol"), Some("admin")));
+
+    // Kills too: only for an admin token, and made in its name.
+    let kill = r#"{"op":"kill","target":{"tool":"github-issues"},"reason":"over http"}"#;
+    assert_eq!(post_request(Some(ALICE_TOKEN), kill).0, 401);
+    let (status, _, body) = post_request(Some(CAROL), kill);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"by\":\"ops:carol\""), "{body}");
+    let refused = outcome(served.call(&serving, "GET", ""));
+    assert!(refused["text"][0].as_str().unwrap().contains("killed by ops:carol"), "{refused}");
+    let (status, _, body) = post_request(Some(CAROL), r#"{"op":"unkill","target":{"tool":"github-issues"}}"#);
+    assert_eq!(status, 200, "{body}");
 }

@@ -15,7 +15,9 @@
 //! capability once the grant has allowed the action and its facts are
 //! known (an HTTP request's body digest, a mint's lifetime). `govern` can
 //! only deny or hold: nothing a policy says allows what the grant refuses.
-//! Rate limits and the kill switch belong beside it.
+//! Before policy, `govern` takes the action's share of the rate limits and
+//! shows it to the anomaly rules (`crate::oversight`); every denial is
+//! shown to them too.
 //!
 //! Decisions asked here:
 //! - `call`: opening a task on a tool ([`task::OpenTask`]);

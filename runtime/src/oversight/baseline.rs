@@ -149,6 +149,7 @@ impl Baseline {
     /// Learns a baseline from audit trails (JSON lines), from the events at
     /// or after `since` (unix seconds). Lines that are not events of this
     /// runtime are refused with their place.
+    // Ambient authority: the audit files the operator names.
     pub fn learn(audits: &[PathBuf], since: Option<i64>) -> Result<Baseline, BaselineError> {
         let mut calls: HashMap<String, CallSeen> = HashMap::new();
         let mut earliest: Option<i64> = None;

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod anomalies;
 mod credentials;
 mod egress;
 mod env_and_network;
