@@ -9,7 +9,9 @@
 //! - `100 calls/issuer tokens + OpenBao leases`: each also holds a PKI lease
 //!   under its task's OpenBao child token (one revocation round trip for the
 //!   lease, one for the token, per task), against a real OpenBao on
-//!   loopback (dev mode, started by the harness).
+//!   loopback (dev mode, started by the harness);
+//! - `1 calls/issuer tokens + OpenBao leases`: the same for one call: the
+//!   round trips' floor.
 //!
 //! Each iteration starts the 100 calls, waits until all hold their
 //! credentials, then times the kill alone (`iter_custom`); the kill is
@@ -28,8 +30,6 @@ use toolcell_runtime::{
 use toolcell_test_guests as guests;
 use toolcell_test_guests::openbao::openbao;
 
-const CALLS: usize = 100;
-
 fn spec(name: &str, provider: ProviderKind, audience: &str, scopes: &[&str]) -> CredentialSpec {
     CredentialSpec {
         name: name.into(),
@@ -42,14 +42,14 @@ fn spec(name: &str, provider: ProviderKind, audience: &str, scopes: &[&str]) -> 
     }
 }
 
-/// Starts `CALLS` calls that acquire `names` then sleep; returns once every
+/// Starts `calls` calls that acquire `names` then sleep; returns once every
 /// call holds them all.
-async fn holding(runtime: &Arc<Runtime>, tool: &Arc<toolcell_runtime::Tool>, names: &[&str]) {
+async fn holding(runtime: &Arc<Runtime>, tool: &Arc<toolcell_runtime::Tool>, calls: usize, names: &[&str]) {
     let mut then = serde_json::json!({ "action": "sleep", "seconds": 100 });
     for name in names.iter().rev() {
         then = serde_json::json!({ "action": "acquire", "name": name, "then": then });
     }
-    for n in 0..CALLS {
+    for n in 0..calls {
         let task = runtime.open_task(tool, TaskRequest::new(format!("agent-{n}"), Duration::from_secs(300))).unwrap();
         let call = Call::tool(then.to_string());
         tokio::spawn(async move {
@@ -61,7 +61,7 @@ async fn holding(runtime: &Arc<Runtime>, tool: &Arc<toolcell_runtime::Tool>, nam
     loop {
         let tasks = runtime.controls().tasks();
         let held: usize = tasks.iter().flat_map(|t| &t.calls).map(|c| c.credentials.len()).sum();
-        if held == CALLS * names.len() {
+        if held == calls * names.len() {
             return;
         }
         assert!(started.elapsed() < Duration::from_secs(120), "only {held} credentials held");
@@ -102,21 +102,22 @@ fn contain(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("contain");
     group.sample_size(10);
-    for (name, credentials) in
-        [("100 calls/issuer tokens", &["api"][..]), ("100 calls/issuer tokens + OpenBao leases", &["api", "cert"][..])]
-    {
-        group.bench_function(name, |b| {
+    let issuer = &["api"][..];
+    let both = &["api", "cert"][..];
+    for (calls, credentials) in [(100, issuer), (1, both), (100, both)] {
+        let held = if credentials.len() == 1 { "issuer tokens" } else { "issuer tokens + OpenBao leases" };
+        group.bench_function(format!("{calls} calls/{held}"), |b| {
             b.to_async(&rt).iter_custom(|iterations| {
                 let (runtime, tool) = (runtime.clone(), tool.clone());
                 async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iterations {
-                        holding(&runtime, &tool, credentials).await;
+                        holding(&runtime, &tool, calls, credentials).await;
                         let started = Instant::now();
                         let report =
                             runtime.controls().kill(KillTarget::All, Some("bench".into()), "bench", None).await;
                         total += started.elapsed();
-                        assert_eq!(report.contained.calls, CALLS, "{report:?}");
+                        assert_eq!(report.contained.calls, calls, "{report:?}");
                         runtime.controls().unkill(&KillTarget::All, "bench").unwrap();
                         // The stopped calls' tasks close on their own side before the next round.
                         while !runtime.controls().tasks().is_empty() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::serve::admin::{AdminRequest, AdminResponse, ask, socket_path};
+use crate::serve::admin::{AdminRequest, Answer, asked};
 use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
@@ -57,7 +57,6 @@ enum ApprovalsCommand {
 }
 
 pub async fn run(args: ApprovalsArgs, config: Option<&std::path::Path>) -> Result<ExitCode> {
-    let path = socket_path(args.socket.as_deref(), config)?;
     let request = match &args.command {
         ApprovalsCommand::List => AdminRequest::List,
         ApprovalsCommand::Show { id } => AdminRequest::Show { id: id.clone() },
@@ -68,16 +67,10 @@ pub async fn run(args: ApprovalsArgs, config: Option<&std::path::Path>) -> Resul
             AdminRequest::Answer { id: id.clone(), approve: false, digest: digest.clone(), reason: reason.clone() }
         }
     };
-    let AdminResponse { ok, result, error } = ask(&path, &request).await?;
-    if !ok {
-        eprintln!("toolcell: {}", error.unwrap_or_else(|| "refused".into()));
-        return Ok(ExitCode::FAILURE);
-    }
-    let result = result.unwrap_or_default();
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&result)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let result = match asked(args.socket.as_deref(), args.json, config, request).await? {
+        Answer::Result(result) => result,
+        other => return Ok(other.code()),
+    };
     match args.command {
         ApprovalsCommand::List => {
             let waiting = result.as_array().cloned().unwrap_or_default();

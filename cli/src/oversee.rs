@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use toolcell_runtime::{Kill, KillReport, KillTarget, LiveTask, TimeSpan};
 
-use crate::serve::admin::{AdminRequest, AdminResponse, ask, socket_path};
+use crate::serve::admin::{AdminRequest, Answer, asked};
 
 const SOCKET_HELP: &str = "\
 The server's admin socket is [serve] admin_socket in the runtime config, or
@@ -107,45 +107,9 @@ pub struct UnkillArgs {
     admin: AdminArgs,
 }
 
-/// What the admin socket answered.
-enum Answer {
-    /// Refused; the reason is printed.
-    Refused,
-    /// Printed as JSON (`--json`).
-    Printed,
-    /// For the command to print.
-    Result(serde_json::Value),
-}
-
-impl Answer {
-    /// The exit code of a command whose answer was printed or refused.
-    fn code(&self) -> ExitCode {
-        match self {
-            Answer::Refused => ExitCode::FAILURE,
-            _ => ExitCode::SUCCESS,
-        }
-    }
-}
-
-/// Asks the admin socket; prints a refusal, or the result as JSON with `--json`.
-async fn asked(admin: &AdminArgs, config: Option<&Path>, request: AdminRequest) -> Result<Answer> {
-    let path = socket_path(admin.socket.as_deref(), config)?;
-    let AdminResponse { ok, result, error } = ask(&path, &request).await?;
-    if !ok {
-        eprintln!("toolcell: {}", error.unwrap_or_else(|| "refused".into()));
-        return Ok(Answer::Refused);
-    }
-    let result = result.unwrap_or_default();
-    if admin.json {
-        outln!("{}", serde_json::to_string_pretty(&result)?);
-        return Ok(Answer::Printed);
-    }
-    Ok(Answer::Result(result))
-}
-
 /// `toolcell tasks`.
 pub async fn tasks(args: TasksArgs, config: Option<&Path>) -> Result<ExitCode> {
-    let result = match asked(&args.admin, config, AdminRequest::Tasks).await? {
+    let result = match asked(args.admin.socket.as_deref(), args.admin.json, config, AdminRequest::Tasks).await? {
         Answer::Result(result) => result,
         other => return Ok(other.code()),
     };
@@ -199,7 +163,7 @@ pub async fn kill(args: KillArgs, config: Option<&Path>) -> Result<ExitCode> {
         },
         (None, false) => anyhow::bail!("name what to kill: --task ID, --tool NAME, --principal P or --all (or --list)"),
     };
-    let result = match asked(&args.admin, config, request).await? {
+    let result = match asked(args.admin.socket.as_deref(), args.admin.json, config, request).await? {
         Answer::Result(result) => result,
         other => return Ok(other.code()),
     };
@@ -235,7 +199,7 @@ pub async fn unkill(args: UnkillArgs, config: Option<&Path>) -> Result<ExitCode>
         anyhow::bail!("name the kill to lift: --task ID, --tool NAME, --principal P or --all (`toolcell kill --list`)");
     };
     let request = AdminRequest::Unkill { target: target.target() };
-    let result = match asked(&args.admin, config, request).await? {
+    let result = match asked(args.admin.socket.as_deref(), args.admin.json, config, request).await? {
         Answer::Result(result) => result,
         other => return Ok(other.code()),
     };

@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -231,4 +232,41 @@ pub async fn ask(path: &Path, request: &AdminRequest) -> Result<AdminResponse> {
     let mut lines = BufReader::new(read).lines();
     let line = lines.next_line().await?.context("the admin socket closed without an answer")?;
     serde_json::from_str(&line).context("reading the admin socket's answer")
+}
+
+/// What the admin socket answered.
+pub enum Answer {
+    /// Refused; the reason is printed.
+    Refused,
+    /// Printed as JSON (`--json`).
+    Printed,
+    /// For the command to print.
+    Result(serde_json::Value),
+}
+
+impl Answer {
+    /// The exit code of a command whose answer was printed or refused.
+    pub fn code(&self) -> ExitCode {
+        match self {
+            Answer::Refused => ExitCode::FAILURE,
+            _ => ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// Asks the admin socket at `socket` (or the configured one); prints a
+/// refusal, or the result as JSON when `json`.
+pub async fn asked(socket: Option<&Path>, json: bool, config: Option<&Path>, request: AdminRequest) -> Result<Answer> {
+    let path = socket_path(socket, config)?;
+    let AdminResponse { ok, result, error } = ask(&path, &request).await?;
+    if !ok {
+        eprintln!("toolcell: {}", error.unwrap_or_else(|| "refused".into()));
+        return Ok(Answer::Refused);
+    }
+    let result = result.unwrap_or_default();
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(Answer::Printed);
+    }
+    Ok(Answer::Result(result))
 }

@@ -187,9 +187,7 @@ fn a_baseline_learned_from_the_audit_trail_catches_a_new_host_and_survives_a_bad
         served.api_port
     ));
     std::fs::write(&manifest, toml).unwrap();
-    let get = |host: &str| {
-        serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://{host}:{}/ok", served.api_port) })
-    };
+    let get = |host: &str| serde_json::json!({ "action": "http", "method": "GET", "url": format!("http://{host}:{}/ok", served.api_port) });
 
     // A week of usual behaviour, in short: GETs to api.test.
     let serving = served.serve_with(watched_config(&served, ""));

@@ -197,6 +197,14 @@ pub(crate) enum Seen {
     Kill(Anomaly, crate::oversight::KillTarget),
 }
 
+/// A count checked against a learned p99.
+struct Past<'a> {
+    metric: &'static str,
+    subject: &'a str,
+    observed: u64,
+    p99: f64,
+}
+
 /// The watcher's state.
 #[derive(Debug)]
 pub(crate) struct Watch {
@@ -271,19 +279,12 @@ impl Watch {
                 counted.push((key, window.used(now)));
             }
         }
-        let rule = self.settings.call_rate;
+        let who = (principal, tool);
         for (subject, behaviour) in self.trusted(&baseline, principal, tool) {
-            let allowed = rule.factor * behaviour.calls_per_minute.p99.max(1.0);
             let observed = counted.iter().find(|(key, _)| *key == subject).map_or(0, |(_, n)| *n);
-            if observed as f64 > allowed {
-                let anomaly = self.anomaly(
-                    "call_rate",
-                    &subject,
-                    format!("{observed} calls in the last minute"),
-                    format!("{} × p99 {} calls per minute", rule.factor, behaviour.calls_per_minute.p99),
-                    rule.action,
-                );
-                return self.verdict(anomaly, rule, principal, tool);
+            let past = Past { metric: "call_rate", subject: &subject, observed, p99: behaviour.calls_per_minute.p99 };
+            if let Some(seen) = self.past_p99(self.settings.call_rate, past, 1.0, "calls in a minute", who) {
+                return seen;
             }
         }
         Seen::Fine
@@ -301,18 +302,12 @@ impl Watch {
                 let anomaly = self.anomaly("new_host", &subject, format!("a request to {host}"), baseline, rule.action);
                 return self.verdict(anomaly, rule, principal, tool);
             }
-            let rule = self.settings.bytes_out;
-            let allowed = rule.factor * behaviour.bytes_out_per_call.p99.max(1024.0);
             let observed = sent.saturating_add(body);
-            if observed as f64 > allowed {
-                let anomaly = self.anomaly(
-                    "bytes_out",
-                    &subject,
-                    format!("{observed} bytes out in this call"),
-                    format!("{} × p99 {} bytes per call", rule.factor, behaviour.bytes_out_per_call.p99),
-                    rule.action,
-                );
-                return self.verdict(anomaly, rule, principal, tool);
+            let past = Past { metric: "bytes_out", subject: &subject, observed, p99: behaviour.bytes_out_per_call.p99 };
+            if let Some(seen) =
+                self.past_p99(self.settings.bytes_out, past, 1024.0, "bytes out in a call", (principal, tool))
+            {
+                return seen;
             }
         }
         Seen::Fine
@@ -344,22 +339,41 @@ impl Watch {
                 return self.verdict(anomaly, rule, principal, tool);
             }
         }
-        let rule = self.settings.denials;
         let Some(baseline) = self.baseline() else { return Seen::Fine };
         for (subject, behaviour) in self.trusted(&baseline, principal, tool) {
-            let allowed = rule.factor * behaviour.denials_per_call.p99.max(1.0);
-            if in_call as f64 > allowed {
-                let anomaly = self.anomaly(
-                    "denials",
-                    &subject,
-                    format!("{in_call} denials in this call"),
-                    format!("{} × p99 {} per call", rule.factor, behaviour.denials_per_call.p99),
-                    rule.action,
-                );
-                return self.verdict(anomaly, rule, principal, tool);
+            let past =
+                Past { metric: "denials", subject: &subject, observed: in_call, p99: behaviour.denials_per_call.p99 };
+            if let Some(seen) = self.past_p99(self.settings.denials, past, 1.0, "denials in a call", (principal, tool))
+            {
+                return seen;
             }
         }
         Seen::Fine
+    }
+
+    /// The anomaly, and its rule's verdict, when `past.observed` is above
+    /// `rule.factor` × the learned p99 (taken as at least `floor`, so a
+    /// baseline of zeros does not make every first one anomalous).
+    fn past_p99(
+        &self,
+        rule: AnomalyRule,
+        past: Past<'_>,
+        floor: f64,
+        unit: &str,
+        (principal, tool): (&str, &str),
+    ) -> Option<Seen> {
+        let allowed = rule.factor * past.p99.max(floor);
+        if past.observed as f64 <= allowed {
+            return None;
+        }
+        let anomaly = self.anomaly(
+            past.metric,
+            past.subject,
+            format!("{} {unit}", past.observed),
+            format!("{} × p99 {} {unit}", rule.factor, past.p99),
+            rule.action,
+        );
+        Some(self.verdict(anomaly, rule, principal, tool))
     }
 
     fn anomaly(

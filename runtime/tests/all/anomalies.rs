@@ -14,8 +14,8 @@ use crate::credentials::{events_of, output, probe, spec};
 use crate::openbao::{Bao, bao_config, manifest as bao_manifest};
 use toolcell_runtime::policy::credential::{Exposure, ProviderKind};
 use toolcell_runtime::{
-    AnomalyAction, AnomalyRule, Baseline, Behaviour, Call, DenyStorm, InvokeError, MonitorSettings, Quarantine, Runtime,
-    RuntimeConfig, Spread, StaticResolver, TaskError, TaskRequest,
+    AnomalyAction, AnomalyRule, Baseline, Behaviour, Call, DenyStorm, InvokeError, MonitorSettings, Quarantine,
+    Runtime, RuntimeConfig, Spread, StaticResolver, TaskError, TaskRequest,
 };
 use toolcell_test_guests::openbao::openbao;
 
@@ -168,8 +168,10 @@ async fn a_call_sending_a_hundred_times_its_usual_bytes_is_killed_with_its_crede
 async fn a_storm_of_denials_quarantines_the_principal() {
     let server = TestServer::start(None).await;
     let port = server.port;
-    let monitor =
-        MonitorSettings { deny_storm: DenyStorm { denials: 5, seconds: 60, enabled: true }, ..MonitorSettings::default() };
+    let monitor = MonitorSettings {
+        deny_storm: DenyStorm { denials: 5, seconds: 60, enabled: true },
+        ..MonitorSettings::default()
+    };
     // No baseline: the deny storm is built in.
     let h = harness_watching(monitor, None);
     let tool = h.load(probe(port, Vec::new()));
