@@ -204,6 +204,11 @@ pub async fn answer(request: AdminRequest, approver: &str, controls: &Controls) 
             {
                 return refused("a kill names its task, tool or principal".into());
             }
+            if let KillTarget::Task(id) = &target
+                && !controls.tasks().iter().any(|task| &task.task == id)
+            {
+                return refused(format!("no task {id} is running (`toolcell tasks` lists them)"));
+            }
             let lasting = for_seconds.map(std::time::Duration::from_secs);
             let report = controls.kill(target, reason, approver, lasting).await;
             done(serde_json::to_value(report).expect("kill reports serialize"))

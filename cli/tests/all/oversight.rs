@@ -122,6 +122,8 @@ fn kill_and_unkill_refuse_what_they_cannot_do() {
     assert!(!none.status.success() && text(&none.stderr).contains("name the kill to lift"), "{}", text(&none.stderr));
     let two = served.toolcell().args(["kill", "--tool", "a", "--principal", "b"]).output().unwrap();
     assert!(!two.status.success() && text(&two.stderr).contains("cannot be used with"), "{}", text(&two.stderr));
+    let unknown = admin(&served, &["kill", "--task", "no-such-task"]);
+    assert!(!unknown.status.success() && text(&unknown.stderr).contains("no task no-such-task is running"));
     let empty = admin(&served, &["kill", "--tool", " "]);
     assert!(!empty.status.success() && text(&empty.stderr).contains("names its task, tool or principal"));
     // A kill --for lapses; kills of one principal leave the others alone.
@@ -251,4 +253,82 @@ fn a_baseline_learned_from_the_audit_trail_catches_a_new_host_and_survives_a_bad
         .unwrap();
     let stderr = text(&out.stderr);
     assert!(!out.status.success() && stderr.contains("baseline.json") && stderr.contains("malformed"), "{stderr}");
+}
+
+/// A baseline in which `github-issues` sends about 100 bytes a call to api.test.
+fn small_sender_baseline(path: &std::path::Path) {
+    let spread = |p99: f64| toolcell_runtime::Spread { p50: p99 / 2.0, p90: p99, p99, max: p99 };
+    let usual = toolcell_runtime::Behaviour {
+        calls: 50,
+        requests_per_call: spread(1.0),
+        hosts_per_call: spread(1.0),
+        bytes_out_per_call: spread(100.0),
+        bytes_in_per_call: spread(1000.0),
+        denials_per_call: spread(0.0),
+        mints_per_call: spread(1.0),
+        calls_per_minute: spread(4.0),
+        hosts: ["api.test".to_owned()].into(),
+        methods: ["GET".to_owned(), "POST".to_owned()].into(),
+    };
+    let baseline = toolcell_runtime::Baseline {
+        version: 1,
+        learned_at: "2026-11-30T00:00:00Z".into(),
+        since: None,
+        tools: [("github-issues".to_owned(), usual)].into(),
+        principals: Default::default(),
+    };
+    std::fs::write(path, serde_json::to_string_pretty(&baseline).unwrap()).unwrap();
+}
+
+#[test]
+fn a_call_sending_a_hundred_times_its_usual_bytes_is_killed_at_the_server_and_its_principal_quarantined() {
+    let monitor =
+        "[monitor]\nbaseline = \"baseline.json\"\nmin_calls = 3\nbytes_out = { action = \"kill\", factor = 10 }\n";
+    let (served, config) = served_with_openbao(monitor);
+    small_sender_baseline(&served.dir.path().join("baseline.json"));
+    let serving = served.serve_with(config);
+    let url = format!("http://api.test:{}/repos/acme/app/issues", served.api_port);
+    let exfiltrating = serde_json::json!({ "action": "acquire", "name": "cert", "reveal": true,
+        "then": { "action": "http", "method": "POST", "url": url, "headers": ["body-bytes=102400"],
+            "then": { "action": "sleep", "seconds": 30 } } });
+    let killed = outcome(served.call_with(&serving, exfiltrating));
+    let message = killed["text"][0].as_str().unwrap_or_default();
+    assert!(killed["isError"] == true && message.contains("anomaly bytes_out"), "{killed}");
+    assert!(served.seen.lock().unwrap().iter().all(|head| !head.starts_with("POST")), "the body left");
+
+    // The lease is revoked at OpenBao, and the principal refused until the quarantine is lifted.
+    let audit = served.audit();
+    let lease = audit.iter().find(|e| e["event"] == "credential_minted" && e["credential"] == "cert").unwrap();
+    let lease = lease["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    while openbao().lease_exists(&lease) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the lease outlived the kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = outcome(served.call_with(&serving, echo()));
+    assert!(
+        refused["text"][0].as_str().unwrap().contains("principal `alice` was killed by anomaly:bytes_out"),
+        "{refused}"
+    );
+    let listed = admin(&served, &["kill", "--list"]);
+    assert!(text(&listed.stdout).contains("anomaly:bytes_out"), "{}", text(&listed.stdout));
+    let lifted = admin(&served, &["unkill", "--principal", "alice"]);
+    assert!(lifted.status.success(), "{}", text(&lifted.stderr));
+    assert_eq!(outcome(served.call_with(&serving, echo()))["isError"], false);
+}
+
+#[test]
+fn a_storm_of_denials_at_the_server_quarantines_the_principal() {
+    let served = Served::new(&[], "10s");
+    let serving = served.serve("[monitor]\ndeny_storm = { denials = 3, seconds = 60 }\n");
+    // Probing for a way out: hosts the tool was never granted.
+    let probing = serde_json::json!({ "action": "repeat", "times": 6,
+        "do": { "action": "http", "method": "GET", "url": "http://internal-{n}.test/admin" } });
+    let stopped = outcome(served.call_with(&serving, probing));
+    assert_eq!(stopped["isError"], true, "{stopped}");
+    let refused = outcome(served.call_with(&serving, echo()));
+    let message = refused["text"][0].as_str().unwrap_or_default();
+    assert!(message.contains("principal `alice` was killed by anomaly:deny_storm"), "{refused}");
+    let anomalies: Vec<serde_json::Value> = served.audit().into_iter().filter(|e| e["event"] == "anomaly").collect();
+    assert_eq!((anomalies[0]["metric"].as_str(), anomalies[0]["action"].as_str()), (Some("deny_storm"), Some("kill")));
 }

@@ -54,7 +54,7 @@ pub(crate) fn webhook_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 pub(crate) struct Served {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) api_port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
+    pub(crate) seen: Arc<Mutex<Vec<String>>>,
 }
 
 pub(crate) const ALICE_TOKEN: &str = "alice-token-0123456789";

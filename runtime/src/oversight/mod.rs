@@ -75,7 +75,12 @@ impl Oversight {
     /// the runtime when the kill comes from inside a call.
     pub(crate) fn kill(self: &Arc<Self>, kill: Kill) -> impl Future<Output = KillReport> + Send + 'static {
         let started = Instant::now();
-        let not_kept = self.kills.add(kill.clone()).err().map(|error| error.to_string());
+        // A task's id is never reused: closing it is the whole kill, and
+        // nothing is kept for later. Everything else is refused until lifted.
+        let not_kept = match &kill.target {
+            KillTarget::Task(_) => None,
+            _ => self.kills.add(kill.clone()).err().map(|error| error.to_string()),
+        };
         let lives = self.live.matching(|life| {
             kill.target.matches(&life.scope.principal, &life.scope.tool, Some(life.id())) && life.killed().is_none()
         });

@@ -212,7 +212,8 @@ async fn tasks_show_held_credentials_by_id_never_by_value_and_a_task_kill_deny_l
     assert!(matches!(running.await.unwrap(), Err(InvokeError::Killed { running: true, .. })));
     let token = SecretString::from(token);
     assert!(matches!(h.runtime.verify_token(&token, AUDIENCE), Err(VerifyError::Revoked(_))));
-    // A task kill refuses nothing else: a new task of the same tool runs.
+    // A task kill refuses nothing else, and is not kept: a new task of the same tool runs.
+    assert!(h.runtime.controls().kills().is_empty());
     let again = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
     let report = again
         .invoke(Call::tool(
