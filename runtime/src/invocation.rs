@@ -170,6 +170,11 @@ pub(crate) async fn with_timeout<T>(
         }
     };
     match tokio::time::timeout(timeout, work).await {
+        // A kill that came as the call was finishing still wins: what a
+        // killed call produced does not reach its caller.
+        Ok(Ok(_)) if let Some(kill) = meter.killed() => {
+            Err(InvokeError::Killed { kill: Box::new(kill), running: true })
+        }
         Ok(result) => result,
         Err(_elapsed) => Err(InvokeError::Limit(meter.record(LimitHit {
             kind: LimitKind::Timeout,

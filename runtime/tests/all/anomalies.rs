@@ -206,3 +206,50 @@ async fn a_storm_of_denials_quarantines_the_principal() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_burst_of_calls_and_a_run_of_denials_are_anomalies_with_their_rules_actions() {
+    let server = TestServer::start(None).await;
+    let port = server.port;
+    let mut usual = baseline();
+    let behaviour = usual.tools.get_mut("probe-tool").unwrap();
+    behaviour.calls_per_minute = Spread { p50: 1.0, p90: 1.0, p99: 1.0, max: 1.0 };
+    let monitor = MonitorSettings {
+        call_rate: rule(AnomalyAction::Deny, 2.0),
+        denials: rule(AnomalyAction::Alert, 2.0),
+        ..MonitorSettings::default()
+    };
+    let h = harness_watching(monitor, Some(usual));
+    let tool = h.load(probe(port, Vec::new()));
+    let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
+    let echo = || Call::tool(r#"{"action":"echo"}"#);
+    // Up to 2 × p99 (1) calls a minute go; the third is refused, naming the anomaly.
+    for _ in 0..2 {
+        assert!(task.invoke(echo()).await.unwrap().succeeded());
+    }
+    match task.invoke(echo()).await {
+        Err(InvokeError::Denied { reason, .. }) => {
+            assert!(reason.contains("anomaly call_rate for tool `probe-tool`: 3 calls in a minute"), "{reason}");
+        }
+        other => panic!("the burst was not refused: {other:?}"),
+    }
+    task.close().await;
+
+    // Denials past 2 × p99 (at least 1) in one call raise an alert; the call goes on.
+    let h = harness_watching(
+        MonitorSettings { denials: rule(AnomalyAction::Alert, 2.0), ..MonitorSettings::default() },
+        Some(baseline()),
+    );
+    let tool = h.load(probe(port, Vec::new()));
+    let task = h.runtime.open_task(&tool, TaskRequest::new("alice", Duration::from_secs(60))).unwrap();
+    let probing = serde_json::json!({ "action": "repeat", "times": 3,
+        "do": get(format!("http://not-granted.test:{port}/")) });
+    let report = task.invoke(Call::tool(probing.to_string())).await.unwrap();
+    assert_eq!(output(&report)["failed"], 3);
+    task.close().await;
+    let events = h.audit_events();
+    let anomaly = events_of(&events, "anomaly");
+    assert_eq!(anomaly.len(), 1, "one alert, at the third denial: {anomaly:?}");
+    assert_eq!((anomaly[0]["metric"].as_str(), anomaly[0]["action"].as_str()), (Some("denials"), Some("alert")));
+    assert_eq!(anomaly[0]["observed"], "3 denials in a call");
+}
