@@ -186,11 +186,6 @@ impl CallContext {
         }
     }
 
-    /// What this call has done so far.
-    pub(crate) fn tally(&self) -> &Tally {
-        &self.tally
-    }
-
     pub(crate) fn count_bytes(&self, sent: u64, received: u64) {
         for tally in [&self.tally, &self.task.totals] {
             tally.bytes_sent.fetch_add(sent, Ordering::AcqRel);

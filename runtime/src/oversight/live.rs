@@ -250,7 +250,7 @@ impl TaskLife {
                 invocation: running.call.invocation.clone(),
                 started_at: rfc3339(running.started),
                 age_ms: millis(running.started_at.elapsed()),
-                egress: running.call.tally().egress(),
+                egress: running.call.tally.egress(),
                 credentials: running.broker.held(),
             })
             .collect();
