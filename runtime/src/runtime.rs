@@ -468,6 +468,11 @@ impl Controls {
         self.point.oversight.live.views()
     }
 
+    /// True when the task `task` is open.
+    pub fn task_is_open(&self, task: &str) -> bool {
+        self.point.oversight.live.is_open(task)
+    }
+
     /// The kills in force.
     pub fn kills(&self) -> Vec<Kill> {
         self.point.oversight.kills.in_force()

@@ -137,13 +137,11 @@ impl Task {
         call_context: Arc<CallContext>,
     ) -> Result<CallReport, InvokeError> {
         let meter = call_context.meter.clone();
-        if let Some(kill) = self
-            .life
-            .killed()
-            .cloned()
-            .or_else(|| self.oversight.kills.matching(&self.principal, &self.tool.manifest.name, Some(&self.id)))
-        {
-            return Err(InvokeError::Killed { kill: Box::new(kill), running: false });
+        // Every kill put in force marks the open tasks it names (and a task
+        // opened as a kill lands is marked when it is listed), so the task's
+        // own mark is the whole check.
+        if let Some(kill) = self.life.killed() {
+            return Err(InvokeError::Killed { kill: Box::new(kill.clone()), running: false });
         }
         if timeout.is_zero() {
             return Err(InvokeError::TaskExpired);

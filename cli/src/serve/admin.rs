@@ -205,7 +205,7 @@ pub async fn answer(request: AdminRequest, approver: &str, controls: &Controls) 
                 return refused("a kill names its task, tool or principal".into());
             }
             if let KillTarget::Task(id) = &target
-                && !controls.tasks().iter().any(|task| &task.task == id)
+                && !controls.task_is_open(id)
             {
                 return refused(format!("no task {id} is running (`toolcell tasks` lists them)"));
             }

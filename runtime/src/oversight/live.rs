@@ -297,6 +297,11 @@ impl Live {
         self.tasks().remove(task);
     }
 
+    /// True when the task `task` is open.
+    pub(crate) fn is_open(&self, task: &str) -> bool {
+        self.tasks().contains_key(task)
+    }
+
     /// The open tasks `matches` picks.
     pub(crate) fn matching(&self, matches: impl Fn(&TaskLife) -> bool) -> Vec<Arc<TaskLife>> {
         self.tasks().values().filter(|life| matches(life)).cloned().collect()
