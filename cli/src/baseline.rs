@@ -70,7 +70,7 @@ fn summary(b: &Behaviour) -> String {
 }
 
 /// `7d`, a span (`12h`), or an RFC 3339 time, as unix seconds.
-fn since_unix(text: &str) -> Result<i64> {
+pub(crate) fn since_unix(text: &str) -> Result<i64> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if let Some(days) = text.strip_suffix('d').and_then(|d| d.parse::<i64>().ok()) {
         return Ok(now - days.saturating_mul(86_400));

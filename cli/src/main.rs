@@ -28,14 +28,17 @@ fn stdout_failed(error: std::io::Error) -> ! {
 }
 
 mod approvals;
+mod audit;
 mod baseline;
 mod bench;
+mod blast;
 mod exit;
 mod grants;
 mod jwks;
 mod new;
 mod oversee;
 mod policy;
+mod review;
 mod run;
 mod serve;
 mod signals;
@@ -86,6 +89,15 @@ enum Command {
     Kill(oversee::KillArgs),
     /// Lift a kill.
     Unkill(oversee::UnkillArgs),
+    /// Verify the audit trail's hash chain and signatures; show it as a timeline.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// What each tool, a task of it, or a principal could reach if compromised; what a change widens.
+    BlastRadius(blast::BlastArgs),
+    /// Access review: owner, review date, last use, and entitlements granted but never used.
+    Review(review::ReviewArgs),
     /// Learn behaviour baselines from the audit trail, for anomaly detection.
     Baseline {
         #[command(subcommand)]
@@ -113,6 +125,9 @@ fn main() -> ExitCode {
             Command::Policy { command } => policy::run(command, cli.config.as_deref()),
             Command::Approvals(args) => approvals::run(args, cli.config.as_deref()).await,
             Command::Baseline { command } => baseline::run(command),
+            Command::BlastRadius(args) => blast::run(args, cli.config.as_deref()),
+            Command::Review(args) => review::run(args, cli.config.as_deref(), cli.audit_log.as_deref()),
+            Command::Audit { command } => audit::run(command, cli.config.as_deref(), cli.audit_log.as_deref()),
             Command::Tasks(args) => oversee::tasks(args, cli.config.as_deref()).await,
             Command::Kill(args) => oversee::kill(args, cli.config.as_deref()).await,
             Command::Unkill(args) => oversee::unkill(args, cli.config.as_deref()).await,

@@ -80,7 +80,9 @@ pub struct DescribeArgs {
 /// The runtime config: the file's, with `--audit-log` on top. By default
 /// every run leaves a durable audit trail, keeps a lease journal (so a crash
 /// mid-task is cleaned up at the next start) and signs with the same issuer
-/// keys (so `toolcell jwks` names the keys tokens are really signed with).
+/// keys (so `toolcell jwks` names the keys tokens are really signed with),
+/// and seals the audit with the same audit key (so `toolcell audit verify`
+/// checks with it).
 pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result<RuntimeConfig> {
     let mut config = match config {
         Some(path) => RuntimeConfig::load(path)?,
@@ -101,6 +103,9 @@ pub fn runtime_config(config: Option<&Path>, audit_log: Option<&Path>) -> Result
     }
     if config.kill_file.is_none() {
         config.kill_file = state.as_ref().map(|dir| dir.join("kills.json"));
+    }
+    if config.audit.signing_key.is_none() {
+        config.audit.signing_key = state.as_ref().map(|dir| dir.join("audit-key.json"));
     }
     Ok(config)
 }

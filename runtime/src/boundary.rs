@@ -58,6 +58,7 @@ impl Boundary {
             }
         }
         reserved_paths.extend(config.audit_log.clone());
+        reserved_paths.extend(config.audit.signing_key.clone());
         reserved_paths.extend(config.lease_journal.clone());
         reserved_paths.extend(providers.issuer.keys.clone());
         reserved_paths.extend(config.engine.cache_dir.clone());

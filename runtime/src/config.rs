@@ -23,6 +23,8 @@ pub struct RuntimeConfig {
     pub engine: EngineSettings,
     /// The JSON-lines audit file; `None` sends audit events to `tracing` only.
     pub audit_log: Option<PathBuf>,
+    /// How the audit file is chained, signed and rotated (`[audit]`).
+    pub audit: crate::audit::AuditSettings,
     /// Trust domain of workload ids (`spiffe://<trust-domain>/tool/<tool>/task/<task>`).
     pub trust_domain: String,
     /// Where per-invocation scratch dirs are made; defaults to the system temp dir.
@@ -72,6 +74,8 @@ pub struct RuntimeConfig {
     pub rate_limits: Vec<crate::policy::rate::RateLimitRule>,
     /// Behaviour monitoring: the baseline and the anomaly rules (`[monitor]`).
     pub monitor: crate::oversight::MonitorSettings,
+    /// What happens when a tool's `review_by` has passed (`[review] overdue`).
+    pub overdue_review: crate::reports::OverdueReview,
 }
 
 /// The default of [`RuntimeConfig::max_credential_ttl`].
@@ -82,6 +86,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             engine: EngineSettings::default(),
             audit_log: None,
+            audit: crate::audit::AuditSettings::default(),
             trust_domain: "toolcell.local".to_owned(),
             scratch_root: None,
             resolver: Arc::new(SystemResolver),
@@ -99,8 +104,17 @@ impl Default for RuntimeConfig {
             kill_file: None,
             rate_limits: Vec::new(),
             monitor: crate::oversight::MonitorSettings::default(),
+            overdue_review: crate::reports::OverdueReview::Warn,
         }
     }
+}
+
+/// `[review]` in the config file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewFile {
+    #[serde(default)]
+    overdue: crate::reports::OverdueReview,
 }
 
 /// `[policy]` in the config file.
@@ -127,6 +141,8 @@ struct ApprovalsFile {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     audit_log: Option<PathBuf>,
+    #[serde(default)]
+    audit: crate::audit::AuditSettings,
     trust_domain: Option<String>,
     scratch_root: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
@@ -159,6 +175,8 @@ struct ConfigFile {
     rate_limits: Vec<crate::policy::rate::RateLimitRule>,
     #[serde(default)]
     monitor: crate::oversight::MonitorSettings,
+    #[serde(default)]
+    review: ReviewFile,
     /// `toolcell serve`'s own settings; the CLI reads and checks them.
     #[serde(default, rename = "serve")]
     _serve: Option<toml::Table>,
@@ -204,6 +222,11 @@ impl RuntimeConfig {
         if let Some((field, problem)) = file.monitor.problem() {
             return Err(at.error(None, format!("monitor.{field}"), problem));
         }
+        if let Some((field, problem)) = file.audit.problem() {
+            return Err(at.error(None, format!("audit.{field}"), problem));
+        }
+        let mut audit = file.audit;
+        audit.signing_key = audit.signing_key.map(|p| base.join(p));
         let mut monitor = file.monitor;
         monitor.baseline = monitor.baseline.map(|p| base.join(p));
         Ok(RuntimeConfig {
@@ -211,6 +234,7 @@ impl RuntimeConfig {
             lease_journal: file.lease_journal.map(|p| base.join(p)),
             engine,
             audit_log: file.audit_log.map(|p| base.join(p)),
+            audit,
             trust_domain: file.trust_domain.unwrap_or(defaults.trust_domain),
             scratch_root: file.scratch_root.map(|p| base.join(p)),
             resolver,
@@ -238,6 +262,7 @@ impl RuntimeConfig {
             kill_file: file.kill_file.map(|p| base.join(p)),
             rate_limits: file.rate_limits,
             monitor,
+            overdue_review: file.review.overdue,
         })
     }
 }

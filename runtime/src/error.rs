@@ -190,6 +190,9 @@ pub enum TaskError {
     /// A kill stops the tool or the principal.
     #[error("{0}")]
     Killed(Box<crate::oversight::Kill>),
+    /// The tool's access review is overdue and the config refuses such tools.
+    #[error(transparent)]
+    ReviewOverdue(#[from] crate::reports::ReviewOverdue),
 }
 
 impl From<crate::meter::Stop> for InvokeError {

@@ -235,9 +235,55 @@ pub struct GrantSummary {
 impl Grant {
     /// Intersects `manifest` with `narrowing`, reading granted host variables now.
     pub fn new(manifest: &Manifest, narrowing: &Narrowing) -> Result<Grant, WideningError> {
+        let narrowed = narrowing.apply(manifest)?;
+        // A host variable that is not set is simply absent in the guest.
+        let env = narrowed
+            .env
+            .into_iter()
+            .filter_map(|grant| match grant.source {
+                EnvSource::Value(value) => Some((grant.name, value)),
+                // Ambient authority: a granted variable's value comes from the host's environment.
+                EnvSource::Host => std::env::var(&grant.name).ok().map(|value| (grant.name, value)),
+            })
+            .collect();
+        Ok(Grant {
+            tool: narrowed.name,
+            filesystem: narrowed.filesystem,
+            env,
+            scratch: narrowed.scratch,
+            egress: narrowed.egress,
+            sockets: narrowed.sockets,
+            credentials: narrowed.credentials,
+            limits: narrowed.limits,
+        })
+    }
+
+    /// The grant's shape for audit events and reports.
+    pub fn summary(&self) -> GrantSummary {
+        GrantSummary {
+            filesystem: self
+                .filesystem
+                .iter()
+                .map(|dir| (dir.guest.clone(), format!("{} ({})", dir.mode, dir.host.display())))
+                .collect(),
+            env: self.env.iter().map(|(name, _)| name.clone()).collect(),
+            scratch: self.scratch.clone(),
+            limits: limits_table(&self.limits),
+            egress: self.egress.iter().map(|rule| format!("{} {}", rule.methods.join(","), rule.url)).collect(),
+            sockets: self.sockets.iter().map(|s| format!("{:?} {}", s.protocol, s.address).to_lowercase()).collect(),
+            credentials: self.credentials.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl Narrowing {
+    /// The manifest as this narrowing leaves it: what a task holding it may
+    /// reach, with variables by name (nothing is read from the host). Refused
+    /// with what it would widen.
+    pub fn apply(&self, manifest: &Manifest) -> Result<Manifest, WideningError> {
         let widen = |what: String| WideningError { tool: manifest.name.clone(), what };
 
-        let filesystem = match &narrowing.filesystem {
+        let filesystem = match &self.filesystem {
             None => manifest.filesystem.clone(),
             Some(kept) => {
                 let mut dirs: Vec<DirGrant> = Vec::new();
@@ -261,7 +307,7 @@ impl Grant {
             }
         };
 
-        let env_grants = match &narrowing.env {
+        let env_grants = match &self.env {
             None => manifest.env.clone(),
             Some(names) => names
                 .iter()
@@ -275,30 +321,20 @@ impl Grant {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        // A host variable that is not set is simply absent in the guest.
-        let env = env_grants
-            .into_iter()
-            .filter_map(|grant| match grant.source {
-                EnvSource::Value(value) => Some((grant.name, value)),
-                // Ambient authority: a granted variable's value comes from the host's environment.
-                EnvSource::Host => std::env::var(&grant.name).ok().map(|value| (grant.name, value)),
-            })
-            .collect();
-
-        let scratch = match narrowing.scratch {
+        let scratch = match self.scratch {
             None | Some(true) if manifest.scratch.is_some() => manifest.scratch.clone(),
             Some(true) => return Err(widen("a scratch dir is not granted by the manifest".to_owned())),
             None | Some(false) => None,
         };
 
-        let egress = match &narrowing.egress {
+        let egress = match &self.egress {
             None => manifest.egress.clone(),
             Some(kept) => {
                 kept.iter().map(|want| narrow_rule(&manifest.egress, want, &widen)).collect::<Result<_, _>>()?
             }
         };
 
-        let sockets = match &narrowing.sockets {
+        let sockets = match &self.sockets {
             None => manifest.sockets.clone(),
             Some(kept) => {
                 if let Some(extra) = kept.iter().find(|s| !manifest.sockets.contains(s)) {
@@ -311,7 +347,7 @@ impl Grant {
             }
         };
 
-        let credentials = match &narrowing.credentials {
+        let credentials = match &self.credentials {
             None => manifest.credentials.clone(),
             Some(kept) => kept
                 .iter()
@@ -319,25 +355,8 @@ impl Grant {
                 .collect::<Result<_, _>>()?,
         };
 
-        let limits = narrow_limits(&manifest.limits, &narrowing.limits, &widen)?;
-        Ok(Grant { tool: manifest.name.clone(), filesystem, env, scratch, egress, sockets, credentials, limits })
-    }
-
-    /// The grant's shape for audit events and reports.
-    pub fn summary(&self) -> GrantSummary {
-        GrantSummary {
-            filesystem: self
-                .filesystem
-                .iter()
-                .map(|dir| (dir.guest.clone(), format!("{} ({})", dir.mode, dir.host.display())))
-                .collect(),
-            env: self.env.iter().map(|(name, _)| name.clone()).collect(),
-            scratch: self.scratch.clone(),
-            limits: limits_table(&self.limits),
-            egress: self.egress.iter().map(|rule| format!("{} {}", rule.methods.join(","), rule.url)).collect(),
-            sockets: self.sockets.iter().map(|s| format!("{:?} {}", s.protocol, s.address).to_lowercase()).collect(),
-            credentials: self.credentials.iter().map(ToString::to_string).collect(),
-        }
+        let limits = narrow_limits(&manifest.limits, &self.limits, &widen)?;
+        Ok(Manifest { filesystem, env: env_grants, scratch, egress, sockets, credentials, limits, ..manifest.clone() })
     }
 }
 

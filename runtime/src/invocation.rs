@@ -41,6 +41,8 @@ pub(crate) struct Teardown {
     pub(crate) invocation: String,
     pub(crate) started: Instant,
     pub(crate) broker: Arc<Broker>,
+    /// What the call did (the sockets it used, for its closing event).
+    pub(crate) call: Arc<crate::decide::CallContext>,
     pub(crate) done: bool,
 }
 
@@ -92,6 +94,7 @@ impl Teardown {
                 exit_code: ending.exit_code,
                 reason: ending.reason,
                 duration_ms: millis(self.started.elapsed()),
+                sockets: self.call.tally.sockets_used(),
             });
             self.life.call_ended(&self.invocation);
             let _ = done.send(());
@@ -103,6 +106,7 @@ impl Teardown {
         let scope = self.scope.clone();
         let invocation = self.invocation.clone();
         let started = self.started;
+        let sockets = self.call.tally.sockets_used();
         self.revoker.run_owned(async move {
             broker.close().await;
             life.call_ended(&invocation);
@@ -112,6 +116,7 @@ impl Teardown {
                 exit_code: ending.exit_code,
                 reason: ending.reason,
                 duration_ms: millis(started.elapsed()),
+                sockets,
             });
             life.teardowns.ended();
             let _ = done.send(());

@@ -47,6 +47,7 @@ mod meter;
 mod outstanding;
 mod oversight;
 pub mod policy;
+pub mod reports;
 pub mod request_policy;
 mod runtime;
 mod schema;
@@ -59,7 +60,10 @@ mod units;
 pub use approval::{
     ApprovalChannel, ApprovalError, ApprovalOutcome, ApprovalRequest, ApprovalSettings, Approvals, ChannelAnswer,
 };
-pub use audit::{Audit, AuditError, AuditEvent, AuditKind};
+pub use audit::{
+    Audit, AuditError, AuditEvent, AuditKind, AuditSettings, BreakKind, ChainBreak, SealKey, SealKeyError,
+    SealPublicKey, Verification, VerifiedFile, VerifyError, verify as verify_audit,
+};
 pub use call::{
     Call, CallArgumentsError, CallInput, CallReport, CallResult, TaskRequest, TaskSummary, ToolError, ToolInfo,
 };

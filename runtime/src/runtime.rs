@@ -31,6 +31,7 @@ use crate::oversight::{
     Anomaly, Baseline, Kill, KillError, KillReport, KillSwitch, KillTarget, LiveTask, Oversight, RateLimits, TaskLife,
     Watch,
 };
+use crate::reports::{OverdueReview, ReviewOverdue};
 use crate::request_policy::{PrincipalAttributes, RequestPolicies, ToolFacts};
 use crate::scratch::ScratchRoot;
 use crate::store::{InvocationIds, WitToolInfo};
@@ -49,6 +50,13 @@ pub struct Runtime {
     providers: Arc<Providers>,
     /// Request-time policies, principals and approvals.
     policy: Arc<PolicyPoint>,
+    /// What a tool past its review date gets.
+    overdue_review: OverdueReview,
+}
+
+/// Today's date, UTC.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
 }
 
 impl Runtime {
@@ -63,7 +71,7 @@ impl Runtime {
     /// concurrency limit.
     pub fn with_engine(engine: Arc<ToolEngine>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let audit = match &config.audit_log {
-            Some(path) => Audit::to_file(path)?,
+            Some(path) => Audit::to_file(path, &config.audit)?,
             None => Audit::tracing_only(),
         };
         let tls = Arc::new(crate::transport::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
@@ -109,6 +117,7 @@ impl Runtime {
             boundary,
             providers,
             policy,
+            overdue_review: config.overdue_review,
         })
     }
 
@@ -244,6 +253,22 @@ impl Runtime {
             });
         }
         let component = self.engine.load(&manifest.component, manifest.sha256.as_ref())?;
+        if let Some(overdue) = ReviewOverdue::of(&manifest, today()) {
+            let action = self.overdue_review.name();
+            tracing::warn!(target: "toolcell::review", "{overdue} (tasks: {action})");
+            let scope = AuditScope {
+                audit: self.audit.clone(),
+                task: String::new(),
+                tool: manifest.name.clone(),
+                principal: String::new(),
+                request: None,
+            };
+            scope.record_or_log(AuditKind::ReviewOverdue {
+                owner: overdue.owner,
+                review_by: overdue.review_by.to_string(),
+                action,
+            });
+        }
         Ok(Arc::new(Tool { manifest, component }))
     }
 
@@ -393,6 +418,12 @@ impl Runtime {
         if let Some(kill) = oversight.kills.matching(&request.principal, &tool.manifest.name, None) {
             who.audit.record(who.event(AuditKind::TaskRefused { reason: kill.to_string() }))?;
             return Err(TaskError::Killed(Box::new(kill)));
+        }
+        if self.overdue_review == OverdueReview::Refuse
+            && let Some(overdue) = ReviewOverdue::of(&tool.manifest, today())
+        {
+            who.audit.record(who.event(AuditKind::TaskRefused { reason: overdue.to_string() }))?;
+            return Err(overdue.into());
         }
         let asked = OpenTask { manifest: &tool.manifest, narrowing: &request.narrowing };
         let grant = match decide(Request { who: &who, call: None, action: asked }) {

@@ -117,6 +117,7 @@ impl Task {
             invocation: ids.invocation.clone(),
             started,
             broker: broker.clone(),
+            call: call_context.clone(),
             done: false,
         };
         let run = self.run(&ids, call, started, (timeout, cause), broker, call_context);

@@ -39,7 +39,11 @@ pub(crate) fn grant_sockets(wasi: &mut WasiCtxBuilder, who: &AuditScope, call: &
                 port: address.port(),
             };
             let action = SocketUse { address, usage };
-            govern(Request { who: &who, call: Some(&call), action }, asked, None).await.is_ok()
+            let allowed = govern(Request { who: &who, call: Some(&call), action }, asked, None).await.is_ok();
+            if allowed {
+                call.tally.used_socket(format!("{protocol} {address}"));
+            }
+            allowed
         })
     });
 }

@@ -82,6 +82,9 @@ pub(crate) struct Tally {
     denials: AtomicU64,
     /// The hosts requests went to, the first [`MAX_HOSTS`] of them.
     hosts: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The granted socket addresses connected or sent to (`tcp 127.0.0.1:5432`):
+    /// at most the grant's, so bounded; access review reads them.
+    sockets: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Hosts a tally keeps: enough to show where a task went, bounded whatever a tool does.
@@ -103,6 +106,16 @@ impl Tally {
         if hosts.len() < MAX_HOSTS && !hosts.contains(host) {
             hosts.insert(host.to_owned());
         }
+    }
+
+    /// Notes a granted socket address used.
+    pub(crate) fn used_socket(&self, address: String) {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).insert(address);
+    }
+
+    /// The socket addresses used so far.
+    pub(crate) fn sockets_used(&self) -> Vec<String> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
     /// Egress so far, as `toolcell tasks` shows it.

@@ -245,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let who = AuditScope {
-            audit: Arc::new(Audit::to_file(&path).unwrap()),
+            audit: Arc::new(Audit::to_file(&path, &Default::default()).unwrap()),
             task: "t".into(),
             tool: "tool".into(),
             principal: "alice".into(),

@@ -83,6 +83,13 @@ impl Kill {
         }
     }
 
+    /// The kills in force now that `file` keeps (none when it does not
+    /// exist), for reports that run beside the server.
+    pub fn read_in_force(file: &Path) -> Result<Vec<Kill>, KillError> {
+        let now = SystemTime::now();
+        Ok(read(file)?.into_iter().filter(|kill| kill.in_force(now)).collect())
+    }
+
     /// True while it stops what it names.
     pub fn in_force(&self, now: SystemTime) -> bool {
         self.until.is_none_or(|until| unix(now) < until)

@@ -235,6 +235,8 @@ impl TaskLife {
                 invocations: summary.invocations,
                 failures: summary.failures,
             });
+            // The task's record is durable before its close is reported.
+            self.scope.audit.seal_or_log();
         }
         summary
     }

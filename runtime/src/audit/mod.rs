@@ -1,13 +1,26 @@
 //! The audit trail: one structured event per decision, to `tracing` and to a
-//! durable JSON-lines file that reviews read.
+//! durable, hash-chained JSON-lines file with signed checkpoints
+//! ([`chain`]), which `toolcell audit verify` checks ([`verify`]) and
+//! reviews read.
 //!
 //! Events carry ids, names, modes and limits — never a variable's value, a
 //! file's content or a tool's input and output.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+mod chain;
+mod seal;
+#[cfg(test)]
+mod tests;
+mod verify;
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+pub use seal::{SealKey, SealKeyError, SealPublicKey};
+pub use verify::{BreakKind, ChainBreak, Verification, VerifiedFile, VerifyError, verify};
+
+use crate::units::{ByteSize, TimeSpan};
+use chain::{ChainSettings, ChainWriter};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -84,6 +97,9 @@ pub enum AuditKind {
         reason: Option<String>,
         /// Wall-clock milliseconds.
         duration_ms: u64,
+        /// The granted socket addresses it connected or sent to (`tcp 127.0.0.1:5432`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sockets: Vec<String>,
     },
     /// One outbound HTTP request: allowed (with its outcome) or refused.
     Egress {
@@ -296,6 +312,15 @@ pub enum AuditKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         not_kept: Option<String>,
     },
+    /// A tool was loaded past its `review_by` date.
+    ReviewOverdue {
+        /// Who must review it.
+        owner: String,
+        /// The date that passed.
+        review_by: String,
+        /// `warn` or `refuse` (its tasks are refused), as the config says.
+        action: &'static str,
+    },
     /// The task was closed; nothing of it remains.
     TaskClosed {
         /// `closed` when the caller closed it, `dropped` when it went out of
@@ -320,45 +345,104 @@ pub struct AuditError {
     pub cause: std::io::Error,
 }
 
-/// Where audit events go: always `tracing`, and a JSON-lines file if configured.
+/// How the audit file is chained, sealed and rotated (`[audit]` in the
+/// runtime config).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The Ed25519 key checkpoints are signed with (made, mode 0600, where
+    /// none exists). Without one, checkpoints are unsigned and `toolcell
+    /// audit verify` reports the file as unprotected.
+    pub signing_key: Option<PathBuf>,
+    /// A checkpoint at least every this many events.
+    #[serde(default = "AuditSettings::default_every")]
+    pub checkpoint_every: u64,
+    /// A checkpoint at least this often while events come.
+    #[serde(default = "AuditSettings::default_interval")]
+    pub checkpoint_interval: TimeSpan,
+    /// Rotate the file once it is this large (at a checkpoint); never by default.
+    pub rotate_at: Option<ByteSize>,
+}
+
+impl AuditSettings {
+    fn default_every() -> u64 {
+        1000
+    }
+
+    fn default_interval() -> TimeSpan {
+        TimeSpan(Duration::from_secs(60))
+    }
+
+    /// What is wrong with these settings, if anything, and in which field.
+    pub(crate) fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.checkpoint_every == 0 {
+            return Some(("checkpoint_every", "must be at least 1"));
+        }
+        if self.checkpoint_interval.0.is_zero() {
+            return Some(("checkpoint_interval", "must be longer than 0s"));
+        }
+        if self.rotate_at.is_some_and(|at| at.0 < 4096) {
+            return Some(("rotate_at", "must be at least 4KiB"));
+        }
+        None
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            signing_key: None,
+            checkpoint_every: AuditSettings::default_every(),
+            checkpoint_interval: AuditSettings::default_interval(),
+            rotate_at: None,
+        }
+    }
+}
+
+/// Where audit events go: always `tracing`, and a hash-chained JSON-lines
+/// file if configured.
 #[derive(Debug)]
 pub struct Audit {
-    file: Option<(PathBuf, Mutex<File>)>,
+    chain: Option<Arc<ChainWriter>>,
+    /// Dropped with the audit, which ends the checkpoint timer.
+    _timer: Option<mpsc::Sender<()>>,
 }
 
 impl Audit {
     /// Events go to `tracing` only.
     pub fn tracing_only() -> Audit {
-        Audit { file: None }
+        Audit { chain: None, _timer: None }
     }
 
-    /// Events also go to `path`, appended one JSON object per line; parent
-    /// directories are created.
-    pub fn to_file(path: &Path) -> Result<Audit, AuditError> {
+    /// Events also go to `path`, appended one JSON object per line and
+    /// chained; parent directories are created.
+    pub fn to_file(path: &Path, settings: &AuditSettings) -> Result<Audit, AuditError> {
         let error = |cause| AuditError { path: path.to_owned(), cause };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(error)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
-        Ok(Audit { file: Some((path.to_owned(), Mutex::new(file))) })
+        let key = match &settings.signing_key {
+            Some(key) => {
+                Some(SealKey::open_or_create(key).map_err(|e| error(std::io::Error::other(format!("{}", e))))?)
+            }
+            None => None,
+        };
+        let chain_settings =
+            ChainSettings { every: settings.checkpoint_every, rotate_at: settings.rotate_at.map(|at| at.0) };
+        let chain = Arc::new(ChainWriter::open(path, key, chain_settings).map_err(error)?);
+        let timer = spawn_checkpoint_timer(&chain, settings.checkpoint_interval.0);
+        Ok(Audit { chain: Some(chain), _timer: Some(timer) })
     }
 
     /// The audit file, if any.
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(path, _)| path.as_path())
+        self.chain.as_ref().map(|chain| chain.path())
     }
 
-    /// Records one event. Each line is written whole, under a lock, to an
-    /// append-mode file: writers in this process never interleave inside a
-    /// line, and other processes appending to the same file land between
-    /// lines, not inside them.
+    /// Records one event as the chain's next line, under a lock that other
+    /// runtimes appending to the same file take too.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let mut line = serde_json::to_string(&event).expect("audit events always serialize");
+        let line = serde_json::to_string(&event).expect("audit events always serialize");
         tracing::info!(target: "toolcell::audit", task = %event.task, tool = %event.tool, "{line}");
-        let Some((path, file)) = &self.file else { return Ok(()) };
-        line.push('\n');
-        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(line.as_bytes()).map_err(|cause| AuditError { path: path.clone(), cause })
+        let Some(chain) = &self.chain else { return Ok(()) };
+        chain.append(&line).map_err(|cause| AuditError { path: chain.path().to_owned(), cause })
     }
 
     /// Records an event where there is no caller to return an error to
@@ -368,6 +452,47 @@ impl Audit {
             tracing::error!(target: "toolcell::audit", "{error}");
         }
     }
+
+    /// Writes a signed checkpoint over everything recorded so far and syncs
+    /// the file to disk. Done at every task close.
+    pub fn seal(&self) -> Result<(), AuditError> {
+        let Some(chain) = &self.chain else { return Ok(()) };
+        chain.seal().map_err(|cause| AuditError { path: chain.path().to_owned(), cause })
+    }
+
+    /// [`Audit::seal`], where a failure can only be logged.
+    pub(crate) fn seal_or_log(&self) {
+        if let Err(error) = self.seal() {
+            tracing::error!(target: "toolcell::audit", "{error}");
+        }
+    }
+}
+
+impl Drop for Audit {
+    /// A runtime that stops leaves its file sealed.
+    fn drop(&mut self) {
+        self.seal_or_log();
+    }
+}
+
+/// A thread that seals the file when events have waited `interval` without
+/// a checkpoint. It holds the writer weakly, and ends when the returned
+/// sender is dropped.
+fn spawn_checkpoint_timer(chain: &Arc<ChainWriter>, interval: Duration) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let chain = Arc::downgrade(chain);
+    let spawned = std::thread::Builder::new().name("toolcell-audit-seal".into()).spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+            let Some(chain) = chain.upgrade() else { return };
+            if let Err(error) = chain.seal_if_older(interval) {
+                tracing::error!(target: "toolcell::audit", "audit log `{}`: checkpoint: {error}", chain.path().display());
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(target: "toolcell::audit", "no checkpoint timer (checkpoints at task close only): {error}");
+    }
+    stop
 }
 
 /// Who an event is about: the audit trail plus the task's names, for code
