@@ -308,12 +308,13 @@ fn describe(name: &str, event: &Value) -> (String, Tone) {
         "invocation_ended" => {
             let outcome = text("outcome");
             let tone = if outcome == "ok" { Tone::Good } else { Tone::Bad };
+            let outcome = if outcome == "exit" { format!("exit {}", text("exit_code")) } else { outcome };
             (
                 format!(
                     "call {} {outcome} in {}ms{}{}",
                     short("invocation"),
                     text("duration_ms"),
-                    optional("exit ", "exit_code"),
+                    optional("sockets ", "sockets"),
                     optional("— ", "reason")
                 ),
                 tone,

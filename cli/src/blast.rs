@@ -238,14 +238,19 @@ fn print_tool(tool: &ToolReach, exposure: Option<&ExposureByTool>) {
             Some(seconds) => format!("lives ≤{seconds}s (bound: {})", credential.bounded_by),
             None => "a static secret: valid until someone rotates it".to_owned(),
         };
+        let scopes = if credential.scopes.is_empty() {
+            "no scopes".to_owned()
+        } else {
+            format!("scopes [{}]", credential.scopes.join(" "))
+        };
+        let words = credential.decision.words();
         outln!(
-            "  credential {} from {} for {} [{}], {}, {life} {}",
+            "  credential {} from {} for {}, {scopes}, {}, {life}{}",
             credential.name,
             credential.provider,
             credential.audience,
-            credential.scopes.join(" "),
             credential.exposure,
-            credential.decision.words()
+            if words.is_empty() { String::new() } else { format!("; {words}") }
         );
         if credential.longest_life_seconds.is_some() {
             outln!("            a static key for {} would be valid until rotated", credential.audience);
@@ -269,6 +274,11 @@ fn print_tool(tool: &ToolReach, exposure: Option<&ExposureByTool>) {
         outln!("  rate      {limit}");
     }
     outln!("");
+}
+
+/// `[a b] ` or nothing.
+fn scopes_then(scopes: &[String]) -> String {
+    if scopes.is_empty() { String::new() } else { format!("[{}] ", scopes.join(" ")) }
 }
 
 fn or_allowed(words: &str) -> &str {
@@ -304,7 +314,8 @@ fn print_principal(reach: &PrincipalReach) {
 
 /// The reach as a Graphviz graph: principal → tool → system or credential.
 fn dot(tools: &[ToolReach], principal: Option<&PrincipalReach>, config: &RuntimeConfig) -> String {
-    let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    // Escapes what Graphviz reads specially; a newline becomes a line break in a label.
+    let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
     let mut out = String::from(
         "digraph blast_radius {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n",
     );
@@ -330,7 +341,7 @@ fn dot(tools: &[ToolReach], principal: Option<&PrincipalReach>, config: &Runtime
         let colour = if tool.killed.is_some() { "#eeeeee" } else { "#fff4e5" };
         out += &format!(
             "  {id} [shape=box, style=\"rounded,filled\", fillcolor=\"{colour}\", label={}];\n",
-            quote(&format!("{}\\nscore {}", tool.tool, tool.score.total))
+            quote(&format!("{}\nscore {}", tool.tool, tool.score.total))
         );
         if tool.call.reachable() && tool.killed.is_none() {
             for name in &principals {
@@ -370,10 +381,10 @@ fn dot(tools: &[ToolReach], principal: Option<&PrincipalReach>, config: &Runtime
             out += &format!(
                 "  {node} [shape=note, style=filled, fillcolor=\"#fde8e8\", label={}];\n",
                 quote(&format!(
-                    "{} ({})\\n[{}] {life}",
+                    "{} ({})\n{}{life}",
                     credential.name,
                     credential.provider,
-                    credential.scopes.join(" ")
+                    scopes_then(&credential.scopes)
                 ))
             );
             out += &format!("  {id} -> {node} [label={}];\n", quote(credential.exposure));

@@ -7,6 +7,7 @@ mod common;
 
 mod cli;
 mod credentials;
+mod governance;
 mod mcp;
 mod new;
 mod oversight;

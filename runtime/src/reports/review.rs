@@ -209,7 +209,10 @@ pub fn suggest(manifest: &Manifest, text: &str, review: &ToolReview, window: &st
     let unused = |kind: &str, item: &str| review.unused.iter().any(|u| u.kind == kind && u.item == item);
 
     if let Some(tool) = doc.get_mut("tool").and_then(Item::as_table_mut) {
-        tool["component"] = toml_edit::value(manifest.component.display().to_string());
+        // Ambient authority: the working directory, against which a manifest
+        // loaded by a relative path resolved its component.
+        let component = std::path::absolute(&manifest.component).unwrap_or_else(|_| manifest.component.clone());
+        tool["component"] = toml_edit::value(component.display().to_string());
     }
     if let Some(dirs) = doc.get_mut("filesystem").and_then(Item::as_array_of_tables_mut) {
         for (table, grant) in dirs.iter_mut().zip(&manifest.filesystem) {
