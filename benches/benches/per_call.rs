@@ -6,8 +6,14 @@
 //!   WASI context, instantiate, call, drop.
 //! - `toolcell/empty-grant`: one `Task::invoke` with nothing granted.
 //! - `toolcell/fs-grant`: the same with one read-only directory.
+//! - `toolcell/audited`: `toolcell/empty-grant` on a runtime that writes its
+//!   audit file: two hash-chained lines per call, under the file lock.
 //! - `warm-instance`: calls on one reused instance, for scale: what a fresh
 //!   instance per call costs over reuse (toolcell never reuses).
+//!
+//! And the whole task (`task` group): open, one call, close — with no audit
+//! file, and with one, where the close also writes a signed checkpoint and
+//! `fdatasync`s the file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +68,16 @@ fn per_call(c: &mut Criterion) {
     let task_empty = runtime.open_task(&empty, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
     let task_dir = runtime.open_task(&with_dir, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
 
+    // The same runtime writing its audit file, chained and signed.
+    let trail = tempfile::tempdir().unwrap();
+    let mut audited_config =
+        RuntimeConfig { audit_log: Some(trail.path().join("audit.jsonl")), ..RuntimeConfig::default() };
+    audited_config.audit.signing_key = Some(trail.path().join("audit-key.json"));
+    let audited = Runtime::with_engine(engine.clone(), audited_config).unwrap();
+    let audited_tool = audited.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();
+    let task_audited =
+        audited.open_task(&audited_tool, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
+
     let mut group = c.benchmark_group("word-count call");
     group.bench_function("floor", |b| {
         b.to_async(&rt).iter(|| async {
@@ -72,6 +88,9 @@ fn per_call(c: &mut Criterion) {
     });
     group.bench_function("toolcell/empty-grant", |b| {
         b.to_async(&rt).iter(|| async { assert!(task_empty.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
+    });
+    group.bench_function("toolcell/audited", |b| {
+        b.to_async(&rt).iter(|| async { assert!(task_audited.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
     });
     group.bench_function("toolcell/fs-grant", |b| {
         b.to_async(&rt).iter(|| async { assert!(task_dir.invoke(Call::tool(INPUT)).await.unwrap().succeeded()) })
@@ -88,6 +107,20 @@ fn per_call(c: &mut Criterion) {
             }
         })
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("word-count task");
+    for (name, runtime, tool) in
+        [("open-call-close/no-audit-file", &runtime, &empty), ("open-call-close/audited", &audited, &audited_tool)]
+    {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let task = runtime.open_task(tool, TaskRequest::new("bench", Duration::from_secs(60))).unwrap();
+                assert!(task.invoke(Call::tool(INPUT)).await.unwrap().succeeded());
+                task.close().await;
+            })
+        });
+    }
     group.finish();
 }
 

@@ -430,7 +430,10 @@ fn describe(name: &str, event: &Value) -> (String, Tone) {
             ),
             Tone::Plain,
         ),
-        "checkpoint" => (format!("seq {} signed by {}", text("seq"), text("key")), Tone::Quiet),
+        "checkpoint" => (
+            format!("seq {} signed by {}…", text("seq"), text("key").chars().take(20).collect::<String>()),
+            Tone::Quiet,
+        ),
         "audit_rotated" => (format!("continues {}", text("previous")), Tone::Quiet),
         "audit_resumed" => (text("reason"), Tone::Bad),
         _ => {

@@ -158,7 +158,7 @@ fn a_diff_flags_what_widens_and_passes_what_narrows() {
 
     // A rule on a wider path: the old `/*` covers `/repos/*`, not the other way round.
     let narrower_path = with("http-get", |t| t.replace("https://api.github.com/*", "https://api.github.com/repos/*"));
-    let changes = diff_reach(&[narrower_path.clone()], &[with("http-get", str::to_owned)]);
+    let changes = diff_reach(&[narrower_path], &[with("http-get", str::to_owned)]);
     assert!(changes.iter().any(|c| c.widens && c.what.contains("GET https://api.github.com/*")), "{changes:?}");
 
     // An added scope.

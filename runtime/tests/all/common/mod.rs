@@ -79,9 +79,14 @@ impl Harness {
     }
 
     /// Every audit event written so far, parsed.
+    /// The trail's events, without the chain's own checkpoint lines (the
+    /// audit module's tests cover those).
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("audit line is JSON"))
+            .filter(|event| event["event"] != "checkpoint")
+            .collect()
     }
 
     pub fn audit_text(&self) -> String {
