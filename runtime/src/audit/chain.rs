@@ -64,6 +64,9 @@ pub(crate) struct ChainWriter {
     head: PathBuf,
     key: Option<SealKey>,
     settings: ChainSettings,
+    /// The sibling lock file: its `flock` orders appends between processes
+    /// (taken inside `state`'s mutex, which orders them within this one).
+    lock: File,
     state: Mutex<ChainState>,
 }
 
@@ -74,7 +77,6 @@ impl std::fmt::Debug for ChainWriter {
 }
 
 struct ChainState {
-    lock: File,
     file: File,
     /// The inode `file` is, to notice a rotation by another writer.
     ino: u64,
@@ -133,7 +135,6 @@ impl ChainWriter {
         let file = open_append(path)?;
         let ino = file.metadata()?.ino();
         let state = ChainState {
-            lock,
             file,
             ino,
             end: 0,
@@ -144,11 +145,10 @@ impl ChainWriter {
             last_seal: Instant::now(),
         };
         let writer =
-            ChainWriter { path: path.to_owned(), head: head_path(path), key, settings, state: Mutex::new(state) };
+            ChainWriter { path: path.to_owned(), head: head_path(path), key, settings, lock, state: Mutex::new(state) };
         {
             let mut state = writer.state();
-            let lock = state.lock.try_clone()?;
-            let _locked = Locked::take(&lock)?;
+            let _locked = Locked::take(&writer.lock)?;
             writer.resume(&mut state)?;
         }
         Ok(writer)
@@ -166,8 +166,7 @@ impl ChainWriter {
     /// checkpoint follows every `every` events.
     pub(crate) fn append(&self, event: &str) -> std::io::Result<()> {
         let mut state = self.state();
-        let lock = state.lock.try_clone()?;
-        let _locked = Locked::take(&lock)?;
+        let _locked = Locked::take(&self.lock)?;
         self.catch_up(&mut state)?;
         self.write_line(&mut state, event)?;
         if state.since_seal >= self.settings.every {
@@ -190,8 +189,7 @@ impl ChainWriter {
 
     fn seal_if(&self, due: impl Fn(&ChainState) -> bool) -> std::io::Result<()> {
         let mut state = self.state();
-        let lock = state.lock.try_clone()?;
-        let _locked = Locked::take(&lock)?;
+        let _locked = Locked::take(&self.lock)?;
         self.catch_up(&mut state)?;
         if state.seq != state.sealed && due(&state) {
             self.checkpoint(&mut state)?;
