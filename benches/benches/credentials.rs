@@ -39,7 +39,7 @@ fn credentials(c: &mut Criterion) {
     group.bench_function("issuer/mint+revoke", |b| {
         let request = MintRequest {
             subject: "spiffe://toolcell.local/tool/bench/task/t".into(),
-            principal: "bench".into(),
+            act: Some(toolcell_runtime::identity::Actor::new("bench")),
             client_id: "bench".into(),
             audience: "https://api.example.com".into(),
             scopes: vec!["repo:read".into()],

@@ -46,7 +46,11 @@ fn query(action: PolicyAction) -> PolicyQuery {
 fn uncached(action: PolicyAction) -> PolicyQuery {
     PolicyQuery {
         principal: "alice".into(),
-        principal_attributes: PrincipalAttributes { roles: vec!["writer-7".into()], groups: vec!["eng".into()] },
+        principal_attributes: PrincipalAttributes {
+            roles: vec!["writer-7".into()],
+            groups: vec!["eng".into()],
+            scopes: vec![],
+        },
         tool: ToolFacts { name: "tool-7".into(), owner: "tools@example.com".into(), tags: vec!["internal".into()] },
         task: "0f3c2a9e-4f51-4a55-9d7e-0a3a3c3c1e11".into(),
         workload: "spiffe://toolcell.local/tool/tool-7/task/0f3c2a9e-4f51-4a55-9d7e-0a3a3c3c1e11".into(),

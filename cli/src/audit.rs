@@ -302,7 +302,13 @@ fn describe(name: &str, event: &Value) -> (String, Tone) {
         _ => Tone::Bad,
     };
     match name {
-        "task_opened" => (format!("workload {} deadline {}ms", text("workload"), text("deadline_ms")), Tone::Plain),
+        "task_opened" => (
+            format!("workload {} deadline {}ms{}", text("workload"), text("deadline_ms"), optional("actor ", "actor")),
+            Tone::Plain,
+        ),
+        "caller_refused" => {
+            (format!("{} token refused ({}): {}", text("transport"), text("reason"), text("detail")), Tone::Bad)
+        }
         "task_refused" => (text("reason"), Tone::Bad),
         "invocation_started" => (format!("call {} ({})", short("invocation"), text("shape")), Tone::Plain),
         "invocation_ended" => {
@@ -438,7 +444,7 @@ fn describe(name: &str, event: &Value) -> (String, Tone) {
         "audit_resumed" => (text("reason"), Tone::Bad),
         _ => {
             // An event this version does not know: every field but the common ones.
-            let common = ["seq", "prev", "time", "task", "tool", "principal", "request", "event"];
+            let common = ["seq", "prev", "time", "task", "tool", "principal", "actor", "request", "event"];
             let rest = event
                 .as_object()
                 .map(|fields| {

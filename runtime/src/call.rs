@@ -43,6 +43,14 @@ pub struct TaskRequest {
     /// Where a person at the caller can answer the task's approval requests
     /// (an MCP client that declared elicitation), besides the admin interface.
     pub approval_channel: Option<std::sync::Arc<dyn crate::approval::ApprovalChannel>>,
+    /// Who acts for the principal: the agent that made the request, and
+    /// whoever it acts for in turn (from an OAuth token). Credentials
+    /// minted for the task carry it under the principal in their `act`
+    /// chain, and the audit trail names it.
+    pub actor: Option<crate::identity::Actor>,
+    /// The caller's OAuth scopes; request-time policy reads them as
+    /// `principal.scopes`.
+    pub scopes: Vec<String>,
 }
 
 impl TaskRequest {
@@ -54,6 +62,8 @@ impl TaskRequest {
             narrowing: Narrowing::default(),
             request_id: None,
             approval_channel: None,
+            actor: None,
+            scopes: Vec::new(),
         }
     }
 

@@ -41,6 +41,7 @@ mod engine;
 mod error;
 mod floor;
 mod grant;
+pub mod identity;
 mod invocation;
 mod manifest;
 mod meter;

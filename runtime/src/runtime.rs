@@ -137,6 +137,36 @@ impl Runtime {
         self.policy.set_principals(principals);
     }
 
+    /// toolcell as an OAuth resource server for `config`'s authorization
+    /// server, fetching its metadata and keys with the runtime's TLS roots;
+    /// `served` is the resource identifier when the config names none.
+    pub fn resource_server(
+        &self,
+        config: crate::identity::OAuthConfig,
+        served: &str,
+    ) -> Result<crate::identity::ResourceServer, crate::identity::OAuthConfigError> {
+        crate::identity::ResourceServer::new(config, served, self.network.tls.clone())
+    }
+
+    /// Records that a caller's token was refused at `transport` (never the
+    /// token: the refusal names the claim or key that failed).
+    pub fn record_caller_refused(&self, transport: &'static str, refusal: &crate::identity::TokenRefusal) {
+        tracing::warn!(target: "toolcell::oauth", reason = refusal.code(), "caller refused: {refusal}");
+        let scope = AuditScope {
+            audit: self.audit.clone(),
+            task: String::new(),
+            tool: String::new(),
+            principal: String::new(),
+            actor: None,
+            request: None,
+        };
+        scope.record_or_log(AuditKind::CallerRefused {
+            transport,
+            reason: refusal.code(),
+            detail: refusal.to_string(),
+        });
+    }
+
     /// POSTs `body` as JSON to an endpoint the operator configured (the
     /// approval webhook), `http` or `https` with the runtime's TLS roots,
     /// within `timeout`; returns the answer's status. No egress rule applies:
@@ -261,6 +291,7 @@ impl Runtime {
                 task: String::new(),
                 tool: manifest.name.clone(),
                 principal: String::new(),
+                actor: None,
                 request: None,
             };
             scope.record_or_log(AuditKind::ReviewOverdue {
@@ -336,6 +367,7 @@ impl Runtime {
                 task: ids.task.clone(),
                 tool: ids.tool.clone(),
                 principal: "toolcell".into(),
+                actor: None,
                 request: None,
             };
             let facts = Arc::new(self.task_facts(&tool.manifest, "toolcell", String::new(), None));
@@ -412,6 +444,7 @@ impl Runtime {
             task: id.clone(),
             tool: tool.manifest.name.clone(),
             principal: request.principal.clone(),
+            actor: request.actor.as_ref().map(ToString::to_string),
             request: request.request_id.clone(),
         };
         let oversight = &self.policy.oversight;
@@ -435,12 +468,14 @@ impl Runtime {
             }
         };
         let workload = format!("spiffe://{}/tool/{}/task/{id}", self.trust_domain, tool.manifest.name);
-        let facts = self.task_facts(&tool.manifest, &request.principal, workload.clone(), request.approval_channel);
+        let mut facts = self.task_facts(&tool.manifest, &request.principal, workload.clone(), request.approval_channel);
+        facts.attributes.scopes = request.scopes;
         let credentials = Arc::new(TaskCredentials::new(
             self.providers.clone(),
             Workload {
                 id: workload.clone(),
                 principal: request.principal.clone(),
+                actor: request.actor.clone(),
                 tool: tool.manifest.name.clone(),
                 task: id.clone(),
             },
@@ -457,6 +492,7 @@ impl Runtime {
             id,
             workload,
             principal: request.principal,
+            actor: request.actor,
             request_id: request.request_id,
             deadline: facts.opened + request.deadline,
             grant: Arc::new(grant),

@@ -26,6 +26,7 @@ use crate::engine::Tool;
 use crate::engine::{Pre, Shape, ToolEngine};
 use crate::error::{InvokeError, LimitHit, LimitKind};
 use crate::grant::Grant;
+use crate::identity::Actor;
 use crate::invocation::{StoreParts, Teardown, build_store, classify, new_id, plain_arguments, with_timeout};
 use crate::meter::Meter;
 use crate::oversight::{Oversight, TaskLife};
@@ -47,6 +48,8 @@ pub struct Task {
     pub(crate) id: String,
     pub(crate) workload: String,
     pub(crate) principal: String,
+    /// Who acts for the principal (the caller's agent), if anyone.
+    pub(crate) actor: Option<Actor>,
     pub(crate) request_id: Option<String>,
     pub(crate) deadline: Instant,
     pub(crate) grant: Arc<Grant>,
@@ -363,6 +366,7 @@ impl Task {
             task: self.id.clone(),
             tool: self.tool.manifest.name.clone(),
             principal: self.principal.clone(),
+            actor: self.actor.as_ref().map(ToString::to_string),
             request: self.request_id.clone(),
         }
     }

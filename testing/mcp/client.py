@@ -4,6 +4,9 @@ Usage: client.py SCENARIO_JSON
   Transport from the environment:
     MCP_TRANSPORT=stdio  TOOLCELL=<binary>  TOOLCELL_ARGS=<JSON list of args>
     MCP_TRANSPORT=http   MCP_URL=<http://host:port/mcp>  [MCP_TOKEN=<bearer>]  [MCP_ORIGIN=<origin>]
+    MCP_OAUTH=<JSON {"issuer", "client_id", "client_secret", "scope"}>  get a token as the SDK does:
+      401 -> protected resource metadata (RFC 9728) -> authorization server metadata -> client
+      credentials with the resource indicator; what it discovered is printed under "oauth"
     MCP_ELICIT=accept|deny|decline  declare elicitation and answer every request so (unset: no elicitation)
   Scenarios (JSON objects with "do"):
     {"do": "list"}
@@ -117,6 +120,48 @@ async def elicitation(context, params):
     return types.ElicitResult(action="accept", content={"approve": answer == "accept", "reason": "from the test"})
 
 
+def describe_failure(error):
+    """An exception as text, with the ones an exception group holds."""
+    inner = getattr(error, "exceptions", None)
+    if inner:
+        return "; ".join(describe_failure(e) for e in inner)
+    return f"{type(error).__name__}: {error}"
+
+
+class MemoryTokens:
+    """Where the SDK keeps the token it got (this process only)."""
+
+    def __init__(self):
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client_info
+
+    async def set_client_info(self, client_info):
+        self.client_info = client_info
+
+
+def oauth_provider():
+    from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+
+    settings = json.loads(os.environ["MCP_OAUTH"])
+    return ClientCredentialsOAuthProvider(
+        server_url=os.environ["MCP_URL"],
+        storage=MemoryTokens(),
+        client_id=settings["client_id"],
+        client_secret=settings["client_secret"],
+        scope=settings.get("scope"),
+        issuer=settings["issuer"],
+    )
+
+
 def session_options():
     return {"elicitation_callback": elicitation} if os.environ.get("MCP_ELICIT") else {}
 
@@ -136,16 +181,27 @@ async def main():
             headers["Authorization"] = "Bearer " + os.environ["MCP_TOKEN"]
         if os.environ.get("MCP_ORIGIN"):
             headers["Origin"] = os.environ["MCP_ORIGIN"]
+        auth = oauth_provider() if os.environ.get("MCP_OAUTH") else None
         try:
-            async with create_mcp_http_client(headers=headers) as http:
+            async with create_mcp_http_client(headers=headers, auth=auth) as http:
                 async with streamable_http_client(os.environ["MCP_URL"], http_client=http) as streams:
                     read, write = streams[0], streams[1]
                     async with ClientSession(read, write, **session_options()) as session:
                         outcome = await run(session, scenario)
         except BaseException as error:  # the refusal tests expect the connection to fail
-            outcome = {"failed": f"{type(error).__name__}: {error}"}
+            outcome = {"failed": describe_failure(error)}
     if ELICITED:
         outcome["elicited"] = ELICITED
+    if os.environ.get("MCP_OAUTH") and auth is not None:
+        context = auth.context
+        resource = context.protected_resource_metadata
+        outcome["oauth"] = {
+            "resource": str(resource.resource) if resource else None,
+            "authorization_servers": [str(s) for s in resource.authorization_servers] if resource else None,
+            "scopes_supported": resource.scopes_supported if resource else None,
+            "token_endpoint": str(context.oauth_metadata.token_endpoint) if context.oauth_metadata else None,
+            "got_token": context.current_tokens is not None,
+        }
     print(json.dumps(outcome))
 
 

@@ -70,6 +70,21 @@ async function tokenExchange(ctx) {
   } catch (error) {
     throw new errors.InvalidGrant(`subject token refused: ${error.code ?? error.message}`);
   }
+  // toolcell's actor token, where it sends one: the principal the subject
+  // token acts for, as toolcell's issuer vouches for it.
+  if (params.actor_token) {
+    let actor;
+    try {
+      ({ payload: actor } = await jwtVerify(params.actor_token, jwks, {
+        issuer: toolcellIssuer, audience: issuer, typ: 'at+jwt', algorithms: ['EdDSA'],
+      }));
+    } catch (error) {
+      throw new errors.InvalidGrant(`actor token refused: ${error.code ?? error.message}`);
+    }
+    if (params.actor_token_type !== accessTokenType || actor.sub !== claims.act?.sub) {
+      throw new errors.InvalidGrant('the actor token is not the principal the subject token acts for');
+    }
+  }
   const audience = params.audience;
   if (!audience || !(audience in audienceScopes)) {
     throw new errors.InvalidTarget('unknown audience');
@@ -109,6 +124,7 @@ async function tokenExchange(ctx) {
 
 provider.registerGrantType(grantType, tokenExchange, [
   'audience', 'scope', 'subject_token', 'subject_token_type', 'requested_token_type',
+  'actor_token', 'actor_token_type',
 ]);
 
 provider.listen(port, '127.0.0.1', () => {

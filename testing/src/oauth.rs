@@ -133,3 +133,130 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// The authorization server MCP clients get tokens from
+/// (`testing/oauth/authorization-server.mjs`): oidc-provider with resource
+/// indicators, JWT and opaque access tokens, client credentials, a
+/// development login for people, and a token exchange for agents acting for
+/// them. Its signing keys live in a file, so a restart can keep or rotate them.
+#[derive(Debug)]
+pub struct AuthorizationServer {
+    /// `http://127.0.0.1:PORT`.
+    pub issuer: String,
+    /// Every client's secret there (a test secret).
+    pub client_secret: String,
+    port: u16,
+    keys: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for AuthorizationServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl AuthorizationServer {
+    /// Starts a server on a free port with fresh keys in `keys` (a file path).
+    pub fn start(keys: &std::path::Path) -> AuthorizationServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = AuthorizationServer {
+            issuer: format!("http://127.0.0.1:{port}"),
+            client_secret: format!("test-client-secret-{port}-{}", std::process::id()),
+            port,
+            keys: keys.to_owned(),
+            child: None,
+        };
+        server.spawn(None);
+        server
+    }
+
+    /// Another server on its own port that signs with the same keys (so
+    /// only its issuer differs).
+    pub fn impostor(&self) -> AuthorizationServer {
+        AuthorizationServer::start(&self.keys)
+    }
+
+    /// Stops the server (its keys stay in their file).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port; `rotate` is `Some("add")` (a new
+    /// signing key, the old one still published) or `Some("replace")` (only
+    /// the new key).
+    pub fn restart(&mut self, rotate: Option<&str>) {
+        self.stop();
+        self.spawn(rotate);
+    }
+
+    fn spawn(&mut self, rotate: Option<&str>) {
+        let dir = server_dir();
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the OAuth test server is not installed ({} has no node_modules/oidc-provider). Run `scripts/test`, \
+             which runs `npm install` there.",
+            dir.display()
+        );
+        let mut command = Command::new("node");
+        command
+            .arg(dir.join("authorization-server.mjs"))
+            .env("PORT", self.port.to_string())
+            .env("KEYS_FILE", &self.keys)
+            .env("CLIENT_SECRET", &self.client_secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(rotate) = rotate {
+            command.env("ROTATE", rotate);
+        }
+        let mut child =
+            command.spawn().unwrap_or_else(|e| panic!("cannot start node for the authorization server: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening "), "the authorization server did not start: {line:?}");
+        std::thread::spawn(move || for _ in stdout.lines().map_while(Result::ok) {});
+        self.child = Some(child);
+    }
+
+    /// A client-credentials token for `client` with `scope`, for `resource`.
+    pub fn client_token(&self, client: &str, scope: &str, resource: &str) -> String {
+        let body =
+            format!("grant_type=client_credentials&scope={}&resource={}", form_encode(scope), form_encode(resource));
+        let answer = post_form(self.port, "/token", client, &self.client_secret, &body);
+        let answer: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("the token endpoint answered {answer:?}: {e}"));
+        answer["access_token"].as_str().unwrap_or_else(|| panic!("no access_token in {answer}")).to_owned()
+    }
+}
+
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// POSTs a form with HTTP Basic client authentication; the answer's body.
+fn post_form(port: u16, path: &str, client: &str, secret: &str, body: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Basic {auth}\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() }
+}

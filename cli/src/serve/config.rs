@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toolcell_runtime::credentials::config::SecretSource;
+use toolcell_runtime::identity::OAuthConfig;
 use toolcell_runtime::{ByteSize, TimeSpan};
 
 /// What `toolcell serve` reads from `[serve]`.
@@ -53,6 +54,11 @@ pub struct ServeConfig {
     /// the endpoint then does not exist. They are not MCP tokens.
     #[serde(default)]
     pub admin_tokens: Vec<TokenEntry>,
+    /// An OAuth 2.1 authorization server whose access tokens identify
+    /// callers over HTTP (toolcell is then a resource server); static
+    /// tokens keep working beside it.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
 }
 
 /// One accepted bearer token and the principal it stands for.
@@ -117,6 +123,7 @@ impl Default for ServeConfig {
             allowed_origins: default_origins(),
             admin_socket: None,
             admin_tokens: Vec::new(),
+            oauth: None,
         }
     }
 }
@@ -150,7 +157,8 @@ impl ServeConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.admin_socket = config.admin_socket.map(|socket| base.join(socket));
         let sources = config.tokens.iter_mut().chain(config.admin_tokens.iter_mut()).map(|t| &mut t.token);
-        for source in sources.chain(config.introspection_clients.iter_mut().map(|c| &mut c.secret)) {
+        let oauth = config.oauth.as_mut().and_then(|o| o.introspection.as_mut()).map(|i| &mut i.client_secret);
+        for source in sources.chain(config.introspection_clients.iter_mut().map(|c| &mut c.secret)).chain(oauth) {
             if let SecretSource::File(file) = source {
                 *file = base.join(&*file);
             }
@@ -166,6 +174,7 @@ impl ServeConfig {
             .chain(&self.admin_tokens)
             .map(|t| &t.token)
             .chain(self.introspection_clients.iter().map(|c| &c.secret))
+            .chain(self.oauth.iter().filter_map(|o| o.introspection.as_ref()).map(|i| &i.client_secret))
     }
 
     /// Reads every introspection client's secret now.

@@ -14,13 +14,29 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
+use toolcell_runtime::identity::{Actor, ResourceServer, ToolAccess};
 use toolcell_runtime::{Call, CallResult, InvokeError, Narrowing, Runtime, TaskRequest};
 
 use super::catalog::{Catalog, Sources};
 
 /// Who is calling, set by the HTTP transport from the bearer token.
 #[derive(Clone, Debug)]
-pub struct Principal(pub String);
+pub struct Caller {
+    /// On whose behalf the calls act.
+    pub principal: String,
+    /// The agent acting for the principal, from an OAuth token.
+    pub actor: Option<Actor>,
+    /// An OAuth token's scopes; `None` for callers that are not limited by
+    /// scope (stdio, static tokens).
+    pub scopes: Option<Vec<String>>,
+}
+
+impl Caller {
+    /// A caller no OAuth token describes.
+    pub fn local(principal: String) -> Caller {
+        Caller { principal, actor: None, scopes: None }
+    }
+}
 
 /// What every connection shares.
 pub struct State {
@@ -36,6 +52,9 @@ pub struct State {
     max_calls_per_principal: usize,
     /// The principal of calls that arrive without one (stdio: the local user).
     pub default_principal: String,
+    /// The authorization server whose tokens identify HTTP callers, once
+    /// the HTTP transport has started with `[serve.oauth]`.
+    pub oauth: std::sync::OnceLock<Arc<ResourceServer>>,
     /// Cancelled when the server stops: no call starts after it, and every
     /// running call is cancelled (its teardown revokes what it minted).
     pub shutdown: CancellationToken,
@@ -88,6 +107,7 @@ impl State {
             by_principal: Mutex::new(HashMap::new()),
             max_calls_per_principal,
             default_principal,
+            oauth: std::sync::OnceLock::new(),
             shutdown: CancellationToken::new(),
             running: Mutex::new(0),
             finished: tokio::sync::Notify::new(),
@@ -174,13 +194,22 @@ fn failed(message: impl Into<String>) -> CallToolResponse {
 }
 
 impl Server {
-    fn principal(&self, context: &RequestContext<RoleServer>) -> String {
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
         context
             .extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>())
-            .map(|p| p.0.clone())
-            .unwrap_or_else(|| self.state.default_principal.clone())
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .cloned()
+            .unwrap_or_else(|| Caller::local(self.state.default_principal.clone()))
+    }
+
+    /// Whether `caller` may see and call `tool`: callers with OAuth scopes
+    /// only the tools `[serve.oauth] tool_scopes` gives those scopes.
+    fn access(&self, caller: &Caller, tool: &str) -> ToolAccess {
+        match (self.state.oauth.get(), &caller.scopes) {
+            (Some(oauth), Some(scopes)) => oauth.tool_access(scopes, tool),
+            _ => ToolAccess::Allowed,
+        }
     }
 }
 
@@ -204,9 +233,12 @@ impl ServerHandler for Server {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.state.catalog().tools()))
+        let caller = self.caller(&context);
+        let mut tools = self.state.catalog().tools();
+        tools.retain(|tool| self.access(&caller, &tool.name) == ToolAccess::Allowed);
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -215,13 +247,22 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let catalog = self.state.catalog();
-        let Some(entry) = catalog.find(&request.name) else {
+        let caller = self.caller(&context);
+        let access = self.access(&caller, &request.name);
+        let Some(entry) = catalog.find(&request.name).filter(|_| access != ToolAccess::NotOffered) else {
             return Err(McpError::invalid_params(
-                format!("unknown tool `{}`; tools/list names the {} tools served", request.name, catalog.len()),
+                format!("unknown tool `{}`; tools/list names the tools served to this caller", request.name),
                 None,
             ));
         };
-        let principal = self.principal(&context);
+        if let ToolAccess::NeedsScope(scope) = access {
+            return Err(McpError::new(
+                ErrorCode(-32000),
+                format!("tool `{}` needs scope `{scope}`, which the caller's token does not carry", request.name),
+                Some(serde_json::json!({ "type": "insufficient_scope", "scope": scope })),
+            ));
+        }
+        let principal = caller.principal.clone();
         let _running = match self.state.admit(&principal) {
             Ok(running) => running,
             Err(reason) => return Err(McpError::new(ErrorCode(-32000), reason, None)),
@@ -249,6 +290,8 @@ impl ServerHandler for Server {
         let task_request = TaskRequest {
             request_id: Some(context.id.to_string()),
             approval_channel,
+            actor: caller.actor,
+            scopes: caller.scopes.unwrap_or_default(),
             ..TaskRequest::one_call(principal, &tool, narrowing)
         };
         let task = match self.state.runtime.open_task(&tool, task_request) {

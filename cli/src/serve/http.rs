@@ -1,8 +1,13 @@
 //! `toolcell serve --http ADDR`: MCP over streamable HTTP, with what a
 //! network service needs in front of it:
 //!
-//! - bearer tokens (from `[serve] tokens`) map each request to a principal;
-//!   binding anything but loopback without them is refused at start;
+//! - bearer tokens map each request to a caller: static tokens from
+//!   `[serve] tokens`, and OAuth 2.1 access tokens from the authorization
+//!   server of `[serve.oauth]` (toolcell is then a resource server: RFC 9728
+//!   metadata, `WWW-Authenticate` challenges, scopes per tool); binding
+//!   anything but loopback without either is refused at start;
+//! - the caller's token stops here: the MCP layer and the tools never see
+//!   it (no token passthrough);
 //! - `Host` and browser `Origin` are checked against allowlists (loopback by
 //!   default), so a web page cannot reach the server through DNS rebinding;
 //! - request bodies are capped (`[serve] max_request_body`);
@@ -22,8 +27,10 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::{ExposeSecret, SecretString};
 
+use toolcell_runtime::identity::{ResourceServer, ToolAccess};
+
 use super::config::{ServeConfig, Token};
-use super::handler::{Principal, Server, State};
+use super::handler::{Caller, Server, State};
 
 /// The one path the MCP endpoint answers on.
 pub const ENDPOINT: &str = "/mcp";
@@ -55,9 +62,82 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// The bearer token of a request, if it has one.
+fn bearer<B>(request: &http::Request<B>) -> Option<&str> {
+    let value = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
 fn principal_of(tokens: &[Token], request: &http::Request<Incoming>) -> Option<String> {
-    let presented = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+    let presented = bearer(request)?;
     tokens.iter().find(|t| same(t.value.expose_secret().as_bytes(), presented.as_bytes())).map(|t| t.principal.clone())
+}
+
+type Answer = http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>;
+
+/// Who is calling the MCP endpoint: a static token's principal, an OAuth
+/// token's subject (with its actor and scopes), or, where no
+/// authentication is configured (loopback), the default principal. A
+/// refused token is audited with the reason, never the token.
+async fn identify(state: &State, tokens: &[Token], request: &http::Request<Incoming>) -> Result<Caller, Answer> {
+    let oauth = state.oauth.get();
+    if tokens.is_empty() && oauth.is_none() {
+        return Ok(Caller::local(state.default_principal.clone()));
+    }
+    if let Some(principal) = principal_of(tokens, request) {
+        return Ok(Caller::local(principal));
+    }
+    let Some(oauth) = oauth else {
+        return Err(reply(
+            http::StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required (Authorization: Bearer ...)",
+        ));
+    };
+    let outcome = match bearer(request) {
+        Some(token) => oauth.authenticate(token).await,
+        None => Err(toolcell_runtime::identity::TokenRefusal::Missing),
+    };
+    match outcome {
+        Ok(caller) => Ok(Caller { principal: caller.principal, actor: caller.actor, scopes: Some(caller.scopes) }),
+        Err(refusal) => {
+            // A request without a token is how every OAuth client starts; only refusals of tokens are audited.
+            if refusal != toolcell_runtime::identity::TokenRefusal::Missing {
+                state.runtime.record_caller_refused("http", &refusal);
+            }
+            let status = if refusal.is_unavailable() {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                http::StatusCode::UNAUTHORIZED
+            };
+            let mut response = json(status, serde_json::json!({ "error": refusal.to_string() }).to_string());
+            if let Ok(challenge) = http::HeaderValue::from_str(&oauth.challenge(&refusal)) {
+                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            Err(response)
+        }
+    }
+}
+
+/// A `tools/call` of a tool the caller's token lacks the scope for is
+/// answered 403 with the scope to ask for (the MCP step-up challenge); the
+/// handler refuses it as well, whatever the transport.
+fn scope_step_up(oauth: &ResourceServer, caller: &Caller, body: &[u8]) -> Option<Answer> {
+    let scopes = caller.scopes.as_ref()?;
+    let message: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if message.get("method")?.as_str()? != "tools/call" {
+        return None;
+    }
+    let tool = message.get("params")?.get("name")?.as_str()?;
+    let ToolAccess::NeedsScope(scope) = oauth.tool_access(scopes, tool) else { return None };
+    let mut response = reply(
+        http::StatusCode::FORBIDDEN,
+        &format!("tool `{tool}` needs scope `{scope}`, which the token does not carry"),
+    );
+    if let Ok(challenge) = http::HeaderValue::from_str(&oauth.scope_challenge(&scope)) {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    Some(response)
 }
 
 /// Which principal opened each MCP session: a session is answered only for
@@ -214,10 +294,10 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
     let tokens = Arc::new(config.tokens()?);
     let admin_tokens = Arc::new(config.admin_tokens()?);
     let introspection_clients = Arc::new(config.introspection_clients()?);
-    if !address.ip().is_loopback() && tokens.is_empty() {
+    if !address.ip().is_loopback() && tokens.is_empty() && config.oauth.is_none() {
         bail!(
             "refusing to serve on {address} without authentication: binding anything but loopback needs \
-             [serve] tokens in the config (bearer tokens mapped to principals)"
+             [serve] tokens (bearer tokens mapped to principals) or [serve.oauth] (an authorization server)"
         );
     }
     let mut mcp_config = StreamableHttpServerConfig::default();
@@ -231,6 +311,22 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
     );
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
     let bound = listener.local_addr()?;
+    if let Some(oauth) = config.oauth.clone() {
+        let served = format!("http://{bound}{ENDPOINT}");
+        let server = state.runtime.resource_server(oauth, &served)?;
+        // A problem with the authorization server shows at start; tokens
+        // are refused (and say why) until it is reachable.
+        if let Err(problem) = server.prefetch().await {
+            eprintln!("toolcell: warning: {problem}");
+        }
+        eprintln!(
+            "toolcell: OAuth resource {} (authorization server {}; metadata at {})",
+            server.resource(),
+            server.issuer(),
+            server.metadata_url()
+        );
+        let _ = state.oauth.set(Arc::new(server));
+    }
     // The line a supervisor (or a test) waits for.
     eprintln!("toolcell: serving MCP on http://{bound}{ENDPOINT}");
     let max_body = config.max_request_body.0 as usize;
@@ -257,7 +353,14 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
             let introspection_clients = introspection_clients.clone();
             let admin_tokens = admin_tokens.clone();
             async move {
-                match request.uri().path() {
+                let path = request.uri().path();
+                if let Some(oauth) = state.oauth.get()
+                    && (path == oauth.metadata_path() || path == "/.well-known/oauth-protected-resource")
+                {
+                    // RFC 9728: public, so clients can find where to get a token.
+                    return Ok(json(http::StatusCode::OK, oauth.metadata().to_string()));
+                }
+                match path {
                     ENDPOINT => {}
                     // Public keys: anyone may verify a token's signature.
                     "/.well-known/jwks.json" => {
@@ -272,19 +375,11 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                         ));
                     }
                 }
-                let principal = if tokens.is_empty() {
-                    state.default_principal.clone()
-                } else {
-                    match principal_of(&tokens, &request) {
-                        Some(principal) => principal,
-                        None => {
-                            return Ok(reply(
-                                http::StatusCode::UNAUTHORIZED,
-                                "a valid bearer token is required (Authorization: Bearer ...)",
-                            ));
-                        }
-                    }
+                let caller = match identify(&state, &tokens, &request).await {
+                    Ok(caller) => caller,
+                    Err(refused) => return Ok(refused),
                 };
+                let principal = caller.principal.clone();
                 let session = request.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 if let Some(session) = &session
                     && sessions.owner(session).is_none_or(|owner| owner != principal)
@@ -314,7 +409,14 @@ pub async fn serve(state: Arc<State>, address: SocketAddr, config: ServeConfig) 
                         ));
                     }
                 };
-                parts.extensions.insert(Principal(principal.clone()));
+                if let Some(oauth) = state.oauth.get()
+                    && let Some(refused) = scope_step_up(oauth, &caller, &body)
+                {
+                    return Ok(refused);
+                }
+                // No token passthrough: the caller's credential goes no further.
+                parts.headers.remove(http::header::AUTHORIZATION);
+                parts.extensions.insert(caller);
                 let request = http::Request::from_parts(parts, Full::new(body));
                 let response = mcp.handle(request).await;
                 match (&session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {

@@ -8,6 +8,7 @@ mod common;
 mod cli;
 mod credentials;
 mod governance;
+mod identity;
 mod mcp;
 mod new;
 mod oversight;

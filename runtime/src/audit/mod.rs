@@ -39,6 +39,10 @@ pub struct AuditEvent {
     pub tool: String,
     /// On whose behalf the task acts.
     pub principal: String,
+    /// Who acts for the principal (the agent, from an OAuth token), nearest
+    /// first: `agent` or `agent via orchestrator`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// The caller's id for the request that opened the task (an MCP request id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
@@ -321,6 +325,17 @@ pub enum AuditKind {
         /// `warn` or `refuse` (its tasks are refused), as the config says.
         action: &'static str,
     },
+    /// A caller's token was refused at the transport (no task was opened):
+    /// expired, for another audience, signed by an unknown key... The token
+    /// itself is never recorded.
+    CallerRefused {
+        /// `http`.
+        transport: &'static str,
+        /// A short, stable name of the reason (`expired`, `audience`, ...).
+        reason: &'static str,
+        /// The reason in words.
+        detail: String,
+    },
     /// The task was closed; nothing of it remains.
     TaskClosed {
         /// `closed` when the caller closed it, `dropped` when it went out of
@@ -503,6 +518,7 @@ pub(crate) struct AuditScope {
     pub(crate) task: String,
     pub(crate) tool: String,
     pub(crate) principal: String,
+    pub(crate) actor: Option<String>,
     pub(crate) request: Option<String>,
 }
 
@@ -513,6 +529,7 @@ impl AuditScope {
             task: self.task.clone(),
             tool: self.tool.clone(),
             principal: self.principal.clone(),
+            actor: self.actor.clone(),
             request: self.request.clone(),
             kind,
         }

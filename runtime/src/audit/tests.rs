@@ -56,6 +56,7 @@ fn event(n: usize) -> AuditEvent {
         task: format!("task-{n}"),
         tool: "echo".into(),
         principal: "alice".into(),
+        actor: None,
         request: None,
         kind: AuditKind::TaskRefused { reason: format!("reason {n}") },
     }

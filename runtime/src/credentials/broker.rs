@@ -107,6 +107,7 @@ impl Broker {
         let workload = Workload {
             id: String::new(),
             principal: audit.principal.clone(),
+            actor: None,
             tool: audit.tool.clone(),
             task: audit.task.clone(),
         };
@@ -341,6 +342,8 @@ impl Broker {
         Ok(held)
     }
 
+    /// An issuer token for the workload (its `act` chain: the principal,
+    /// then the agent acting for the principal).
     fn issuer_token(
         &self,
         audience: &str,
@@ -348,9 +351,23 @@ impl Broker {
         ttl: Duration,
     ) -> Result<(SecretString, Undo, String, u64), MintError> {
         let workload = &self.task.workload;
+        self.issuer_token_for(workload.id.clone(), Some(workload.delegation()), audience, scopes, ttl)
+    }
+
+    /// An issuer token for `subject` acting through `act`, journalled for
+    /// revocation like every issuer token.
+    fn issuer_token_for(
+        &self,
+        subject: String,
+        act: Option<crate::identity::Actor>,
+        audience: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<(SecretString, Undo, String, u64), MintError> {
+        let workload = &self.task.workload;
         let minted = self.providers.issuer.mint(&MintRequest {
-            subject: workload.id.clone(),
-            principal: workload.principal.clone(),
+            subject,
+            act,
             client_id: workload.tool.clone(),
             audience: audience.to_owned(),
             scopes: scopes.to_vec(),
@@ -442,20 +459,43 @@ impl Broker {
                 // authorization server, carrying the scopes asked for.
                 let (subject, subject_undo, subject_jti, _) =
                     self.issuer_token(&exchange.config.subject_audience, scopes, ttl)?;
-                let exchanged = exchange.exchange(&subject, &spec.audience, scopes, self.not_after).await;
-                // The subject token's job is done either way.
-                self.providers
-                    .revoker
-                    .revoke(Revocation {
-                        undo: subject_undo,
-                        credential: format!("{} (subject token)", spec.name),
-                        provider: ProviderKind::Issuer,
-                        id: subject_jti,
-                        invocation: Some(self.call.invocation.clone()),
-                        audit: self.task.audit.clone(),
-                        reason: Some("exchanged".into()),
-                    })
-                    .await;
+                // Where configured, the caller's identity goes as the actor
+                // token (RFC 8693 §2.1): toolcell's own token for the
+                // principal, with the agent as its `act` — never the
+                // caller's own access token.
+                let actor = if exchange.config.send_actor_token {
+                    let workload = &self.task.workload;
+                    let audience = &exchange.config.subject_audience;
+                    Some(self.issuer_token_for(
+                        workload.principal.clone(),
+                        workload.actor.clone(),
+                        audience,
+                        &[],
+                        ttl,
+                    )?)
+                } else {
+                    None
+                };
+                let actor_token = actor.as_ref().map(|(token, ..)| token);
+                let exchanged = exchange.exchange(&subject, actor_token, &spec.audience, scopes, self.not_after).await;
+                // The subject (and actor) token's job is done either way.
+                let used = [(subject_undo, subject_jti, "subject token")]
+                    .into_iter()
+                    .chain(actor.map(|(_, undo, jti, _)| (undo, jti, "actor token")));
+                for (undo, id, what) in used {
+                    self.providers
+                        .revoker
+                        .revoke(Revocation {
+                            undo,
+                            credential: format!("{} ({what})", spec.name),
+                            provider: ProviderKind::Issuer,
+                            id,
+                            invocation: Some(self.call.invocation.clone()),
+                            audit: self.task.audit.clone(),
+                            reason: Some("exchanged".into()),
+                        })
+                        .await;
+                }
                 let exchanged = exchanged.map_err(failed)?;
                 let id = token_fingerprint(&exchanged.token);
                 let undo = Undo::Exchanged { token: exchanged.token.clone() };

@@ -150,6 +150,11 @@ pub struct TokenExchangeConfig {
     /// The `aud` of the issuer token sent as the subject token; the server's
     /// issuer URL, usually.
     pub subject_audience: String,
+    /// Send the caller's identity as the RFC 8693 `actor_token`: an issuer
+    /// token whose `sub` is the principal and whose `act` is the agent
+    /// acting for it (when the caller's token named one).
+    #[serde(default)]
+    pub send_actor_token: bool,
     /// How long any one request may take.
     #[serde(default = "five_seconds")]
     pub timeout: TimeSpan,

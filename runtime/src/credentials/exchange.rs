@@ -51,11 +51,12 @@ impl TokenExchange {
         Ok(SecretString::from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))))
     }
 
-    /// Exchanges `subject` for a token for `audience` with `scopes`, living
-    /// no longer than `not_after`.
+    /// Exchanges `subject` (with `actor`, where given) for a token for
+    /// `audience` with `scopes`, living no longer than `not_after`.
     pub(crate) async fn exchange(
         &self,
         subject: &SecretString,
+        actor: Option<&SecretString>,
         audience: &str,
         scopes: &[String],
         not_after: SystemTime,
@@ -70,6 +71,10 @@ impl TokenExchange {
         ];
         if !scope.is_empty() {
             pairs.push(("scope", &scope));
+        }
+        if let Some(actor) = actor {
+            pairs.push(("actor_token", actor.expose_secret()));
+            pairs.push(("actor_token_type", ACCESS_TOKEN_TYPE));
         }
         let body = zeroize::Zeroizing::new(form(&pairs));
         let auth = self.basic_auth()?;

@@ -44,26 +44,25 @@ pub struct AccessClaims {
     pub jti: String,
     /// Space-separated scopes.
     pub scope: String,
-    /// The actor: on whose behalf the workload acts (RFC 8693 `act`).
-    pub act: Actor,
+    /// The actor chain (RFC 8693 §4.1 `act`): on whose behalf the workload
+    /// acts (the principal), and under it the agent acting for the
+    /// principal, nearest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
     /// OAuth client id (RFC 9068 requires it): the tool's name.
     pub client_id: String,
 }
 
-/// RFC 8693 actor claim.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    /// The task's principal.
-    pub sub: String,
-}
+pub use crate::identity::Actor;
 
 /// What a mint asks for.
 #[derive(Clone, Debug)]
 pub struct MintRequest {
-    /// Workload id.
+    /// The token's subject: the workload id (or, for an RFC 8693 actor
+    /// token, the principal).
     pub subject: String,
-    /// The task's principal.
-    pub principal: String,
+    /// The `act` chain.
+    pub act: Option<Actor>,
     /// The tool's name.
     pub client_id: String,
     /// The one audience.
@@ -375,7 +374,7 @@ impl Issuer {
             exp,
             jti: B64.encode(random::<16>()),
             scope: request.scopes.join(" "),
-            act: Actor { sub: request.principal.clone() },
+            act: request.act.clone(),
             client_id: request.client_id.clone(),
         };
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
@@ -508,7 +507,7 @@ mod tests {
     fn request(ttl: Duration, deadline: Duration) -> MintRequest {
         MintRequest {
             subject: "spiffe://toolcell.local/tool/gh/task/t1".into(),
-            principal: "alice".into(),
+            act: Some(Actor::new("alice")),
             client_id: "gh".into(),
             audience: "https://api.example.com".into(),
             scopes: vec!["repo:read".into(), "issues:write".into()],
@@ -523,7 +522,7 @@ mod tests {
         let minted = issuer.mint(&request(Duration::from_secs(300), Duration::from_secs(600)));
         let claims = issuer.verify(&minted.token, "https://api.example.com").unwrap();
         assert_eq!(claims.sub, "spiffe://toolcell.local/tool/gh/task/t1");
-        assert_eq!(claims.act.sub, "alice");
+        assert_eq!(claims.act.unwrap().sub, "alice");
         assert_eq!(claims.scope, "repo:read issues:write");
         assert_eq!(claims.jti, minted.jti);
         assert!(claims.exp <= claims.iat + 300);

@@ -67,6 +67,7 @@ impl Providers {
                 task,
                 tool: String::new(),
                 principal: "toolcell".into(),
+                actor: None,
                 request: None,
             };
             self.revoker.revoke_later(Revocation {

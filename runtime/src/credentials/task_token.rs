@@ -21,8 +21,19 @@ pub(crate) struct Workload {
     /// `spiffe://<trust-domain>/tool/<tool>/task/<task>`.
     pub(crate) id: String,
     pub(crate) principal: String,
+    /// Who acts for the principal, if anyone.
+    pub(crate) actor: Option<crate::identity::Actor>,
     pub(crate) tool: String,
     pub(crate) task: String,
+}
+
+impl Workload {
+    /// The `act` claim of the workload's tokens (RFC 8693 §4.1): the
+    /// principal it acts for, and under it the agent acting for the
+    /// principal, and so on.
+    pub(crate) fn delegation(&self) -> crate::identity::Actor {
+        crate::identity::Actor { sub: self.principal.clone(), act: self.actor.clone().map(Box::new) }
+    }
 }
 
 /// A task's credential state: its OpenBao child token, made on first use.

@@ -249,6 +249,7 @@ mod tests {
             task: "t".into(),
             tool: "tool".into(),
             principal: "alice".into(),
+            actor: None,
             request: None,
         };
         let manifest = crate::manifest::Manifest::ad_hoc(std::path::Path::new("t.wasm"));

@@ -120,7 +120,7 @@ impl Oversight {
             KillTarget::Principal(name) => (String::new(), String::new(), name.clone()),
             KillTarget::All => (String::new(), String::new(), String::new()),
         };
-        let scope = AuditScope { audit: self.audit.clone(), task, tool, principal, request: None };
+        let scope = AuditScope { audit: self.audit.clone(), task, tool, principal, actor: None, request: None };
         scope.record_or_log(AuditKind::Kill {
             id: kill.id.clone(),
             decision,

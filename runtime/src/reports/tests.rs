@@ -24,7 +24,9 @@ fn policies() -> RequestPolicies {
 /// A config that knows alice, a writer.
 fn config() -> RuntimeConfig {
     let mut config = RuntimeConfig::default();
-    config.principals.insert("alice".into(), PrincipalAttributes { roles: vec!["writer".into()], groups: vec![] });
+    config
+        .principals
+        .insert("alice".into(), PrincipalAttributes { roles: vec!["writer".into()], ..Default::default() });
     config
 }
 

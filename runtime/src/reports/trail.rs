@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The events this runtime writes (`event` of each line).
-pub const KNOWN_EVENTS: [&str; 21] = [
+pub const KNOWN_EVENTS: [&str; 22] = [
     "task_opened",
     "task_refused",
     "invocation_started",
@@ -28,6 +28,7 @@ pub const KNOWN_EVENTS: [&str; 21] = [
     "kill",
     "task_closed",
     "review_overdue",
+    "caller_refused",
     "checkpoint",
     "audit_rotated",
     "audit_resumed",

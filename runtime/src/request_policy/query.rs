@@ -19,6 +19,9 @@ pub struct PrincipalAttributes {
     pub roles: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The caller's OAuth scopes, from its token (never from the config).
+    #[serde(skip)]
+    pub scopes: Vec<String>,
 }
 
 /// The tool, as its manifest describes it.
@@ -190,7 +193,8 @@ fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttrib
     attrs
         .add("name", || string(principal))
         .add("roles", || strings(&attributes.roles))
-        .add("groups", || strings(&attributes.groups));
+        .add("groups", || strings(&attributes.groups))
+        .add("scopes", || strings(&attributes.scopes));
     entity(uid(&types().principal, principal), attrs.attrs(), &[])
 }
 

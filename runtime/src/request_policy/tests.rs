@@ -18,7 +18,7 @@ fn source(name: &str, text: &str) -> PolicySource {
 fn query(tool: &str, action: PolicyAction) -> PolicyQuery {
     PolicyQuery {
         principal: "alice".into(),
-        principal_attributes: PrincipalAttributes { roles: vec!["writer".into()], groups: vec![] },
+        principal_attributes: PrincipalAttributes { roles: vec!["writer".into()], ..Default::default() },
         tool: ToolFacts { name: tool.into(), owner: "tools@example.com".into(), tags: vec![] },
         task: "t1".into(),
         workload: "spiffe://toolcell.local/tool/x/task/t1".into(),
@@ -298,4 +298,23 @@ fn contractors_do_not_call_internal_tools() {
     assert!(reason.ends_with("tools tagged `internal` are for employees"), "{reason}");
     asked.tool.tags.clear();
     assert!(matches!(policies.evaluate(&asked), PolicyVerdict::Allow { .. }));
+}
+
+#[test]
+fn a_policy_reads_the_callers_token_scopes() {
+    let text = r#"
+@id("post-needs-write-scope")
+@reason("a POST needs a token with the issues:write scope")
+forbid (principal, action == Action::"http", resource)
+when { context.request.method == "POST" && !principal.scopes.contains("issues:write") };
+"#;
+    let policies = RequestPolicies::load(&[source("scopes.cedar", text)], PolicyMode::Ceiling).unwrap();
+    let mut asked = query("github-issues", http("POST", 10));
+    let PolicyVerdict::Deny { policies: ids, .. } = policies.evaluate(&asked) else {
+        panic!("allowed without the scope")
+    };
+    assert_eq!(ids, ["post-needs-write-scope"]);
+    asked.principal_attributes.scopes = vec!["tools:call".into(), "issues:write".into()];
+    assert!(matches!(policies.evaluate(&asked), PolicyVerdict::Allow { .. }));
+    assert!(matches!(policies.evaluate(&query("github-issues", http("GET", 0))), PolicyVerdict::Allow { .. }));
 }

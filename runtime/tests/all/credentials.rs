@@ -130,7 +130,7 @@ async fn an_injected_issuer_token_reaches_the_bound_host_only_and_dies_at_teardo
     // What a downstream service sees, with only the JWKS: an RFC 9068 token for this workload and principal.
     let claims = verify_with_jwks(&h.runtime.jwks(), &token, "https://toolcell.local", AUDIENCE).unwrap();
     assert_eq!(claims.sub, task.workload());
-    assert_eq!(claims.act.sub, "alice");
+    assert_eq!(claims.act.as_ref().unwrap().sub, "alice");
     assert_eq!(claims.scope, "repo:read issues:write");
     assert_eq!(claims.client_id, "probe-tool");
     assert!(claims.exp <= now() + 20, "exp {} is past the call's 20s deadline", claims.exp);

@@ -33,7 +33,7 @@ fn harness(principals: &[(&str, &[&str])], policies: Vec<PolicySource>) -> Harne
             .iter()
             .map(|(name, roles)| {
                 let roles = roles.iter().map(|r| r.to_string()).collect();
-                (name.to_string(), PrincipalAttributes { roles, groups: vec![] })
+                (name.to_string(), PrincipalAttributes { roles, ..Default::default() })
             })
             .collect(),
         ..RuntimeConfig::default()

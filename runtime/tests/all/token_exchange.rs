@@ -53,6 +53,7 @@ fn setup_with(revocation: bool, lifetimes: &serde_json::Value) -> (Harness, OAut
                 client_id: "toolcell".into(),
                 client_secret: SecretSource::File(secret),
                 subject_audience: server.issuer.clone(),
+                send_actor_token: true,
                 timeout: TimeSpan(Duration::from_secs(5)),
             }),
             ..ProviderConfig::default()
@@ -133,7 +134,13 @@ async fn an_exchanged_token_is_narrower_injected_and_revoked_at_teardown() {
         .filter(|e| e["event"] == "credential_revoked")
         .map(|e| (e["credential"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(revoked, vec![("github (subject token)", "deny_listed"), ("github", "revoked")]);
+    // The actor token (`send_actor_token`: the principal, as toolcell
+    // vouches for it; the server checked it against the subject token's
+    // `act`) is deny-listed once the exchange is done, like the subject token.
+    assert_eq!(
+        revoked,
+        vec![("github (subject token)", "deny_listed"), ("github (actor token)", "deny_listed"), ("github", "revoked")]
+    );
     assert!(!h.audit_text().contains(&token));
 }
 
