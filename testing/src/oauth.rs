@@ -97,27 +97,13 @@ impl OAuthServer {
 
     /// RFC 7662 introspection of `token`, as toolcell's client.
     pub fn introspect(&self, token: &str) -> serde_json::Value {
-        let body = format!("token={}", token.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D"));
+        let body = format!("token={}", form_encode(token));
         let response = self.post("/token/introspection", &body);
         serde_json::from_str(&response).unwrap_or_else(|e| panic!("introspection answered {response:?}: {e}"))
     }
 
     fn post(&self, path: &str, body: &str) -> String {
-        use base64::Engine as _;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("toolcell:{}", self.client_secret));
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nauthorization: Basic {auth}\r\n\
-             content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() }
+        post_form(self.port, path, "toolcell", &self.client_secret, body)
     }
 }
 
