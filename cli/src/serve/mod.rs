@@ -41,8 +41,10 @@ Request-time policies: the *.cedar files of the config's [policy] dir, or of
 --policies DIR; re-read when they change (a set that fails keeps the last good
 one). Approvals are answered with `toolcell approvals` through the admin socket.
 Transport: stdio by default (the principal is the local user); --http ADDR serves
-streamable HTTP at http://ADDR/mcp (loopback only unless [serve] tokens are
-configured; see the README).
+streamable HTTP at http://ADDR/mcp (loopback only unless [serve] tokens or
+[serve.oauth] are configured; with [serve.oauth], callers bring access tokens
+from your authorization server and discover it at
+/.well-known/oauth-protected-resource/mcp; see the README).
 A call may narrow its grant with _meta[\"toolcell/narrowing\"], e.g.
   {\"timeout\":\"2s\",\"memory\":\"32MiB\",\"egress\":[\"https://api.example.com/v1/*\"]}
 
