@@ -123,7 +123,7 @@ field = "certificate"
 /// token are minted: the child, the lease id and the token's accessor.
 fn holding_one_lease(dir: &Path) -> (Killed, String, String) {
     let mut child = run_holding_a_lease(dir, None);
-    let (lease, accessor) = minted(dir, 1, &mut child).remove(0);
+    let (lease, accessor) = minted(dir, 1, std::slice::from_mut(&mut child)).remove(0);
     (child, lease, accessor)
 }
 
@@ -157,9 +157,9 @@ fn audit(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Waits until `count` leases have been minted into the audit log; returns
-/// (lease id, task token accessor) pairs by task.
-fn minted(dir: &Path, count: usize, child: &mut Killed) -> Vec<(String, String)> {
+/// Waits until `count` leases have been minted into the audit log by
+/// `children`; returns (lease id, task token accessor) pairs by task.
+fn minted(dir: &Path, count: usize, children: &mut [Killed]) -> Vec<(String, String)> {
     let started = Instant::now();
     loop {
         let events = audit(dir);
@@ -180,8 +180,10 @@ fn minted(dir: &Path, count: usize, child: &mut Killed) -> Vec<(String, String)>
                 })
                 .collect();
         }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("toolcell exited ({status}) before its lease was minted: {}", stderr_of(child));
+        for child in children.iter_mut() {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("toolcell exited ({status}) before its lease was minted: {}", stderr_of(child));
+            }
         }
         assert!(started.elapsed() < Duration::from_secs(60), "no lease was minted");
         std::thread::sleep(Duration::from_millis(50));
@@ -280,7 +282,7 @@ fn runtimes_sharing_a_journal_keep_their_leases_and_a_killed_ones_are_revoked() 
     let dir = state.path();
     let journal = dir.join("shared-leases");
     let mut runs: Vec<Killed> = (0..3).map(|_| run_holding_a_lease(dir, Some(&journal))).collect();
-    let held = minted(dir, 3, &mut runs[2]);
+    let held = minted(dir, 3, &mut runs);
     for (lease, _) in &held {
         assert!(bao.lease_exists(lease));
     }

@@ -64,16 +64,23 @@ impl SealKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
                 }
+                // Written whole under a name of this process's own, then
+                // linked in only if no key exists yet: a runtime starting at
+                // the same moment never reads a half-written key file.
+                let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                match options.open(path) {
-                    Ok(mut file) => {
-                        std::io::Write::write_all(&mut file, text.as_bytes())
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| error(e.to_string()))?;
-                        Ok(SealKey::from_seed(&seed))
-                    }
+                let placed = options
+                    .open(&temporary)
+                    .and_then(|mut file| {
+                        std::io::Write::write_all(&mut file, text.as_bytes())?;
+                        file.sync_all()
+                    })
+                    .and_then(|()| std::fs::hard_link(&temporary, path));
+                let _ = std::fs::remove_file(&temporary);
+                match placed {
+                    Ok(()) => Ok(SealKey::from_seed(&seed)),
                     // Another runtime made it first: use that one.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => SealKey::open_or_create(path),
                     Err(e) => Err(error(e.to_string())),
@@ -192,6 +199,31 @@ mod tests {
         let public_file = dir.path().join("audit.pub");
         std::fs::write(&public_file, format!("{}\n", key.public())).unwrap();
         assert_eq!(SealPublicKey::read(&public_file).unwrap(), public);
+    }
+
+    #[test]
+    fn runtimes_starting_together_make_one_key_and_all_read_it_whole() {
+        // Three `toolcell run` processes on one state directory once met a
+        // key file created but not yet written, and one refused to start.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("audit-key-{round}.json"));
+            let start = std::sync::Barrier::new(8);
+            let keys: Vec<String> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            SealKey::open_or_create(&path).map(|key| key.public().to_owned())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]), "round {round}: {keys:?}");
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left.len(), 1, "no temporary file is left behind: {left:?}");
+        }
     }
 
     #[test]
