@@ -349,7 +349,10 @@ impl Task {
         // task's record closes after every invocation's.
         self.life.teardowns.idle().await;
         self.life.credentials.close().await;
-        self.finish("closed")
+        // The task's record is durable before its close is reported.
+        let summary = self.life.finish_durably("closed").await;
+        self.oversight.live.closed(&self.id);
+        summary
     }
 
     /// Records the task closed (once; a kill may have closed it first) and

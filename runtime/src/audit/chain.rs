@@ -68,6 +68,21 @@ pub(crate) struct ChainWriter {
     /// (taken inside `state`'s mutex, which orders them within this one).
     lock: File,
     state: Mutex<ChainState>,
+    /// The last sequence number this process has synced to disk. Syncs take
+    /// turns under it, outside `state`, so appends go on during a sync and
+    /// tasks closing together share one (group commit).
+    durable: Mutex<u64>,
+}
+
+/// A checkpoint written, not yet synced.
+struct Unsynced {
+    /// The checkpoint's sequence number (everything up to it is covered).
+    seq: u64,
+    /// The file it was written to (a rotation may have moved it since).
+    file: File,
+    /// The checkpoint line, for the head file once it is on disk; `None`
+    /// when another caller wrote the checkpoint (and keeps the head).
+    line: Option<String>,
 }
 
 impl std::fmt::Debug for ChainWriter {
@@ -144,8 +159,15 @@ impl ChainWriter {
             since_seal: 0,
             last_seal: Instant::now(),
         };
-        let writer =
-            ChainWriter { path: path.to_owned(), head: head_path(path), key, settings, lock, state: Mutex::new(state) };
+        let writer = ChainWriter {
+            path: path.to_owned(),
+            head: head_path(path),
+            key,
+            settings,
+            lock,
+            state: Mutex::new(state),
+            durable: Mutex::new(0),
+        };
         {
             let mut state = writer.state();
             let _locked = Locked::take(&writer.lock)?;
@@ -165,14 +187,17 @@ impl ChainWriter {
     /// Appends one event (a JSON object) as the chain's next line; a
     /// checkpoint follows every `every` events.
     pub(crate) fn append(&self, event: &str) -> std::io::Result<()> {
-        let mut state = self.state();
-        let _locked = Locked::take(&self.lock)?;
-        self.catch_up(&mut state)?;
-        self.write_line(&mut state, event)?;
-        if state.since_seal >= self.settings.every {
-            self.checkpoint(&mut state)?;
-        }
-        Ok(())
+        let unsynced = {
+            let mut state = self.state();
+            let _locked = Locked::take(&self.lock)?;
+            self.catch_up(&mut state)?;
+            self.write_line(&mut state, event)?;
+            if state.since_seal < self.settings.every {
+                return Ok(());
+            }
+            self.checkpoint(&mut state)?
+        };
+        self.make_durable(unsynced)
     }
 
     /// Writes a checkpoint and syncs the file, if anything was written since
@@ -188,11 +213,34 @@ impl ChainWriter {
     }
 
     fn seal_if(&self, due: impl Fn(&ChainState) -> bool) -> std::io::Result<()> {
-        let mut state = self.state();
-        let _locked = Locked::take(&self.lock)?;
-        self.catch_up(&mut state)?;
-        if state.seq != state.sealed && due(&state) {
-            self.checkpoint(&mut state)?;
+        let unsynced = {
+            let mut state = self.state();
+            let _locked = Locked::take(&self.lock)?;
+            self.catch_up(&mut state)?;
+            if state.seq != state.sealed && due(&state) {
+                self.checkpoint(&mut state)?
+            } else if state.seq == state.sealed && state.sealed > 0 {
+                // Another caller's checkpoint covers everything: it may
+                // still be syncing, so wait for (or do) a sync of it.
+                Unsynced { seq: state.sealed, file: state.file.try_clone()?, line: None }
+            } else {
+                return Ok(());
+            }
+        };
+        self.make_durable(unsynced)
+    }
+
+    /// Syncs the file up to `unsynced`'s checkpoint, unless a sync that
+    /// covers it has been done already, then keeps the checkpoint as the head.
+    fn make_durable(&self, unsynced: Unsynced) -> std::io::Result<()> {
+        let mut durable = self.durable.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *durable >= unsynced.seq {
+            return Ok(());
+        }
+        unsynced.file.sync_data()?;
+        *durable = unsynced.seq;
+        if let Some(line) = &unsynced.line {
+            self.keep_head(line)?;
         }
         Ok(())
     }
@@ -280,9 +328,10 @@ impl ChainWriter {
         Ok(line)
     }
 
-    /// Writes a checkpoint, syncs the file, keeps the checkpoint as the
-    /// head, and rotates the file if it has grown past `rotate_at`.
-    fn checkpoint(&self, state: &mut ChainState) -> std::io::Result<()> {
+    /// Writes a checkpoint and rotates the file if it has grown past
+    /// `rotate_at`; the caller syncs it ([`ChainWriter::make_durable`]),
+    /// outside the state's lock.
+    fn checkpoint(&self, state: &mut ChainState) -> std::io::Result<Unsynced> {
         let time = super::now_rfc3339();
         let event = match &self.key {
             Some(key) => serde_json::json!({
@@ -294,21 +343,24 @@ impl ChainWriter {
             None => serde_json::json!({ "time": time, "event": "checkpoint", "key": serde_json::Value::Null }),
         };
         let line = self.write_line(state, &event.to_string())?;
-        state.file.sync_data()?;
         state.sealed = state.seq;
         state.since_seal = 0;
         state.last_seal = Instant::now();
-        self.keep_head(&line)?;
+        let unsynced = Unsynced { seq: state.seq, file: state.file.try_clone()?, line: Some(line) };
         if self.settings.rotate_at.is_some_and(|at| state.end >= at) {
             self.rotate(state)?;
         }
-        Ok(())
+        Ok(unsynced)
     }
 
     /// Writes the head file whole (a temporary file renamed over it). It is
     /// not synced: a head lost in a crash is an older one, which still checks.
     fn keep_head(&self, line: &str) -> std::io::Result<()> {
-        let temporary = sibling(&self.path, &format!("head.{}", std::process::id()));
+        // Unique to this write: writers sync (and so keep heads) outside
+        // the file lock, so two may be here at once, in one process or two.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = sibling(&self.path, &format!("head.{}.{n}", std::process::id()));
         std::fs::write(&temporary, format!("{line}\n"))?;
         std::fs::rename(&temporary, &self.head)
     }

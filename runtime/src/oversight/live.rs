@@ -218,27 +218,54 @@ impl TaskLife {
         self.teardowns.idle().await;
         let reason = self.killed.get().map(|kill| format!("the task was closed by kill {}", kill.id));
         self.credentials.close_because(reason).await;
-        self.finish("killed");
+        self.finish_durably("killed").await;
     }
 
-    /// Records the task closed (once) and returns its summary.
+    /// Records the task closed (once) and returns its summary, once the
+    /// record is on disk. The sync runs on a blocking thread, so the async
+    /// workers go on serving other calls meanwhile, and tasks closing
+    /// together share it.
+    pub(crate) async fn finish_durably(&self, how: &'static str) -> TaskSummary {
+        let (summary, recorded) = self.record_closed(how);
+        if !recorded {
+            // Closed already (by a kill, which made its record durable).
+            return summary;
+        }
+        let audit = self.scope.audit.clone();
+        if tokio::task::spawn_blocking(move || audit.seal_or_log()).await.is_err() {
+            // The blocking pool is gone (the runtime is shutting down): seal here.
+            self.scope.audit.seal_or_log();
+        }
+        summary
+    }
+
+    /// [`TaskLife::finish_durably`], where there is no executor to wait on (a drop).
     pub(crate) fn finish(&self, how: &'static str) -> TaskSummary {
+        let (summary, recorded) = self.record_closed(how);
+        if recorded {
+            self.scope.audit.seal_or_log();
+        }
+        summary
+    }
+
+    /// Records the task closed, once (true if this call did); the caller
+    /// makes the record durable.
+    fn record_closed(&self, how: &'static str) -> (TaskSummary, bool) {
         let summary = TaskSummary {
             invocations: self.invocations.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             duration: self.opened_at.elapsed(),
         };
-        if !self.closed.swap(true, Ordering::AcqRel) {
+        let recorded = !self.closed.swap(true, Ordering::AcqRel);
+        if recorded {
             self.scope.record_or_log(AuditKind::TaskClosed {
                 how,
                 duration_ms: millis(summary.duration),
                 invocations: summary.invocations,
                 failures: summary.failures,
             });
-            // The task's record is durable before its close is reported.
-            self.scope.audit.seal_or_log();
         }
-        summary
+        (summary, recorded)
     }
 
     /// The task as `toolcell tasks` shows it.
