@@ -125,7 +125,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
         match args.http {
             Some(address) => http::serve(state.clone(), address, serve_config).await,
             None => {
-                let service = Server { state: state.clone() }.serve(rmcp::transport::stdio()).await?;
+                let service = Server { state: state.clone() }.serve(stdio()).await?;
                 service.waiting().await?;
                 Ok(())
             }
@@ -169,6 +169,32 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
         Some(stop) => ExitCode::from(stop.code()),
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The stdio transport. When stdin and stdout are pipes (as an MCP client
+/// starts the server) they are read and written through the reactor, like
+/// sockets; tokio's own stdin reads through its blocking pool instead, one
+/// hand-off to another thread and back per message. Anything else (a
+/// terminal, a file) goes through tokio's stdio.
+fn stdio() -> (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(pipe::Receiver::from_file)
+    {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    let output: Box<dyn tokio::io::AsyncWrite + Send + Unpin> =
+        match std::io::stdout().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(pipe::Sender::from_file)
+        {
+            Ok(pipe) => Box::new(pipe),
+            Err(_) => Box::new(tokio::io::stdout()),
+        };
+    (input, output)
 }
 
 fn report(catalog: &Catalog) {
