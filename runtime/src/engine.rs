@@ -248,13 +248,45 @@ impl ToolEngine {
     /// Loads, checks and links a component, compiling it or reusing its
     /// precompiled artifact. `pin` is the sha256 the file must have.
     pub fn load(&self, path: &Path, pin: Option<&[u8; 32]>) -> Result<LoadedComponent, LoadError> {
-        let (bytes, sha256) = read_pinned(path, pin)?;
-        match wasm_kind(&bytes) {
+        let digests = self.settings.cache_dir.as_deref().map(crate::digests::DigestIndex::new);
+        // A digest kept from an earlier load of the unchanged file spares
+        // reading and hashing it (see `digests`); the pin is checked either way.
+        let (bytes, sha256) = match digests.as_ref().and_then(|index| index.lookup(path)) {
+            Some(sha256) => {
+                check_pin(path, pin, &sha256)?;
+                (None, sha256)
+            }
+            None => {
+                let (bytes, sha256, meta) = read_pinned(path, pin)?;
+                if let Some(index) = &digests {
+                    index.record(&meta, &sha256);
+                }
+                (Some(bytes), sha256)
+            }
+        };
+        let header = match &bytes {
+            Some(bytes) => bytes[..bytes.len().min(8)].to_vec(),
+            None => read_header(path)?,
+        };
+        match wasm_kind(&header) {
             WasmKind::Component => {}
             WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_owned() }),
             WasmKind::NotWasm => return Err(LoadError::NotWasm { path: path.to_owned() }),
         }
-        let component = self.compile_cached(path, &bytes, &sha256)?;
+        let (component, sha256) = match self.precompiled(&sha256) {
+            Some(component) => (component, sha256),
+            None => {
+                let (bytes, sha256) = match bytes {
+                    Some(bytes) => (bytes, sha256),
+                    // The digest came from the index: compiling needs the bytes.
+                    None => {
+                        let (bytes, sha256, _) = read_pinned(path, pin)?;
+                        (bytes, sha256)
+                    }
+                };
+                (self.compile_and_cache(path, &bytes, &sha256)?, sha256)
+            }
+        };
         let shape = self.shape_of(path, &component)?;
         let link_error =
             |error: wasmtime::Error| LoadError::Imports { path: path.to_owned(), reason: format!("{error:#}") };
@@ -297,28 +329,35 @@ impl ToolEngine {
         })
     }
 
-    fn compile_cached(&self, path: &Path, bytes: &[u8], sha256: &[u8; 32]) -> Result<Component, LoadError> {
-        let cached = self
-            .settings
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}-{}.cwasm", Hex(sha256), self.compatibility)));
-        if let Some(cached) = cached.as_deref().filter(|p| p.exists()) {
-            if let Err(reason) = trusted_artifact(cached) {
-                // Whoever else can write it could make the engine run their
-                // native code and bypass the manifest's pin: recompile.
-                tracing::warn!(path = %cached.display(), "not loading precompiled artifact: {reason}");
-            } else {
-                match load_precompiled(&self.engine, cached) {
-                    Ok(component) => return Ok(component),
-                    // A stale or damaged artifact is rebuilt, never trusted.
-                    Err(error) => tracing::warn!(path = %cached.display(), "ignoring precompiled artifact: {error:#}"),
-                }
+    fn artifact_path(&self, sha256: &[u8; 32]) -> Option<PathBuf> {
+        let dir = self.settings.cache_dir.as_ref()?;
+        Some(dir.join(format!("{}-{}.cwasm", Hex(sha256), self.compatibility)))
+    }
+
+    /// The precompiled artifact of the component with this digest, where
+    /// the cache holds a trusted one.
+    fn precompiled(&self, sha256: &[u8; 32]) -> Option<Component> {
+        let cached = self.artifact_path(sha256).filter(|p| p.exists())?;
+        if let Err(reason) = trusted_artifact(&cached) {
+            // Whoever else can write it could make the engine run their
+            // native code and bypass the manifest's pin: recompile.
+            tracing::warn!(path = %cached.display(), "not loading precompiled artifact: {reason}");
+            return None;
+        }
+        match load_precompiled(&self.engine, &cached) {
+            Ok(component) => Some(component),
+            // A stale or damaged artifact is rebuilt, never trusted.
+            Err(error) => {
+                tracing::warn!(path = %cached.display(), "ignoring precompiled artifact: {error:#}");
+                None
             }
         }
+    }
+
+    fn compile_and_cache(&self, path: &Path, bytes: &[u8], sha256: &[u8; 32]) -> Result<Component, LoadError> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|error| LoadError::Invalid { path: path.to_owned(), reason: format!("{error:#}") })?;
-        if let Some(cached) = cached {
+        if let Some(cached) = self.artifact_path(sha256) {
             // The cache is an optimisation: failing to write it costs a recompile, nothing else.
             if let Err(error) = store_precompiled(&component, &cached) {
                 tracing::warn!(path = %cached.display(), "cannot write precompiled artifact: {error:#}");
@@ -462,21 +501,41 @@ fn wit_name(ty: &Type) -> String {
 /// Reads a component file and checks it against its pin, without compiling
 /// it; returns its sha256. What `policy check` uses to vet a manifest.
 pub fn component_digest(path: &Path, pin: Option<&[u8; 32]>) -> Result<[u8; 32], LoadError> {
-    read_pinned(path, pin).map(|(_, sha256)| sha256)
+    read_pinned(path, pin).map(|(_, sha256, _)| sha256)
 }
 
-fn read_pinned(path: &Path, pin: Option<&[u8; 32]>) -> Result<(Vec<u8>, [u8; 32]), LoadError> {
+/// Reads the component file and checks its digest against the pin. Also
+/// returns the file's metadata as it was before the read (for `digests`).
+fn read_pinned(path: &Path, pin: Option<&[u8; 32]>) -> Result<(Vec<u8>, [u8; 32], std::fs::Metadata), LoadError> {
+    let read_error = |cause| LoadError::Read { path: path.to_owned(), cause };
     // Ambient authority: the component file the manifest (or the caller) names.
-    let bytes = std::fs::read(path).map_err(|cause| LoadError::Read { path: path.to_owned(), cause })?;
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(read_error)?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-    if let Some(pin) = pin.filter(|pin| **pin != sha256) {
-        return Err(LoadError::HashMismatch {
+    check_pin(path, pin, &sha256)?;
+    Ok((bytes, sha256, meta))
+}
+
+fn check_pin(path: &Path, pin: Option<&[u8; 32]>, sha256: &[u8; 32]) -> Result<(), LoadError> {
+    match pin.filter(|pin| *pin != sha256) {
+        Some(pin) => Err(LoadError::HashMismatch {
             path: path.to_owned(),
             expected: Hex(pin).to_string(),
-            actual: Hex(&sha256).to_string(),
-        });
+            actual: Hex(sha256).to_string(),
+        }),
+        None => Ok(()),
     }
-    Ok((bytes, sha256))
+}
+
+/// The file's first 8 bytes (fewer if it is shorter): enough for `wasm_kind`.
+fn read_header(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_error = |cause| LoadError::Read { path: path.to_owned(), cause };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut header = Vec::with_capacity(8);
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, 8), &mut header).map_err(read_error)?;
+    Ok(header)
 }
 
 fn byte_count(size: ByteSize) -> usize {
@@ -504,7 +563,7 @@ fn load_precompiled(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<
 /// holds it, belong to the user the runtime runs as and nobody else may
 /// write them: then only that user (who could change toolcell itself) can
 /// have put native code there.
-fn trusted_artifact(path: &Path) -> Result<(), UntrustedArtifact> {
+pub(crate) fn trusted_artifact(path: &Path) -> Result<(), UntrustedArtifact> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -525,7 +584,7 @@ fn trusted_artifact(path: &Path) -> Result<(), UntrustedArtifact> {
 
 /// Why a precompiled artifact is not loaded (it is recompiled instead).
 #[derive(Debug, thiserror::Error)]
-enum UntrustedArtifact {
+pub(crate) enum UntrustedArtifact {
     #[error("{what}: {cause}")]
     Unreadable { what: &'static str, cause: std::io::Error },
     #[error("the {what} belongs to uid {owner}, not to toolcell's uid {me}")]

@@ -3,6 +3,7 @@
 //! with an error that says why.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::common::*;
 use toolcell_runtime::{CallResult, InvokeError, LoadError, Manifest, ToolError};
@@ -150,11 +151,50 @@ fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
     };
     let engine = toolcell_runtime::ToolEngine::new(settings).unwrap();
     engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
-    let artifacts: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
     assert_eq!(artifacts.len(), 1, "one precompiled artifact is cached");
     std::fs::write(&artifacts[0], b"garbage where native code was").unwrap();
     engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
     assert_ne!(std::fs::read(&artifacts[0]).unwrap(), b"garbage where native code was");
+}
+
+#[test]
+fn a_component_changed_after_its_digest_was_kept_is_hashed_again_and_its_pin_holds() {
+    use sha2::Digest;
+    let cache = tempfile::tempdir().unwrap();
+    let settings = toolcell_runtime::EngineSettings {
+        cache_dir: Some(cache.path().to_owned()),
+        max_concurrent_invocations: 4,
+        ..Default::default()
+    };
+    let engine = toolcell_runtime::ToolEngine::new(settings).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("tool.wasm");
+    std::fs::copy(guests::WORD_COUNT, &component).unwrap();
+    let pin: [u8; 32] = sha2::Sha256::digest(std::fs::read(&component).unwrap()).into();
+    // Digests are kept only for files whose stamps have settled (2s).
+    std::thread::sleep(Duration::from_millis(2100));
+    engine.load(&component, Some(&pin)).unwrap();
+    let kept = || {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("digest-"))
+    };
+    assert_eq!(kept().count(), 1, "the digest is kept");
+    assert_eq!(engine.load(&component, Some(&pin)).unwrap().sha256, pin, "and used");
+
+    // The attack: another component in its place, its mtime put back.
+    let mtime = std::fs::metadata(&component).unwrap().modified().unwrap();
+    std::fs::write(&component, std::fs::read(guests::PROBE_TOOL).unwrap()).unwrap();
+    std::fs::File::options().write(true).open(&component).unwrap().set_modified(mtime).unwrap();
+    let err = engine.load(&component, Some(&pin)).unwrap_err();
+    assert!(matches!(err, LoadError::HashMismatch { .. }), "{err:?}");
+    let probe: [u8; 32] = sha2::Sha256::digest(std::fs::read(guests::PROBE_TOOL).unwrap()).into();
+    assert_eq!(engine.load(&component, None).unwrap().sha256, probe, "unpinned, the new bytes are what load");
 }
 
 #[test]
