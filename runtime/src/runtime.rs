@@ -74,7 +74,7 @@ impl Runtime {
             Some(path) => Audit::to_file(path, &config.audit)?,
             None => Audit::tracing_only(),
         };
-        let tls = Arc::new(crate::transport::tls_config(&config.tls_roots).map_err(RuntimeError::Tls)?);
+        let tls = crate::transport::Tls::new(&config.tls_roots).map_err(RuntimeError::Tls)?;
         let audit = Arc::new(audit);
         let issuer_url =
             config.credentials.issuer.url.clone().unwrap_or_else(|| format!("https://{}", config.trust_domain));

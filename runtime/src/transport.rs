@@ -63,7 +63,7 @@ impl Resolver for StaticResolver {
 #[derive(Clone, Debug)]
 pub(crate) struct Network {
     pub(crate) resolver: Arc<dyn Resolver>,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) tls: Tls,
 }
 
 /// Why the TLS client config could not be built.
@@ -90,28 +90,66 @@ pub enum TlsError {
     Protocols(rustls::Error),
 }
 
-/// Builds the TLS client config: the system's roots plus `extra` PEM roots.
-pub(crate) fn tls_config(extra: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // Ambient authority: the system's TLS roots.
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A system root rustls cannot parse is skipped, as browsers do.
-        let _ = roots.add(cert);
+/// The TLS client config, built on first use: the system's roots plus the
+/// runtime config's extra PEM roots. The extra roots are read and checked
+/// when the runtime starts (a bad file is a start-up error); the system's
+/// only when a connection first needs them. Reading them (hundreds of
+/// files under /etc/ssl) was a fifth of `toolcell serve`'s start-up, and
+/// many runs never open a TLS connection.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    extra: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    config: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("extra_roots", &self.extra.len()).finish_non_exhaustive()
     }
-    for path in extra {
+}
+
+impl Tls {
+    /// Reads and checks the extra roots.
+    pub(crate) fn new(extra: &[std::path::PathBuf]) -> Result<Tls, TlsError> {
         use rustls::pki_types::pem::PemObject;
-        let file = |cause| TlsError::File { path: path.clone(), cause };
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(file)? {
-            roots.add(cert.map_err(file)?).map_err(|cause| TlsError::Root { path: path.clone(), cause })?;
+        let mut certs = Vec::new();
+        let mut checked = rustls::RootCertStore::empty();
+        for path in extra {
+            let file = |cause| TlsError::File { path: path.clone(), cause };
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(file)? {
+                let cert = cert.map_err(file)?;
+                checked.add(cert.clone()).map_err(|cause| TlsError::Root { path: path.clone(), cause })?;
+                certs.push(cert);
+            }
         }
+        Tls::builder().map_err(TlsError::Protocols)?;
+        Ok(Tls { extra: Arc::new(certs), config: Arc::default() })
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Protocols)?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+
+    fn builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+    }
+
+    /// The client config, built (with the system's roots) the first time.
+    pub(crate) fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.config
+            .get_or_init(|| {
+                let mut roots = rustls::RootCertStore::empty();
+                // Ambient authority: the system's TLS roots.
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    // A system root rustls cannot parse is skipped, as browsers do.
+                    let _ = roots.add(cert);
+                }
+                for cert in self.extra.iter() {
+                    // Each was added to a store once already, in `new`.
+                    let _ = roots.add(cert.clone());
+                }
+                let builder = Tls::builder().expect("the protocol versions were accepted in Tls::new");
+                Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+            })
+            .clone()
+    }
 }
 
 /// A byte stream a connection runs over: plain TCP or TLS.
@@ -143,7 +181,7 @@ pub(crate) async fn connect(
     addresses: &[IpAddr],
     port: u16,
     host: &str,
-    tls: Option<&Arc<rustls::ClientConfig>>,
+    tls: Option<&Tls>,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>, ConnectError> {
     let connect = async {
@@ -164,7 +202,7 @@ pub(crate) async fn connect(
     let Some(tls) = tls else { return Ok(Box::new(stream)) };
     let name =
         rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::TlsName(host.to_owned()))?;
-    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let connector = tokio_rustls::TlsConnector::from(tls.config());
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(tls)) => Ok(Box::new(tls)),
         Ok(Err(error)) => Err(ConnectError::Tls(error)),

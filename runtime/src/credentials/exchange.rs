@@ -4,7 +4,6 @@
 //! audience, which is revoked (RFC 7009) at teardown where the server has a
 //! revocation endpoint.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -21,7 +20,7 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 #[derive(Debug)]
 pub(crate) struct TokenExchange {
     pub(crate) config: TokenExchangeConfig,
-    tls: Arc<rustls::ClientConfig>,
+    tls: crate::transport::Tls,
 }
 
 /// An exchanged access token.
@@ -32,7 +31,7 @@ pub(crate) struct Exchanged {
 }
 
 impl TokenExchange {
-    pub(crate) fn new(config: TokenExchangeConfig, tls: Arc<rustls::ClientConfig>) -> TokenExchange {
+    pub(crate) fn new(config: TokenExchangeConfig, tls: crate::transport::Tls) -> TokenExchange {
         TokenExchange { config, tls }
     }
 

@@ -5,7 +5,6 @@
 //! the invocation ends, and the child token (and with it anything left under
 //! it) when the task closes.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -18,7 +17,7 @@ use crate::credentials::upstream;
 #[derive(Debug)]
 pub(crate) struct OpenBao {
     pub(crate) config: OpenBaoConfig,
-    tls: Arc<rustls::ClientConfig>,
+    tls: crate::transport::Tls,
 }
 
 /// A task's child token. Its value stays on the host; the accessor names it
@@ -53,7 +52,7 @@ fn epoch_after(duration: Duration) -> u64 {
 }
 
 impl OpenBao {
-    pub(crate) fn new(config: OpenBaoConfig, tls: Arc<rustls::ClientConfig>) -> OpenBao {
+    pub(crate) fn new(config: OpenBaoConfig, tls: crate::transport::Tls) -> OpenBao {
         OpenBao { config, tls }
     }
 

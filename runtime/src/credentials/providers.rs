@@ -30,7 +30,7 @@ impl Providers {
         config: ProviderConfig,
         issuer: Arc<Issuer>,
         journal: Option<LeaseJournal>,
-        tls: &Arc<rustls::ClientConfig>,
+        tls: &crate::transport::Tls,
     ) -> Providers {
         let openbao = config.openbao.clone().map(|c| Arc::new(OpenBao::new(c, tls.clone())));
         let exchange = config.oauth_token_exchange.clone().map(|c| Arc::new(TokenExchange::new(c, tls.clone())));

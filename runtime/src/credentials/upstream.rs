@@ -3,7 +3,6 @@
 //! no egress rules apply, but every call has a timeout, a response size cap
 //! and errors that name the endpoint without echoing secrets.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,7 +58,7 @@ impl Answer {
 /// Sends one request to a provider and reads the whole answer, all within
 /// `timeout`. `url` is absolute (`http` or `https`).
 pub(crate) async fn send(
-    tls: &Arc<rustls::ClientConfig>,
+    tls: &crate::transport::Tls,
     method: http::Method,
     url: &str,
     headers: &[(&str, &str)],

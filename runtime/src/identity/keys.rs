@@ -10,7 +10,6 @@
 //! authorization server is picked up; keys it no longer publishes are
 //! dropped then.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::jwt::Jwk;
@@ -36,7 +35,7 @@ pub(crate) struct KeySource {
     issuer: String,
     jwks_uri: Option<String>,
     introspection_endpoint: Option<String>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: crate::transport::Tls,
     timeout: Duration,
     cache_for: Duration,
     min_refresh: Duration,
@@ -46,7 +45,7 @@ pub(crate) struct KeySource {
 }
 
 impl KeySource {
-    pub(crate) fn new(config: &OAuthConfig, tls: Arc<rustls::ClientConfig>) -> KeySource {
+    pub(crate) fn new(config: &OAuthConfig, tls: crate::transport::Tls) -> KeySource {
         KeySource {
             issuer: config.issuer.clone(),
             jwks_uri: config.jwks_uri.clone(),

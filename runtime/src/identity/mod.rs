@@ -26,7 +26,6 @@ mod keys;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -311,11 +310,12 @@ fn acceptable_url(url: &str) -> bool {
 
 impl ResourceServer {
     /// Checks `config` and sets up key discovery. `served` is the resource
-    /// identifier to use when the config sets none.
-    pub fn new(
+    /// identifier to use when the config sets none. (Callers outside the
+    /// crate get one from `Runtime::resource_server`.)
+    pub(crate) fn new(
         config: OAuthConfig,
         served: &str,
-        tls: Arc<rustls::ClientConfig>,
+        tls: crate::transport::Tls,
     ) -> Result<ResourceServer, OAuthConfigError> {
         let problem = |text: String| Err(OAuthConfigError(text));
         if !acceptable_url(&config.issuer) {

@@ -149,7 +149,7 @@ fn config(issuer: &str) -> OAuthConfig {
 }
 
 fn server(config: OAuthConfig) -> ResourceServer {
-    let tls = Arc::new(crate::transport::tls_config(&[]).unwrap());
+    let tls = crate::transport::Tls::new(&[]).unwrap();
     ResourceServer::new(config, "http://unused/mcp", tls).unwrap()
 }
 
@@ -414,7 +414,7 @@ fn tool_scopes_metadata_and_challenges_say_what_an_mcp_client_needs() {
 
 #[test]
 fn a_config_that_would_accept_too_much_is_refused() {
-    let tls = || Arc::new(crate::transport::tls_config(&[]).unwrap());
+    let tls = || crate::transport::Tls::new(&[]).unwrap();
     let refused = |edit: &dyn Fn(&mut OAuthConfig)| {
         let mut cfg = config("http://127.0.0.1:9");
         edit(&mut cfg);
