@@ -43,6 +43,9 @@ pub struct State {
     pub runtime: Runtime,
     pub sources: Sources,
     catalog: RwLock<Arc<Catalog>>,
+    /// Set once the first catalog is in: the transport answers `initialize`
+    /// while the tools load, and `tools/list` and `tools/call` wait for it.
+    loaded: tokio::sync::watch::Sender<bool>,
     /// Clients to tell when the tool list changes.
     peers: Mutex<Vec<Peer<RoleServer>>>,
     calls: Arc<tokio::sync::Semaphore>,
@@ -89,18 +92,14 @@ impl Drop for Running<'_> {
 }
 
 impl State {
-    pub fn new(
-        runtime: Runtime,
-        sources: Sources,
-        catalog: Catalog,
-        limits: (usize, usize),
-        default_principal: String,
-    ) -> State {
+    /// The shared state, its catalog still empty: see [`State::first_catalog`].
+    pub fn new(runtime: Runtime, sources: Sources, limits: (usize, usize), default_principal: String) -> State {
         let (max_calls, max_calls_per_principal) = limits;
         State {
             runtime,
             sources,
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            loaded: tokio::sync::watch::channel(false).0,
             peers: Mutex::new(Vec::new()),
             calls: Arc::new(tokio::sync::Semaphore::new(max_calls)),
             max_calls,
@@ -154,6 +153,19 @@ impl State {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The catalog, once the first one is loaded.
+    pub async fn loaded_catalog(&self) -> Arc<Catalog> {
+        // The sender lives as long as `self`: the wait ends only when loaded.
+        let _ = self.loaded.subscribe().wait_for(|loaded| *loaded).await;
+        self.catalog()
+    }
+
+    /// Puts in the first catalog and lets waiting requests through.
+    pub fn first_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        self.loaded.send_replace(true);
     }
 
     /// Swaps in a rebuilt catalog and tells every client the list changed.
@@ -236,7 +248,7 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let caller = self.caller(&context);
-        let mut tools = self.state.catalog().tools();
+        let mut tools = self.state.loaded_catalog().await.tools();
         tools.retain(|tool| self.access(&caller, &tool.name) == ToolAccess::Allowed);
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -246,7 +258,7 @@ impl ServerHandler for Server {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let catalog = self.state.catalog();
+        let catalog = self.state.loaded_catalog().await;
         let caller = self.caller(&context);
         let access = self.access(&caller, &request.name);
         let Some(entry) = catalog.find(&request.name).filter(|_| access != ToolAccess::NotOffered) else {

@@ -105,21 +105,30 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let _admin = AdminSocket::start(&admin_path, runtime.controls()).await?;
     eprintln!("toolcell: admin socket {}", admin_path.display());
     let sources = Sources { dir: args.policies.clone(), files: args.manifests.clone() };
-    let catalog = Catalog::load(&runtime, &sources).await;
-    report(&catalog);
     let principal = match args.http {
         None => default_principal(),
         Some(_) => format!("{}@http", default_principal()),
     };
     let limits = (serve_config.max_concurrent_calls, serve_config.max_calls_per_principal);
-    let state = Arc::new(State::new(runtime, sources, catalog, limits, principal));
+    let state = Arc::new(State::new(runtime, sources, limits, principal));
     if let Some(webhook) = webhook {
         tokio::spawn(webhook.approvals(state.clone()));
     }
     if let Some(alerts) = alerts {
         tokio::spawn(alerts.anomalies(state.clone()));
     }
-    tokio::spawn(watch(state.clone(), (policy_files, baseline), args.watch_interval));
+    // The tools load while the transport starts: a client's `initialize`
+    // is answered at once, its `tools/list` when they are in. Loading
+    // blocks (reading and linking components), so it has a thread of its
+    // own and the runtime's workers stay free to serve.
+    let loading = state.clone();
+    let tokio = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let catalog = tokio.block_on(Catalog::load(&loading.runtime, &loading.sources));
+        report(&catalog);
+        loading.first_catalog(catalog);
+        tokio.spawn(watch(loading, (policy_files, baseline), args.watch_interval));
+    });
 
     let serving = async {
         match args.http {
