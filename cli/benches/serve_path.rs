@@ -7,6 +7,8 @@
 //! - `in-process`: the full path a host embedding toolcell pays: open a
 //!   one-call task, invoke, close, the audit file written (chained, signed
 //!   checkpoint and sync at close);
+//! - the same with the audit file on tmpfs (`/dev/shm`), where the sync at
+//!   task close costs nothing: what is left beyond the storage's sync;
 //! - `serve stdio`: a JSON-RPC `tools/call` written to `toolcell serve`'s
 //!   stdin and its answer read back, by a minimal client (no SDK), with the
 //!   server's CPU per call from `/proc/PID/stat`.
@@ -267,20 +269,32 @@ fn main() {
     let tool = runtime.load_tool(Manifest::load(&manifest).unwrap()).unwrap();
     let grant_task = runtime.open_task(&tool, TaskRequest::new("bench", Duration::from_secs(86_400))).unwrap();
     let floor = Floor::new(runtime.engine(), &tool, None, Some(grant_task.grant())).unwrap();
+    // The same, its audit file on tmpfs, where the sync at close costs
+    // nothing: what the path costs beyond the storage's sync.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    let mut shm_config = RuntimeConfig { audit_log: Some(shm.path().join("audit.jsonl")), ..RuntimeConfig::default() };
+    shm_config.audit.signing_key = Some(dir.path().join("audit-key.json"));
+    let shm_runtime = Runtime::with_engine(runtime.engine().clone(), shm_config).unwrap();
+    let shm_tool = shm_runtime.load_tool(Manifest::load(&manifest).unwrap()).unwrap();
     let input = CallInput::Tool(INPUT.into());
-    let full_path = || async {
-        let task = runtime.open_task(&tool, TaskRequest::one_call("bench", &tool, Narrowing::default())).unwrap();
-        task.invoke(Call { input: input.clone(), output: None }).await.unwrap();
-        task.close().await;
+    let full_path = |runtime: &Runtime, tool: &std::sync::Arc<toolcell_runtime::Tool>| {
+        let task = runtime.open_task(tool, TaskRequest::one_call("bench", tool, Narrowing::default())).unwrap();
+        let input = input.clone();
+        async move {
+            task.invoke(Call { input, output: None }).await.unwrap();
+            task.close().await;
+        }
     };
 
     let (mut server, _) = StdioServer::start(dir.path(), &["--manifest", manifest.to_str().unwrap()]);
     let me = std::process::id().to_string();
     let (mut floor_path, mut in_process, mut stdio) = (Figures::default(), Figures::default(), Figures::default());
+    let mut on_tmpfs = Figures::default();
     // Warm-up: caches, the precompiled component, the allocator's pools.
     for _ in 0..per_round.min(100) {
         tokio.block_on(floor.call(&input)).unwrap();
-        tokio.block_on(full_path());
+        tokio.block_on(full_path(&runtime, &tool));
+        tokio.block_on(full_path(&shm_runtime, &shm_tool));
         server.call();
     }
     for _ in 0..rounds {
@@ -294,10 +308,17 @@ fn main() {
         let cpu = cpu_seconds(&me);
         for _ in 0..per_round {
             let started = Instant::now();
-            tokio.block_on(full_path());
+            tokio.block_on(full_path(&runtime, &tool));
             in_process.times.push(started.elapsed());
         }
         in_process.cpu += cpu_seconds(&me) - cpu;
+        let cpu = cpu_seconds(&me);
+        for _ in 0..per_round {
+            let started = Instant::now();
+            tokio.block_on(full_path(&shm_runtime, &shm_tool));
+            on_tmpfs.times.push(started.elapsed());
+        }
+        on_tmpfs.cpu += cpu_seconds(&me) - cpu;
         let cpu = cpu_seconds(&server.pid());
         for _ in 0..per_round {
             let started = Instant::now();
@@ -313,9 +334,13 @@ fn main() {
     println!("word-count, {} calls per path, {rounds} interleaved rounds", rounds * per_round);
     println!("{:<28} {:>10} {:>10} {:>14}", "path", "p50 µs", "p99 µs", "CPU/call µs");
     let (floor_p50, in_p50, in_cpu) = (floor_path.p50(), in_process.p50(), in_process.cpu_us());
-    for (name, path) in
-        [("floor", &mut floor_path), ("in-process full path", &mut in_process), ("serve stdio", &mut stdio)]
-    {
+    let (tmpfs_p50, tmpfs_cpu) = (on_tmpfs.p50(), on_tmpfs.cpu_us());
+    for (name, path) in [
+        ("floor", &mut floor_path),
+        ("in-process full path", &mut in_process),
+        ("  the same, audit on tmpfs", &mut on_tmpfs),
+        ("serve stdio", &mut stdio),
+    ] {
         println!("{name:<28} {:>10.1} {:>10.1} {:>14.1}", path.p50(), path.p99(), path.cpu_us());
     }
     println!(
@@ -324,26 +349,43 @@ fn main() {
         stdio.p50() / in_p50,
         stdio.cpu_us() / in_cpu
     );
+    println!(
+        "audit on tmpfs: in-process/floor p50 {:.2}; the storage's sync at close is {:.0} µs of the p50, {:.0} µs of CPU",
+        tmpfs_p50 / floor_p50,
+        in_p50 - tmpfs_p50,
+        in_cpu - tmpfs_cpu
+    );
     println!("serve RSS after the calls: {server_rss:.1} MiB");
 
     // Start-up with the example policies (manifests and Cedar files); the first start fills the precompile cache.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let mut starts = Vec::new();
+    let (mut starts, mut listed) = (Vec::new(), Vec::new());
     let mut idle_rss = 0.0;
-    for attempt in 0..if measuring { 6 } else { 2 } {
-        let (server, to_initialize) = StdioServer::start(dir.path(), &["--policies", examples.to_str().unwrap()]);
+    for attempt in 0..if measuring { 11 } else { 2 } {
+        let started = Instant::now();
+        let (mut server, to_initialize) = StdioServer::start(dir.path(), &["--policies", examples.to_str().unwrap()]);
+        server.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, true);
+        let to_list = started.elapsed();
+        assert!(server.line.contains("word-count"), "tools/list: {}", server.line);
         if attempt > 0 {
             starts.push(to_initialize);
+            listed.push(to_list);
         } else {
-            println!("start-up to initialize, example policies, cold precompile cache: {:.1} ms", ms(to_initialize));
+            println!(
+                "start-up, example policies, cold precompile cache: initialize {:.1} ms, tools/list {:.1} ms",
+                ms(to_initialize),
+                ms(to_list)
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
         idle_rss = rss_mib(server.child.id());
     }
     starts.sort();
+    listed.sort();
     println!(
-        "start-up to initialize, example policies, warm cache: median {:.1} ms; idle RSS {idle_rss:.1} MiB",
-        ms(starts[starts.len() / 2])
+        "start-up, example policies, warm cache: median initialize {:.1} ms, tools/list {:.1} ms; idle RSS {idle_rss:.1} MiB",
+        ms(starts[starts.len() / 2]),
+        ms(listed[listed.len() / 2])
     );
 
     http(dir.path(), &manifest, measuring);
