@@ -44,6 +44,7 @@ mod floor;
 mod grant;
 pub mod identity;
 mod invocation;
+mod key_file;
 mod manifest;
 mod meter;
 mod outstanding;

@@ -13,6 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::key_file::{Placing, write_whole};
+
 /// How a public key is written: in checkpoints, by `toolcell audit key`, and
 /// in the files `toolcell audit verify --key` reads.
 const PUBLIC_PREFIX: &str = "ed25519:";
@@ -61,24 +63,9 @@ impl SealKey {
                         .expect("key file serializes")
                         + "\n",
                 );
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
-                }
-                // Written whole under a name of this process's own, then
-                // linked in only if no key exists yet: a runtime starting at
-                // the same moment never reads a half-written key file.
-                let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let placed = options
-                    .open(&temporary)
-                    .and_then(|mut file| {
-                        std::io::Write::write_all(&mut file, text.as_bytes())?;
-                        file.sync_all()
-                    })
-                    .and_then(|()| std::fs::hard_link(&temporary, path));
-                let _ = std::fs::remove_file(&temporary);
+                // Written whole: a runtime starting at the same moment
+                // never reads a half-written key file.
+                let placed = write_whole(path, text.as_bytes(), Placing::Create);
                 match placed {
                     Ok(()) => Ok(SealKey::from_seed(&seed)),
                     // Another runtime made it first: use that one.

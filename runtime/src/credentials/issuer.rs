@@ -17,6 +17,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::key_file::{Placing, write_whole};
+
 /// Why the key file was not written.
 enum WriteError {
     /// Creating: another runtime created it first.
@@ -294,13 +296,10 @@ impl Issuer {
         })
     }
 
-    /// Writes the keys to a temporary file of this process's own beside the
-    /// key file, then puts it in place: renamed over the old file, or, when
-    /// `create` is set, linked in only if no key file exists yet (atomic
-    /// either way: a crash leaves the old keys or the new ones, never half).
+    /// Writes the keys whole ([`write_whole`]): over the old file, or, when
+    /// `create` is set, only if no key file exists yet.
     fn write_keys(&self, create: bool) -> Result<(), WriteError> {
         let Some(path) = &self.key_file else { return Ok(()) };
-        let failed = |e: std::io::Error| WriteError::Failed(e.to_string());
         let file = {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             KeyFile {
@@ -311,26 +310,11 @@ impl Issuer {
             }
         };
         let bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).expect("key file serializes"));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(failed)?;
-        }
-        let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = options.open(&temporary).and_then(|mut out| {
-            std::io::Write::write_all(&mut out, &bytes)?;
-            out.sync_all()
-        });
-        let placed = written.and_then(|()| {
-            if create { std::fs::hard_link(&temporary, path) } else { std::fs::rename(&temporary, path) }
-        });
-        let _ = std::fs::remove_file(&temporary);
-        match placed {
+        let placing = if create { Placing::Create } else { Placing::Replace };
+        match write_whole(path, &bytes, placing) {
             Ok(()) => Ok(()),
             Err(error) if create && error.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
-            Err(error) => Err(failed(error)),
+            Err(error) => Err(WriteError::Failed(error.to_string())),
         }
     }
 
