@@ -98,7 +98,10 @@ pub enum TlsError {
 /// many runs never open a TLS connection.
 #[derive(Clone)]
 pub(crate) struct Tls {
-    extra: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// The config's extra roots, each checked in `new`.
+    extra: Arc<rustls::RootCertStore>,
+    /// The provider with its protocol versions accepted in `new`.
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
     config: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
 }
 
@@ -109,44 +112,34 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// Reads and checks the extra roots.
+    /// Reads and checks the extra roots and the protocol versions.
     pub(crate) fn new(extra: &[std::path::PathBuf]) -> Result<Tls, TlsError> {
         use rustls::pki_types::pem::PemObject;
-        let mut certs = Vec::new();
-        let mut checked = rustls::RootCertStore::empty();
+        let mut roots = rustls::RootCertStore::empty();
         for path in extra {
             let file = |cause| TlsError::File { path: path.clone(), cause };
             for cert in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(file)? {
-                let cert = cert.map_err(file)?;
-                checked.add(cert.clone()).map_err(|cause| TlsError::Root { path: path.clone(), cause })?;
-                certs.push(cert);
+                roots.add(cert.map_err(file)?).map_err(|cause| TlsError::Root { path: path.clone(), cause })?;
             }
         }
-        Tls::builder().map_err(TlsError::Protocols)?;
-        Ok(Tls { extra: Arc::new(certs), config: Arc::default() })
-    }
-
-    fn builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Protocols)?;
+        Ok(Tls { extra: Arc::new(roots), builder, config: Arc::default() })
     }
 
     /// The client config, built (with the system's roots) the first time.
     pub(crate) fn config(&self) -> Arc<rustls::ClientConfig> {
         self.config
             .get_or_init(|| {
-                let mut roots = rustls::RootCertStore::empty();
+                let mut roots = rustls::RootCertStore::clone(&self.extra);
                 // Ambient authority: the system's TLS roots.
                 for cert in rustls_native_certs::load_native_certs().certs {
                     // A system root rustls cannot parse is skipped, as browsers do.
                     let _ = roots.add(cert);
                 }
-                for cert in self.extra.iter() {
-                    // Each was added to a store once already, in `new`.
-                    let _ = roots.add(cert.clone());
-                }
-                let builder = Tls::builder().expect("the protocol versions were accepted in Tls::new");
-                Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+                Arc::new(self.builder.clone().with_root_certificates(roots).with_no_client_auth())
             })
             .clone()
     }
@@ -207,5 +200,31 @@ pub(crate) async fn connect(
         Ok(Ok(tls)) => Ok(Box::new(tls)),
         Ok(Err(error)) => Err(ConnectError::Tls(error)),
         Err(_) => Err(ConnectError::Timeout("TLS handshake")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_extra_root_is_refused_at_start_not_at_the_first_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = Tls::new(std::slice::from_ref(&missing)).unwrap_err();
+        assert!(matches!(error, TlsError::File { .. }), "{error}");
+        assert!(error.to_string().contains("missing.pem"), "{error}");
+
+        // PEM that holds no certificate rustls accepts as a root.
+        let not_a_cert = dir.path().join("not-a-cert.pem");
+        std::fs::write(&not_a_cert, "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n").unwrap();
+        let error = Tls::new(std::slice::from_ref(&not_a_cert)).unwrap_err();
+        assert!(matches!(error, TlsError::Root { .. }), "{error}");
+        assert!(error.to_string().contains("not-a-cert.pem"), "{error}");
+
+        // No extra roots: the system's are read once, on first use, and shared by clones.
+        let tls = Tls::new(&[]).unwrap();
+        let again = tls.clone();
+        assert!(Arc::ptr_eq(&tls.config(), &again.config()), "one config, built once");
     }
 }
