@@ -40,7 +40,7 @@ pub(crate) struct DigestIndex {
 }
 
 /// What identifies one version of a file's contents.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Stamp {
     size: u64,
     mtime: (i64, i64),
@@ -52,16 +52,9 @@ impl Stamp {
         Stamp { size: meta.size(), mtime: (meta.mtime(), meta.mtime_nsec()), ctime: (meta.ctime(), meta.ctime_nsec()) }
     }
 
-    fn line(&self, sha256: &[u8; 32]) -> String {
-        format!(
-            "v1 {} {}.{:09} {}.{:09} {}\n",
-            self.size,
-            self.mtime.0,
-            self.mtime.1,
-            self.ctime.0,
-            self.ctime.1,
-            Hex(sha256)
-        )
+    /// The stamp as an entry writes it, before the digest.
+    fn text(&self) -> String {
+        format!("v1 {} {}.{:09} {}.{:09}", self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1)
     }
 }
 
@@ -82,16 +75,10 @@ impl DigestIndex {
         crate::engine::trusted_artifact(&entry).ok()?;
         let text = std::fs::read_to_string(&entry).ok()?;
         let (recorded, hex) = text.trim_end().rsplit_once(' ')?;
-        let expected = Stamp::of(&meta).line(&[0; 32]);
-        let (stamp, _) = expected.trim_end().rsplit_once(' ')?;
-        if recorded != stamp {
+        if recorded != Stamp::of(&meta).text() {
             return None;
         }
-        let mut sha256 = [0u8; 32];
-        for (byte, pair) in sha256.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
-        (hex.len() == 64).then_some(sha256)
+        crate::manifest::parse_sha256(hex).ok()
     }
 
     /// Records `sha256` for the file whose metadata (taken before its bytes
@@ -109,7 +96,10 @@ impl DigestIndex {
         let written = std::fs::create_dir_all(&self.dir)
             .and_then(|()| tempfile::NamedTempFile::new_in(&self.dir))
             .and_then(|mut file| {
-                std::io::Write::write_all(&mut file, Stamp::of(meta).line(sha256).as_bytes())?;
+                std::io::Write::write_all(
+                    &mut file,
+                    format!("{} {}\n", Stamp::of(meta).text(), Hex(sha256)).as_bytes(),
+                )?;
                 file.persist(&entry).map_err(|error| error.error)
             });
         if let Err(error) = written {
