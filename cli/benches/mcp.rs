@@ -7,20 +7,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use toolcell_test_guests as guests;
+
+mod common;
 
 fn mcp(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("word-count.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[tool]\nname = \"word-count\"\nowner = \"bench\"\npurpose = \"bench\"\nreview_by = 2099-01-01\n\
-             component = \"{}\"\n",
-            guests::WORD_COUNT
-        ),
-    )
-    .unwrap();
+    let manifest = common::word_count_manifest(dir.path());
     let mut server = Command::new(env!("CARGO_BIN_EXE_toolcell"))
         .arg("serve")
         .arg("--manifest")

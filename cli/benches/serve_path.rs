@@ -21,7 +21,7 @@
 //! path); under `cargo test` it runs each part a few times as a smoke test.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use toolcell_runtime::{
     Call, CallInput, EngineSettings, Floor, Manifest, Narrowing, Runtime, RuntimeConfig, TaskRequest, ToolEngine,
 };
-use toolcell_test_guests as guests;
+mod common;
 
 const INPUT: &str = r#"{"text":"hello world"}"#;
 
@@ -65,6 +65,18 @@ struct Figures {
 }
 
 impl Figures {
+    /// Times `calls` calls of `call`, one by one, and adds the CPU process
+    /// `pid` spent meanwhile.
+    fn time(&mut self, calls: usize, pid: &str, mut call: impl FnMut()) {
+        let cpu = cpu_seconds(pid);
+        for _ in 0..calls {
+            let started = Instant::now();
+            call();
+            self.times.push(started.elapsed());
+        }
+        self.cpu += cpu_seconds(pid) - cpu;
+    }
+
     fn p50(&mut self) -> f64 {
         self.times.sort();
         percentile(&self.times, 0.5)
@@ -78,20 +90,6 @@ impl Figures {
     fn cpu_us(&self) -> f64 {
         self.cpu / self.times.len() as f64 * 1e6
     }
-}
-
-fn manifest_file(dir: &Path) -> PathBuf {
-    let path = dir.join("word-count.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[tool]\nname = \"word-count\"\nowner = \"bench\"\npurpose = \"bench\"\nreview_by = 2099-01-01\n\
-             component = \"{}\"\n",
-            guests::WORD_COUNT
-        ),
-    )
-    .unwrap();
-    path
 }
 
 fn toolcell(dir: &Path) -> Command {
@@ -257,7 +255,7 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let (rounds, per_round) = if measuring { (5, 1000) } else { (1, 5) };
     let dir = tempfile::tempdir().unwrap();
-    let manifest = manifest_file(dir.path());
+    let manifest = common::word_count_manifest(dir.path());
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     // In-process: the engine and settings `toolcell serve` uses, an audit file signed and synced at close.
@@ -297,35 +295,14 @@ fn main() {
         tokio.block_on(full_path(&shm_runtime, &shm_tool));
         server.call();
     }
+    let server_pid = server.pid();
     for _ in 0..rounds {
-        let cpu = cpu_seconds(&me);
-        for _ in 0..per_round {
-            let started = Instant::now();
+        floor_path.time(per_round, &me, || {
             tokio.block_on(floor.call(&input)).unwrap();
-            floor_path.times.push(started.elapsed());
-        }
-        floor_path.cpu += cpu_seconds(&me) - cpu;
-        let cpu = cpu_seconds(&me);
-        for _ in 0..per_round {
-            let started = Instant::now();
-            tokio.block_on(full_path(&runtime, &tool));
-            in_process.times.push(started.elapsed());
-        }
-        in_process.cpu += cpu_seconds(&me) - cpu;
-        let cpu = cpu_seconds(&me);
-        for _ in 0..per_round {
-            let started = Instant::now();
-            tokio.block_on(full_path(&shm_runtime, &shm_tool));
-            on_tmpfs.times.push(started.elapsed());
-        }
-        on_tmpfs.cpu += cpu_seconds(&me) - cpu;
-        let cpu = cpu_seconds(&server.pid());
-        for _ in 0..per_round {
-            let started = Instant::now();
-            server.call();
-            stdio.times.push(started.elapsed());
-        }
-        stdio.cpu += cpu_seconds(&server.pid()) - cpu;
+        });
+        in_process.time(per_round, &me, || tokio.block_on(full_path(&runtime, &tool)));
+        on_tmpfs.time(per_round, &me, || tokio.block_on(full_path(&shm_runtime, &shm_tool)));
+        stdio.time(per_round, &server_pid, || server.call());
     }
     let server_rss = rss_mib(server.child.id());
     drop(server);

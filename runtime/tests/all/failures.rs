@@ -141,15 +141,20 @@ fn a_sha256_mismatch_is_refused_and_a_match_loads() {
     h.runtime.load_tool(manifest).unwrap();
 }
 
-#[test]
-fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
-    let dir = tempfile::tempdir().unwrap();
+/// A small engine of its own whose precompile cache (and digests) is `dir`.
+fn engine_caching_in(dir: &Path) -> std::sync::Arc<toolcell_runtime::ToolEngine> {
     let settings = toolcell_runtime::EngineSettings {
-        cache_dir: Some(dir.path().to_owned()),
+        cache_dir: Some(dir.to_owned()),
         max_concurrent_invocations: 4,
         ..Default::default()
     };
-    let engine = toolcell_runtime::ToolEngine::new(settings).unwrap();
+    toolcell_runtime::ToolEngine::new(settings).unwrap()
+}
+
+#[test]
+fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_caching_in(dir.path());
     engine.load(Path::new(guests::WORD_COUNT), None).unwrap();
     let artifacts: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -166,12 +171,7 @@ fn a_damaged_precompiled_artifact_is_rebuilt_not_trusted() {
 fn a_component_changed_after_its_digest_was_kept_is_hashed_again_and_its_pin_holds() {
     use sha2::Digest;
     let cache = tempfile::tempdir().unwrap();
-    let settings = toolcell_runtime::EngineSettings {
-        cache_dir: Some(cache.path().to_owned()),
-        max_concurrent_invocations: 4,
-        ..Default::default()
-    };
-    let engine = toolcell_runtime::ToolEngine::new(settings).unwrap();
+    let engine = engine_caching_in(cache.path());
     let dir = tempfile::tempdir().unwrap();
     let component = dir.path().join("tool.wasm");
     std::fs::copy(guests::WORD_COUNT, &component).unwrap();
