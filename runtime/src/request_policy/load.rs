@@ -208,13 +208,18 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
             let reason = policy.annotation("reason").map(str::to_owned);
             notes.insert(id.clone(), PolicyNotes { reason, approval, forbid });
             let tool = scoped_tool(&policy.resource_constraint());
-            // In its tool's slice the tool scope always holds: evaluated without it,
-            // the resource needs no entity unless the policy reads its attributes.
-            let policy = if tool.is_some() { without_tool_scope(&policy) } else { policy };
-            for (index, (action, _, _)) in ACTIONS.iter().enumerate() {
-                if !applies_to(&policy.action_constraint(), action) {
-                    continue;
-                }
+            let actions: Vec<usize> = ACTIONS
+                .iter()
+                .enumerate()
+                .filter(|(_, (action, _, _))| applies_to(&policy.action_constraint(), action))
+                .map(|(index, _)| index)
+                .collect();
+            // A slice holds one action on one tool (or on any): there its scope
+            // always holds, so it is not evaluated again for each decision, and
+            // without the tool scope the resource needs no entity unless the
+            // policy reads its attributes.
+            let policy = for_its_slices(&policy, tool.is_some());
+            for index in actions {
                 match &tool {
                     Some(tool) => scoped[index].entry(tool.clone()).or_default().push(policy.clone()),
                     None => by_action[index].add(policy.clone()).expect("ids are unique"),
@@ -277,17 +282,22 @@ fn scoped_tool(constraint: &cedar_policy::ResourceConstraint) -> Option<String> 
         .then(|| uid.id().unescaped().to_owned())
 }
 
-/// The policy with its resource scope's `in Tool::"x"` (or `== Tool::"x"`) dropped.
-fn without_tool_scope(policy: &cedar_policy::Policy) -> cedar_policy::Policy {
+/// The policy as its slices evaluate it: without its action scope (each
+/// slice it is put in is of an action the scope holds for) and, where it is
+/// confined to one tool (`in Tool::"x"` or `== Tool::"x"`), without that.
+fn for_its_slices(policy: &cedar_policy::Policy, in_its_tools_slice: bool) -> cedar_policy::Policy {
     let Ok(mut json) = policy.to_json() else { return policy.clone() };
-    let scope = &mut json["resource"];
-    match scope["op"].as_str() {
-        Some("is") => {
-            if let Some(scope) = scope.as_object_mut() {
-                scope.remove("in");
+    json["action"] = serde_json::json!({ "op": "All" });
+    if in_its_tools_slice {
+        let scope = &mut json["resource"];
+        match scope["op"].as_str() {
+            Some("is") => {
+                if let Some(scope) = scope.as_object_mut() {
+                    scope.remove("in");
+                }
             }
+            _ => *scope = serde_json::json!({ "op": "All" }),
         }
-        _ => *scope = serde_json::json!({ "op": "All" }),
     }
     cedar_policy::Policy::from_json(Some(policy.id().clone()), json).unwrap_or_else(|_| policy.clone())
 }

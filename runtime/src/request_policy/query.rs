@@ -189,7 +189,7 @@ impl TaskEntities {
 }
 
 fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttributes) -> Result<Entity, String> {
-    let mut attrs = Fields::new(reads, &["principal"]);
+    let mut attrs = Fields::new(reads, "principal");
     attrs
         .add("name", || string(principal))
         .add("roles", || strings(&attributes.roles))
@@ -199,13 +199,13 @@ fn principal_entity(reads: &Reads, principal: &str, attributes: &PrincipalAttrib
 }
 
 fn tool_entity(reads: &Reads, tool: &ToolFacts) -> Result<Entity, String> {
-    let mut attrs = Fields::new(reads, &["resource"]);
+    let mut attrs = Fields::new(reads, "resource");
     attrs.add("name", || string(&tool.name)).add("owner", || string(&tool.owner)).add("tags", || strings(&tool.tags));
     entity(uid(&types().tool, &tool.name), attrs.attrs(), &[])
 }
 
 fn task_entity(reads: &Reads, task: &str, workload: &str) -> Result<Entity, String> {
-    let mut attrs = Fields::new(reads, &["context", "task"]);
+    let mut attrs = Fields::new(reads, "context.task");
     attrs.add("id", || string(task)).add("workload", || string(workload));
     entity(uid(&types().task, task), attrs.attrs(), &[])
 }
@@ -280,17 +280,73 @@ fn entity(
 /// builds everything under it.
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
-    everything: bool,
-    /// Every path read and every path on the way to one, dotted.
-    on_the_way: HashSet<String>,
+    /// Every path read, as a tree from the variables down: a decision walks
+    /// it beside the record it builds, so asking whether a field is wanted
+    /// costs a few short comparisons, not a dotted key and a hash.
+    tree: ReadTree,
     /// The paths read, dotted: everything under one is built.
     read: HashSet<String>,
+}
+
+/// One step of the paths read: read whole, or the names under it that are
+/// read or on the way to one that is.
+#[derive(Clone, Debug, Default)]
+struct ReadTree {
+    whole: bool,
+    /// Few (a record's fields), so a list searched in order.
+    under: Vec<(String, ReadTree)>,
+}
+
+impl ReadTree {
+    fn child(&self, name: &str) -> Option<&ReadTree> {
+        self.under.iter().find(|(under, _)| under == name).map(|(_, tree)| tree)
+    }
+
+    fn insert(&mut self, path: &[String]) {
+        let Some((first, rest)) = path.split_first() else {
+            self.whole = true;
+            return;
+        };
+        let at = match self.under.iter().position(|(under, _)| under == first) {
+            Some(at) => at,
+            None => {
+                self.under.push((first.clone(), ReadTree::default()));
+                self.under.len() - 1
+            }
+        };
+        self.under[at].1.insert(rest);
+    }
+
+    /// Where the dotted `path` leads, and whether it, or a path holding it,
+    /// is read whole (then there is nothing further to walk).
+    fn walk(&self, path: &str) -> Walked<'_> {
+        let mut at = self;
+        for name in path.split('.') {
+            if at.whole {
+                return Walked::Whole;
+            }
+            match at.child(name) {
+                Some(next) => at = next,
+                None => return Walked::Unread,
+            }
+        }
+        if at.whole { Walked::Whole } else { Walked::Into(at) }
+    }
+}
+
+enum Walked<'a> {
+    /// Read whole, or held by a path read whole.
+    Whole,
+    /// On the way to paths read below it.
+    Into(&'a ReadTree),
+    /// Nothing at or under it is read.
+    Unread,
 }
 
 impl Reads {
     /// Every attribute (for `explain` and the benches that measure the whole request).
     pub fn everything() -> Reads {
-        Reads { everything: true, ..Reads::default() }
+        Reads { tree: ReadTree { whole: true, under: Vec::new() }, read: HashSet::new() }
     }
 
     /// What `policies` read, from their conditions.
@@ -301,19 +357,16 @@ impl Reads {
             let Ok(json) = policy.to_json() else { return Reads::everything() };
             walk(&json["conditions"], &mut paths);
         }
+        let mut tree = ReadTree::default();
+        for path in &paths {
+            tree.insert(path);
+        }
         let read = paths.iter().map(|path| path.join(".")).collect();
-        let on_the_way = paths.iter().flat_map(|path| (1..=path.len()).map(|end| path[..end].join("."))).collect();
-        Reads { everything: false, on_the_way, read }
+        Reads { tree, read }
     }
 
-    /// True when the path `dotted`, or one holding it, is read whole.
-    fn covers(&self, dotted: &str) -> bool {
-        self.everything
-            || dotted
-                .match_indices('.')
-                .map(|(end, _)| &dotted[..end])
-                .chain([dotted])
-                .any(|held| self.read.contains(held))
+    fn everything_read(&self) -> bool {
+        self.tree.whole
     }
 
     /// True when everything read is fixed for a task's life: the
@@ -321,7 +374,7 @@ impl Reads {
     /// the resource's where the resource is the task's tool (`call`). Then
     /// every decision of the task is the same, and one is enough.
     pub(crate) fn fixed_for_a_task(&self, resource_is_the_tool: bool) -> bool {
-        !self.everything
+        !self.everything_read()
             && self.read.iter().all(|path| {
                 let mut parts = path.split('.');
                 match (parts.next(), parts.next(), parts.next()) {
@@ -344,7 +397,7 @@ impl Reads {
     /// True when something at or under the path `dotted` is read (or the
     /// whole of something that holds it).
     pub(crate) fn reads_into(&self, dotted: &str) -> bool {
-        self.on_the_way.contains(dotted) || self.covers(dotted)
+        !matches!(self.tree.walk(dotted), Walked::Unread)
     }
 }
 
@@ -391,45 +444,43 @@ fn path_of(node: &serde_json::Value) -> Option<Vec<String>> {
     Some(path)
 }
 
+/// A tree in which nothing is read.
+fn empty_tree() -> &'static ReadTree {
+    static EMPTY: ReadTree = ReadTree { whole: false, under: Vec::new() };
+    &EMPTY
+}
+
 /// Record fields, each built only when read.
 struct Fields<'a> {
-    reads: &'a Reads,
-    /// The record's own path, dotted.
-    base: String,
-    /// The record is read whole (or everything is): every field is built.
-    whole: bool,
+    /// What is read under this record; `None`: it is read whole (or
+    /// everything is), so every field is built.
+    reads: Option<&'a ReadTree>,
     fields: Vec<(&'static str, RestrictedExpression)>,
-    /// Reused for the dotted path of each field asked about.
-    key: String,
 }
 
 impl<'a> Fields<'a> {
-    fn new(reads: &'a Reads, base: &[&'static str]) -> Fields<'a> {
-        let base = base.join(".");
-        let whole = reads.covers(&base);
-        Fields { reads, base, whole, fields: Vec::new(), key: String::new() }
+    /// The record at the dotted path `base`.
+    fn new(reads: &'a Reads, base: &str) -> Fields<'a> {
+        let reads = match reads.tree.walk(base) {
+            Walked::Whole => None,
+            Walked::Into(tree) => Some(tree),
+            // Nothing under it is read: an empty tree wants no field.
+            Walked::Unread => Some(empty_tree()),
+        };
+        Fields { reads, fields: Vec::new() }
     }
 
-    /// The dotted path of field `name`.
-    fn key(&mut self, name: &str) -> &str {
-        self.key.clear();
-        self.key.push_str(&self.base);
-        self.key.push('.');
-        self.key.push_str(name);
-        &self.key
-    }
-
-    /// True when field `name` is read, or is on the way to one that is.
-    fn wants(&mut self, name: &'static str) -> bool {
-        if self.whole {
-            return true;
+    /// What is read under field `name`: `Some(None)` for all of it, `None`
+    /// for none of it.
+    fn wanted(&self, name: &str) -> Option<Option<&'a ReadTree>> {
+        match self.reads {
+            None => Some(None),
+            Some(tree) => tree.child(name).map(|under| (!under.whole).then_some(under)),
         }
-        let reads = self.reads;
-        reads.on_the_way.contains(self.key(name))
     }
 
     fn add(&mut self, name: &'static str, value: impl FnOnce() -> RestrictedExpression) -> &mut Self {
-        if self.wants(name) {
+        if self.wanted(name).is_some() {
             self.fields.push((name, value()));
         }
         self
@@ -437,11 +488,8 @@ impl<'a> Fields<'a> {
 
     /// A nested record, built from its own read fields.
     fn nested(&mut self, name: &'static str, build: impl FnOnce(&mut Fields<'a>)) -> &mut Self {
-        if self.wants(name) {
-            let reads = self.reads;
-            let base = self.key(name).to_owned();
-            let whole = self.whole || reads.read.contains(&base);
-            let mut inner = Fields { reads, base, whole, fields: Vec::new(), key: String::new() };
+        if let Some(reads) = self.wanted(name) {
+            let mut inner = Fields { reads, fields: Vec::new() };
             build(&mut inner);
             self.fields.push((name, record(inner.fields)));
         }
@@ -529,7 +577,7 @@ impl PolicyQuery {
             }
         }
         let time = self.time.to_offset(time::UtcOffset::UTC);
-        let mut context = Fields::new(reads, &["context"]);
+        let mut context = Fields::new(reads, "context");
         context
             .nested("time", |t| {
                 t.add("unix", || RestrictedExpression::new_long(time.unix_timestamp()))
@@ -543,7 +591,7 @@ impl PolicyQuery {
             .counters("task_total", &self.task_total)
             .digest("input", &self.input)
             .add("approved", || RestrictedExpression::new_bool(self.approved));
-        let mut resource_attrs = Fields::new(reads, &["resource"]);
+        let mut resource_attrs = Fields::new(reads, "resource");
         let resource = match &self.action {
             PolicyAction::Call => {
                 // The task's entities hold the tool, where they are given.
