@@ -334,38 +334,80 @@ fn main() {
     );
     println!("serve RSS after the calls: {server_rss:.1} MiB");
 
-    // Start-up with the example policies (manifests and Cedar files); the first start fills the precompile cache.
+    // Start-up with the example policies (manifests and Cedar files); the
+    // first start fills the precompile cache. Then, interleaved, starts that
+    // reuse the tools' kept descriptions and starts that ask each tool again
+    // (its entries removed first): what keeping them buys.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let (mut starts, mut listed) = (Vec::new(), Vec::new());
-    let mut idle_rss = 0.0;
-    for attempt in 0..if measuring { 11 } else { 2 } {
+    let mut kept = StartUp::default();
+    let mut asked = StartUp::default();
+    for attempt in 0..if measuring { 21 } else { 3 } {
+        let asking = attempt % 2 == 1;
+        if asking {
+            forget_descriptions(&dir.path().join("cache"));
+        }
         let started = Instant::now();
         let (mut server, to_initialize) = StdioServer::start(dir.path(), &["--policies", examples.to_str().unwrap()]);
         server.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, true);
         let to_list = started.elapsed();
         assert!(server.line.contains("word-count"), "tools/list: {}", server.line);
-        if attempt > 0 {
-            starts.push(to_initialize);
-            listed.push(to_list);
-        } else {
+        std::thread::sleep(Duration::from_millis(300));
+        let rss = rss_mib(server.child.id());
+        if attempt == 0 {
             println!(
-                "start-up, example policies, cold precompile cache: initialize {:.1} ms, tools/list {:.1} ms",
+                "start-up, example policies, cold precompile cache: initialize {:.1} ms, tools/list {:.1} ms; idle RSS {rss:.1} MiB",
                 ms(to_initialize),
                 ms(to_list)
             );
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(300));
-        idle_rss = rss_mib(server.child.id());
+        let into = if asking { &mut asked } else { &mut kept };
+        into.initialize.push(to_initialize);
+        into.listed.push(to_list);
+        into.rss.push(rss);
     }
-    starts.sort();
-    listed.sort();
-    println!(
-        "start-up, example policies, warm cache: median initialize {:.1} ms, tools/list {:.1} ms; idle RSS {idle_rss:.1} MiB",
-        ms(starts[starts.len() / 2]),
-        ms(listed[listed.len() / 2])
-    );
+    for (what, starts) in [("descriptions kept", &mut kept), ("each tool asked", &mut asked)] {
+        let (initialize, listed, rss) = starts.medians();
+        println!(
+            "start-up, example policies, warm precompile cache, {what}: median initialize {:.1} ms, tools/list {:.1} ms; idle RSS {rss:.1} MiB",
+            ms(initialize),
+            ms(listed)
+        );
+    }
 
     http(dir.path(), &manifest, measuring);
+}
+
+/// Start-ups of one kind.
+#[derive(Default)]
+struct StartUp {
+    initialize: Vec<Duration>,
+    listed: Vec<Duration>,
+    rss: Vec<f64>,
+}
+
+impl StartUp {
+    /// Medians of the time to `initialize`, to `tools/list` and of the idle RSS.
+    fn medians(&mut self) -> (Duration, Duration, f64) {
+        self.initialize.sort();
+        self.listed.sort();
+        self.rss.sort_by(f64::total_cmp);
+        let middle = self.initialize.len() / 2;
+        (self.initialize[middle], self.listed[middle], self.rss[middle])
+    }
+}
+
+/// Removes the tools' kept descriptions under `cache`, so the next start asks each tool.
+fn forget_descriptions(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    for entry in entries.map(Result::unwrap) {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            forget_descriptions(&path);
+        } else if entry.file_name().to_string_lossy().starts_with("described-") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -37,6 +37,7 @@ mod caps;
 mod config;
 pub mod credentials;
 mod decide;
+mod described;
 mod digests;
 mod engine;
 mod error;

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use crate::approval::{ApprovalChannel, Approvals};
 use crate::audit::{Audit, AuditKind, AuditScope};
+use crate::bindings::ToolPre;
 use crate::boundary::Boundary;
 use crate::call::{TaskRequest, ToolInfo};
 use crate::caps::stdio::OutputSink;
@@ -21,6 +22,7 @@ use crate::credentials::providers::Providers;
 use crate::credentials::task_token::{TaskCredentials, Workload};
 use crate::decide::task::OpenTask;
 use crate::decide::{CallContext, Denial, PolicyPoint, Request, TaskFacts, decide};
+use crate::described::{Described, DescribedIndex};
 use crate::engine::{Pre, Shape, Tool, ToolEngine};
 use crate::error::{InvokeError, LoadError, RuntimeError, TaskError};
 use crate::grant::{Grant, Narrowing, WideningError};
@@ -34,7 +36,7 @@ use crate::oversight::{
 use crate::reports::{OverdueReview, ReviewOverdue};
 use crate::request_policy::{PrincipalAttributes, RequestPolicies, ToolFacts};
 use crate::scratch::ScratchRoot;
-use crate::store::{InvocationIds, WitToolInfo};
+use crate::store::{InvocationIds, InvocationState, WitToolInfo};
 use crate::task::Task;
 use crate::transport::Network;
 
@@ -342,6 +344,40 @@ impl Runtime {
                 functions: Vec::new(),
             });
         };
+        // Granted nothing, `describe` answers from the component's code alone:
+        // what it said at an earlier start is kept by the component's digest.
+        let kept = self.engine.settings().cache_dir.as_deref().map(DescribedIndex::new);
+        let sha256 = tool.component.sha256;
+        let described = match kept.as_ref().and_then(|index| index.lookup(&sha256)) {
+            Some(described) => described,
+            None => {
+                let described = self.ask_describe(manifest, pre).await?;
+                if let Some(index) = &kept {
+                    index.record(&sha256, &described);
+                }
+                described
+            }
+        };
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str(text)
+                .map_err(|error| InvokeError::host(format!("reading the tool's {what} as JSON"), error))
+        };
+        Ok(ToolInfo {
+            input_schema: parse("input schema", &described.input_schema)?,
+            output_schema: described.output_schema.as_deref().map(|s| parse("output schema", s)).transpose()?,
+            name: described.name,
+            description: described.description,
+            shape: Shape::Tool.name(),
+            functions: Vec::new(),
+        })
+    }
+
+    /// Calls the tool's `describe` in a fresh instance granted nothing.
+    async fn ask_describe(
+        &self,
+        manifest: &Manifest,
+        pre: &ToolPre<InvocationState>,
+    ) -> Result<Described, InvokeError> {
         let grant = Grant::new(
             &Manifest {
                 filesystem: vec![],
@@ -370,7 +406,7 @@ impl Runtime {
                 actor: None,
                 request: None,
             };
-            let facts = Arc::new(self.task_facts(&tool.manifest, "toolcell", String::new(), None));
+            let facts = Arc::new(self.task_facts(manifest, "toolcell", String::new(), None));
             let deadline = Instant::now() + timeout;
             let call = Arc::new(CallContext::new(ids.invocation.clone(), grant, meter.clone(), facts, deadline));
             let broker = Arc::new(Broker::granting_nothing(self.providers.clone(), call.clone(), who.clone()));
@@ -396,17 +432,11 @@ impl Runtime {
             Ok::<_, InvokeError>(info)
         };
         let info = with_timeout(timeout, None, &meter, work).await?;
-        let parse = |what: &str, text: &str| {
-            serde_json::from_str(text)
-                .map_err(|error| InvokeError::host(format!("reading the tool's {what} as JSON"), error))
-        };
-        Ok(ToolInfo {
-            input_schema: parse("input schema", &info.input_schema)?,
-            output_schema: info.output_schema.as_deref().map(|s| parse("output schema", s)).transpose()?,
+        Ok(Described {
             name: info.name,
             description: info.description,
-            shape: Shape::Tool.name(),
-            functions: Vec::new(),
+            input_schema: info.input_schema,
+            output_schema: info.output_schema,
         })
     }
 

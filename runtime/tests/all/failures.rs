@@ -259,3 +259,38 @@ async fn a_precompiled_artifact_others_could_write_is_never_loaded() {
         "the check proved nothing: a private artifact was not loaded either"
     );
 }
+
+#[tokio::test]
+async fn a_tool_is_described_once_per_component_and_only_a_trusted_description_is_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    use toolcell_runtime::{Runtime, RuntimeConfig};
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::with_engine(
+        engine_caching_in(cache.path()),
+        RuntimeConfig { scratch_root: Some(cache.path().join("scratch")), ..RuntimeConfig::default() },
+    )
+    .unwrap();
+    let word_count = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::WORD_COUNT))).unwrap();
+    let asked = runtime.describe(&word_count).await.unwrap();
+    let kept: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("described-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "what the tool said is kept");
+    let entry = &kept[0];
+    let digest: String = word_count.component.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(entry.to_string_lossy().contains(&digest), "kept by the component's digest: {}", entry.display());
+
+    // The kept description answers (no instance is asked): a changed one shows.
+    let text = std::fs::read_to_string(entry).unwrap();
+    std::fs::write(entry, text.replace(&asked.description, "as kept")).unwrap();
+    assert_eq!(runtime.describe(&word_count).await.unwrap().description, "as kept");
+    // Another component is asked for itself, not answered by this one's entry.
+    let probe = runtime.load_tool(Manifest::ad_hoc(Path::new(guests::PROBE_TOOL))).unwrap();
+    assert_ne!(runtime.describe(&probe).await.unwrap().description, "as kept");
+
+    // The attack: whoever else could write the entry could rewrite a tool's schemas.
+    std::fs::set_permissions(entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(runtime.describe(&word_count).await.unwrap(), asked, "an entry others could write is not used");
+}
