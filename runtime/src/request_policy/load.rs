@@ -136,7 +136,9 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
     let mut notes = HashMap::new();
     let mut defined: HashMap<String, PathBuf> = HashMap::new();
     let mut count = 0;
-    let validator = Validator::new(schema().clone());
+    // Built only for policies to check: with none written (the default), a
+    // start does not pay for Cedar's schema.
+    let validator = std::sync::LazyLock::new(|| Validator::new(schema().clone()));
     for source in sources {
         let at = |offset: Option<usize>, message: String| {
             let (line, column) = offset.map_or((0, 0), |offset| line_column(&source.text, offset));
@@ -232,9 +234,14 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
         return Err(PolicyErrors { problems });
     }
     if implicit_permit {
-        let permit =
-            cedar_policy::Policy::parse(Some(PolicyId::new(MANIFEST_POLICY)), "permit(principal, action, resource);")
-                .expect("the implicit permit parses");
+        // `permit(principal, action, resource);`, given as JSON: Cedar reads
+        // it without building its policy grammar's lexer.
+        let any = serde_json::json!({ "op": "All" });
+        let permit = cedar_policy::Policy::from_json(
+            Some(PolicyId::new(MANIFEST_POLICY)),
+            serde_json::json!({ "effect": "permit", "principal": any, "action": any, "resource": any, "conditions": [] }),
+        )
+        .expect("the implicit permit is a policy");
         for slot in &mut by_action {
             slot.add(permit.clone()).expect("`manifest` is reserved");
         }

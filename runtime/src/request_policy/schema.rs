@@ -65,14 +65,16 @@ pub fn schema_text() -> &'static str {
     })
 }
 
+/// The schema as Cedar's JSON schema format, generated from
+/// [`schema_text`] and checked in (a test fails when the two differ): Cedar
+/// reads JSON without building its schema grammar's lexer, which was a third
+/// of `toolcell serve`'s start-up.
+const SCHEMA_JSON: &str = include_str!("schema.json");
+
 /// The parsed schema.
 pub(crate) fn schema() -> &'static cedar_policy::Schema {
     static SCHEMA: OnceLock<cedar_policy::Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let (schema, _warnings) =
-            cedar_policy::Schema::from_cedarschema_str(schema_text()).expect("the generated schema parses");
-        schema
-    })
+    SCHEMA.get_or_init(|| cedar_policy::Schema::from_json_str(SCHEMA_JSON).expect("the generated schema parses"))
 }
 
 #[cfg(test)]
@@ -80,5 +82,23 @@ mod tests {
     #[test]
     fn the_generated_schema_parses() {
         let _ = super::schema();
+    }
+
+    /// `schema.json` is `schema_text()` in Cedar's JSON format. Run with
+    /// `TOOLCELL_BLESS=1` to write it again after changing the text.
+    #[test]
+    fn the_json_schema_is_the_text_schema() {
+        let (fragment, _) = cedar_policy::SchemaFragment::from_cedarschema_str(super::schema_text()).unwrap();
+        let expected = fragment.to_json_value().unwrap();
+        let checked_in: serde_json::Value = serde_json::from_str(super::SCHEMA_JSON).unwrap();
+        if expected != checked_in && std::env::var_os("TOOLCELL_BLESS").is_some() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/request_policy/schema.json");
+            std::fs::write(path, serde_json::to_string_pretty(&expected).unwrap() + "\n").unwrap();
+            return;
+        }
+        assert_eq!(
+            checked_in, expected,
+            "runtime/src/request_policy/schema.json is not schema_text() in JSON: run this test with TOOLCELL_BLESS=1"
+        );
     }
 }
