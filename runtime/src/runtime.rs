@@ -306,7 +306,9 @@ impl Runtime {
     }
 
     /// Describes a tool by calling its `describe` in a fresh instance that is
-    /// granted nothing. Commands are described from their manifest.
+    /// granted nothing, or by what it answered before where the cache
+    /// directory keeps that (see `described`). Commands and plain
+    /// components are described from their manifest and exports.
     pub async fn describe(&self, tool: &Tool) -> Result<ToolInfo, InvokeError> {
         let manifest = &tool.manifest;
         if tool.component.shape == Shape::Plain {
