@@ -46,20 +46,15 @@ impl DescribedIndex {
 
     /// What the component with this digest said when it was last asked.
     pub(crate) fn lookup(&self, sha256: &[u8; 32]) -> Option<Described> {
-        let entry = self.entry(sha256);
-        crate::engine::trusted_artifact(&entry).ok()?;
-        let text = std::fs::read(&entry).ok()?;
-        serde_json::from_slice(&text).ok()
+        serde_json::from_slice(&crate::engine::read_cache_entry(&self.entry(sha256))?).ok()
     }
 
     /// Keeps what the component with this digest said.
     pub(crate) fn record(&self, sha256: &[u8; 32], described: &Described) {
         let entry = self.entry(sha256);
-        let written = serde_json::to_vec(described).map_err(std::io::Error::other).and_then(|text| {
-            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-            std::io::Write::write_all(&mut file, &text)?;
-            file.persist(&entry).map_err(|error| error.error)
-        });
+        let written = serde_json::to_vec(described)
+            .map_err(std::io::Error::other)
+            .and_then(|text| crate::engine::write_cache_entry(&entry, &text));
         if let Err(error) = written {
             tracing::debug!(path = %entry.display(), "cannot keep a tool's description: {error}");
         }

@@ -72,8 +72,7 @@ impl DigestIndex {
         // Ambient authority: the component file the manifest names.
         let meta = std::fs::metadata(path).ok()?;
         let entry = self.entry(&meta);
-        crate::engine::trusted_artifact(&entry).ok()?;
-        let text = std::fs::read_to_string(&entry).ok()?;
+        let text = String::from_utf8(crate::engine::read_cache_entry(&entry)?).ok()?;
         let (recorded, hex) = text.trim_end().rsplit_once(' ')?;
         if recorded != Stamp::of(&meta).text() {
             return None;
@@ -93,15 +92,9 @@ impl DigestIndex {
             return;
         }
         let entry = self.entry(meta);
-        let written = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| tempfile::NamedTempFile::new_in(&self.dir))
-            .and_then(|mut file| {
-                std::io::Write::write_all(
-                    &mut file,
-                    format!("{} {}\n", Stamp::of(meta).text(), Hex(sha256)).as_bytes(),
-                )?;
-                file.persist(&entry).map_err(|error| error.error)
-            });
+        let line = format!("{} {}\n", Stamp::of(meta).text(), Hex(sha256));
+        let written =
+            std::fs::create_dir_all(&self.dir).and_then(|()| crate::engine::write_cache_entry(&entry, line.as_bytes()));
         if let Err(error) = written {
             tracing::debug!(path = %entry.display(), "cannot keep a component digest: {error}");
         }

@@ -595,15 +595,27 @@ pub(crate) enum UntrustedArtifact {
     NotAFile,
 }
 
-/// Writes the artifact to a temporary file and renames it into place, so a
-/// concurrent reader never sees half a file.
 fn store_precompiled(component: &Component, path: &Path) -> wasmtime::Result<()> {
-    let bytes = component.serialize()?;
+    write_cache_entry(path, &component.serialize()?)?;
+    Ok(())
+}
+
+/// Writes one entry of the cache directory (an artifact, a digest, a
+/// description) to a temporary file beside it and renames it into place, so
+/// a concurrent reader never sees half a file.
+pub(crate) fn write_cache_entry(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut file, &bytes)?;
+    std::io::Write::write_all(&mut file, bytes)?;
     file.persist(path).map_err(|error| error.error)?;
     Ok(())
+}
+
+/// One entry of the cache directory, where it is trusted (see
+/// `trusted_artifact`) and readable.
+pub(crate) fn read_cache_entry(path: &Path) -> Option<Vec<u8>> {
+    trusted_artifact(path).ok()?;
+    std::fs::read(path).ok()
 }
 
 enum WasmKind {

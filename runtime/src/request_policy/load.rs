@@ -138,7 +138,7 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
     let mut count = 0;
     // Built only for policies to check: with none written (the default), a
     // start does not pay for Cedar's schema.
-    let validator = std::sync::LazyLock::new(|| Validator::new(schema().clone()));
+    let validator = std::cell::LazyCell::new(|| Validator::new(schema().clone()));
     for source in sources {
         let at = |offset: Option<usize>, message: String| {
             let (line, column) = offset.map_or((0, 0), |offset| line_column(&source.text, offset));
