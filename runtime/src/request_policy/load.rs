@@ -11,6 +11,7 @@ use std::str::FromStr;
 use cedar_policy::{ActionConstraint, Effect, PolicyId, PolicySet, ValidationMode, Validator};
 use miette::Diagnostic;
 
+use crate::request_policy::native::NativeSlice;
 use crate::request_policy::query::Reads;
 use crate::request_policy::schema::{ACTIONS, schema};
 
@@ -109,6 +110,9 @@ pub(crate) struct Loaded {
 /// these are built for it.
 pub(crate) struct Slice {
     pub(crate) set: PolicySet,
+    /// The same policies compiled to be evaluated over the runtime's facts
+    /// (`native.rs`); `None` where one uses what only Cedar evaluates.
+    pub(crate) native: Option<NativeSlice>,
     pub(crate) reads: Reads,
     /// It holds a policy of the operator's (not only the manifest's permit).
     pub(crate) decides: bool,
@@ -118,12 +122,14 @@ pub(crate) struct Slice {
 }
 
 impl Slice {
-    fn of(set: PolicySet) -> Slice {
+    /// The slice of `set`'s policies for decisions of `action`.
+    fn of(set: PolicySet, action: &str) -> Slice {
         let reads = Reads::of(set.policies());
+        let native = NativeSlice::compile(set.policies(), action, reads.reads_into("resource"));
         let decides = set.policies().any(|policy| policy.id().to_string() != MANIFEST_POLICY);
         let needs_input =
             reads.reads_into("context.input") || set.policies().any(|policy| policy.annotation("approval").is_some());
-        Slice { set, reads, decides, needs_input }
+        Slice { set, native, reads, decides, needs_input }
     }
 }
 
@@ -250,7 +256,8 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
     let by_tool: Vec<HashMap<String, Slice>> = scoped
         .into_iter()
         .zip(&by_action)
-        .map(|(tools, any_tool)| {
+        .zip(ACTIONS)
+        .map(|((tools, any_tool), (action, _, _))| {
             tools
                 .into_iter()
                 .map(|(tool, own)| {
@@ -258,12 +265,12 @@ pub(crate) fn load(sources: &[PolicySource], implicit_permit: bool) -> Result<Lo
                     for policy in own {
                         set.add(policy).expect("ids are unique");
                     }
-                    (tool, Slice::of(set))
+                    (tool, Slice::of(set, action))
                 })
                 .collect()
         })
         .collect();
-    let by_action = by_action.into_iter().map(Slice::of).collect();
+    let by_action = by_action.into_iter().zip(ACTIONS).map(|(set, (action, _, _))| Slice::of(set, action)).collect();
     Ok(Loaded { by_action, by_tool, notes, count })
 }
 

@@ -15,6 +15,7 @@
 //! guard fails closed.
 
 pub(crate) mod load;
+mod native;
 pub(crate) mod query;
 pub(crate) mod schema;
 
@@ -171,30 +172,33 @@ impl RequestPolicies {
         if self.is_inert() {
             return PolicyVerdict::Allow { policies: vec![MANIFEST_POLICY.to_owned()] };
         }
-        // Only the policies that can apply to this action on this tool, and
-        // only the attributes they read.
+        // Only the policies that can apply to this action on this tool.
         let slice = self.slice(query.action.name(), &query.tool.name);
-        let (request, entities) = match query.to_cedar_reading(&slice.reads) {
-            Ok(built) => built,
-            // Fails closed: a decision Cedar cannot be asked is a denial.
-            Err(error) => {
-                return PolicyVerdict::Deny {
-                    policies: Vec::new(),
-                    reason: format!("the policy request could not be built: {error}"),
-                };
+        let answered = slice.native.as_ref().and_then(|native| native.decide(query));
+        let outcome = match answered {
+            Some(answer) => {
+                // Cedar is the reference: every test asks it too.
+                #[cfg(debug_assertions)]
+                assert_eq!(
+                    cedar_outcome(slice, query).as_ref().map(|o| (o.allow, &o.determining, o.errors.is_empty())),
+                    Ok((answer.allow, &answer.determining, true)),
+                    "the native evaluation of {query:?} differs from Cedar's"
+                );
+                Outcome { allow: answer.allow, determining: answer.determining, errors: Vec::new() }
             }
+            None => match cedar_outcome(slice, query) {
+                Ok(outcome) => outcome,
+                // Fails closed: a decision Cedar cannot be asked is a denial.
+                Err(error) => {
+                    return PolicyVerdict::Deny {
+                        policies: Vec::new(),
+                        reason: format!("the policy request could not be built: {error}"),
+                    };
+                }
+            },
         };
-        let response = Authorizer::new().is_authorized(&request, &slice.set, &entities);
-        let diagnostics = response.diagnostics();
-        let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
-        determining.sort();
+        let Outcome { allow, determining, errors } = outcome;
         // A forbid that could not be evaluated denies: a broken guard fails closed.
-        let errors: Vec<(String, String)> = diagnostics
-            .errors()
-            .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(error)| {
-                (error.policy_id().to_string(), error.inner().to_string())
-            })
-            .collect();
         let mut failed: Vec<(String, String)> =
             errors.iter().filter(|(id, _)| self.notes(id).is_some_and(|notes| notes.forbid)).cloned().collect();
         // An approval permit that could not be evaluated still asks for the approval.
@@ -206,8 +210,8 @@ impl RequestPolicies {
             let reason = format!("policy `{}` could not be evaluated, so it denies: {}", failed[0].0, failed[0].1);
             return PolicyVerdict::Deny { policies: ids, reason };
         }
-        match response.decision() {
-            Decision::Deny if determining.is_empty() => PolicyVerdict::Deny {
+        match allow {
+            false if determining.is_empty() => PolicyVerdict::Deny {
                 policies: Vec::new(),
                 reason: format!(
                     "no policy permits `{}` on {} (policy mode strict)",
@@ -215,7 +219,7 @@ impl RequestPolicies {
                     query.action.resource(&query.tool.name)
                 ),
             },
-            Decision::Deny => {
+            false => {
                 // Each forbid that applies, with its `@reason` where it has one.
                 let each: Vec<String> = determining
                     .iter()
@@ -227,7 +231,7 @@ impl RequestPolicies {
                 let reason = format!("denied by policy {}", each.join("; "));
                 PolicyVerdict::Deny { policies: determining, reason }
             }
-            Decision::Allow => {
+            true => {
                 let mut asks: Vec<&str> =
                     determining.iter().filter_map(|id| self.notes(id).and_then(|n| n.approval.as_deref())).collect();
                 asks.extend(unsure);
@@ -242,6 +246,32 @@ impl RequestPolicies {
     }
 }
 
+/// What a slice's policies said of a decision.
+struct Outcome {
+    allow: bool,
+    /// The satisfied permits of an allow, or forbids of a denial; sorted.
+    determining: Vec<String>,
+    /// The policies that could not be evaluated, with why.
+    errors: Vec<(String, String)>,
+}
+
+/// The decision as Cedar makes it: the request built with the attributes
+/// the slice's policies read, and evaluated.
+fn cedar_outcome(slice: &load::Slice, query: &PolicyQuery) -> Result<Outcome, String> {
+    let (request, entities) = query.to_cedar_reading(&slice.reads)?;
+    let response = Authorizer::new().is_authorized(&request, &slice.set, &entities);
+    let diagnostics = response.diagnostics();
+    let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+    determining.sort();
+    let errors = diagnostics
+        .errors()
+        .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(error)| {
+            (error.policy_id().to_string(), error.inner().to_string())
+        })
+        .collect();
+    Ok(Outcome { allow: response.decision() == Decision::Allow, determining, errors })
+}
+
 #[cfg(test)]
 impl RequestPolicies {
     /// The same set, building every attribute for every decision.
@@ -250,6 +280,8 @@ impl RequestPolicies {
             self.loaded.by_action.iter_mut().chain(self.loaded.by_tool.iter_mut().flat_map(|t| t.values_mut()));
         for slice in slices {
             slice.reads = Reads::everything();
+            // Cedar decides each, as it would with a policy only it evaluates.
+            slice.native = None;
         }
         self
     }

@@ -119,7 +119,7 @@ impl PolicyAction {
     }
 
     /// An HTTP request's URL without its query.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self {
             PolicyAction::Http { scheme, host, port, path, .. } => {
                 let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
@@ -130,7 +130,7 @@ impl PolicyAction {
     }
 }
 
-fn socket_address(ip: std::net::IpAddr, port: u16) -> String {
+pub(crate) fn socket_address(ip: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(ip, port).to_string()
 }
 
@@ -247,8 +247,12 @@ fn string(value: &str) -> RestrictedExpression {
 }
 
 /// Cedar's `Long` is signed 64-bit; counters beyond it are capped, not wrapped.
+pub(crate) fn cedar_long(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 fn long(value: u64) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::try_from(value).unwrap_or(i64::MAX))
+    RestrictedExpression::new_long(cedar_long(value))
 }
 
 fn strings(values: &[String]) -> RestrictedExpression {

@@ -318,3 +318,164 @@ when { context.request.method == "POST" && !principal.scopes.contains("issues:wr
     assert!(matches!(policies.evaluate(&asked), PolicyVerdict::Allow { .. }));
     assert!(matches!(policies.evaluate(&query("github-issues", http("GET", 0))), PolicyVerdict::Allow { .. }));
 }
+
+/// Policies using every construct the native evaluation compiles, for the
+/// differential test below.
+const EVERY_CONSTRUCT: &str = r#"
+@id("scoped-principal") forbid (principal == Principal::"mallory", action, resource);
+@id("principal-in") forbid (principal in Principal::"eve", action == Action::"call", resource);
+@id("resource-is") forbid (principal, action == Action::"http", resource is Endpoint)
+  when { resource.port == 8443 && resource.scheme == "https" };
+@id("resource-is-in") forbid (principal, action, resource is Endpoint in Tool::"github-issues")
+  when { context.request.path == "/admin" };
+@id("action-in") forbid (principal, action in [Action::"http", Action::"credential"], resource)
+  when { context.task_total.denials > 3 };
+@id("if-then-else") forbid (principal, action == Action::"http", resource)
+  when { if context.request.method == "GET" then context.request.query.size > 4096 else context.request.body.size - 10 < -5 };
+@id("arith") forbid (principal, action == Action::"http", resource)
+  when { context.invocation.bytes_sent * 2 + -context.invocation.bytes_received > 100000 };
+@id("sets") forbid (principal, action, resource)
+  when { principal.groups.containsAny(["contractors", "guests"]) && !principal.roles.containsAll(["reader", "writer"]) };
+@id("set-equality") forbid (principal, action == Action::"call", resource)
+  when { resource.tags == ["legacy", "internal"] || resource.tags.isEmpty() && resource.owner == "nobody@example.com" };
+@id("in-condition") forbid (principal, action == Action::"http", resource)
+  when { resource in Tool::"payroll" && context.request.method == "DELETE" };
+@id("in-set") forbid (principal, action == Action::"call", resource)
+  when { resource in [Tool::"retired-a", Tool::"retired-b"] };
+@id("task-entity") forbid (principal, action == Action::"credential", resource)
+  when { !(context.task.workload like "*quarantine*") && context.task == Task::"t-stopped" };
+@id("credential-scopes") forbid (principal, action == Action::"credential", resource)
+  when { context.credential.lifetime_seconds > 3600 && context.credential.scopes.contains("admin") };
+@id("has") forbid (principal, action == Action::"http", resource)
+  when { context.request.body has size && context.request.body.size > 1000000 && principal has roles && principal.roles.isEmpty() };
+@id("is-in-condition") forbid (principal, action == Action::"socket", resource)
+  when { resource is Address && context.socket.port == 25 && context.socket.protocol == "tcp" };
+@id("time") forbid (principal, action == Action::"call", resource)
+  when { context.time.weekday > 5 && context.time.minute < 30 && context.time.unix > 0 && context.approved == false };
+@id("approval") @approval("a person checks large inputs")
+  permit (principal, action == Action::"call", resource) when { context.input.size > 1000 };
+@id("strict-permit") permit (principal, action, resource) when { principal.name != "nobody" && context.task.id != "" };
+"#;
+
+/// Queries across the actions and the values the policies above test.
+fn many_queries() -> Vec<PolicyQuery> {
+    let mut queries = Vec::new();
+    let tools = ["github-issues", "payroll", "retired-a", "word-count"];
+    let principals = ["alice", "mallory", "eve"];
+    let actions = [
+        PolicyAction::Call,
+        http("GET", 0),
+        http("POST", 10),
+        http("DELETE", 2_000_000),
+        PolicyAction::Http {
+            method: "PUT".into(),
+            scheme: "https".into(),
+            host: "h".into(),
+            port: 8443,
+            path: "/admin".into(),
+            query: Digest { size: 5000, sha256: "ab".into() },
+            body: Digest { size: 2, sha256: "cd".into() },
+        },
+        PolicyAction::Credential {
+            name: "gh".into(),
+            provider: "oauth".into(),
+            audience: "api".into(),
+            scopes: vec!["admin".into(), "repo".into()],
+            lifetime_seconds: 7200,
+            exposure: "inject".into(),
+        },
+        PolicyAction::Socket {
+            operation: "tcp_connect".into(),
+            protocol: "tcp".into(),
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            port: 25,
+        },
+    ];
+    for (n, action) in actions.iter().enumerate() {
+        for (t, tool) in tools.iter().enumerate() {
+            for (p, principal) in principals.iter().enumerate() {
+                let mut asked = query(tool, action.clone());
+                asked.principal = (*principal).into();
+                let i = n + t + p;
+                asked.time = if i % 2 == 0 { datetime!(2026-12-05 07:15 UTC) } else { datetime!(2026-12-01 19:45 UTC) };
+                asked.principal_attributes.groups = match i % 3 {
+                    0 => vec!["contractors".into()],
+                    1 => vec!["eng".into(), "guests".into()],
+                    _ => vec![],
+                };
+                asked.principal_attributes.roles =
+                    if i % 4 == 0 { vec!["reader".into(), "writer".into()] } else { vec!["writer".into()] };
+                asked.tool.tags = match i % 3 {
+                    0 => vec!["internal".into(), "legacy".into()],
+                    1 => vec!["internal".into()],
+                    _ => vec![],
+                };
+                asked.tool.owner = if i % 2 == 0 { "nobody@example.com".into() } else { "tools@example.com".into() };
+                asked.task = if i % 5 == 0 { "t-stopped".into() } else { "t1".into() };
+                asked.task_total.denials = (i % 6) as u64;
+                asked.task_total.mints = (i % 7) as u64;
+                asked.task_total.bytes_sent = if i % 2 == 0 { 1_048_000 } else { 0 };
+                asked.invocation.bytes_sent = (i as u64) * 20_000;
+                asked.invocation.bytes_received = (i as u64) * 7_000;
+                asked.input.size = (i as u64) * 150;
+                asked.approved = i % 4 == 1;
+                queries.push(asked);
+            }
+        }
+    }
+    // Counters at Cedar's limit: the sums overflow, an error only Cedar names.
+    let mut overflowing = query("github-issues", http("POST", u64::MAX));
+    overflowing.task_total.bytes_sent = u64::MAX;
+    queries.push(overflowing);
+    queries
+}
+
+/// The native evaluation (`native.rs`) answers as Cedar does, for every
+/// slice of several policy sets and many queries; a policy using what it
+/// does not compile leaves its slices to Cedar.
+#[test]
+fn the_native_evaluation_decides_as_cedar_does() {
+    let hundred: String = (0..20)
+        .map(|tool| {
+            format!(
+                "@id(\"t{tool}-writer\") forbid (principal, action == Action::\"http\", resource in Tool::\"tool-{tool}\")\n\
+                 when {{ context.request.method == \"POST\" }} unless {{ principal.roles.contains(\"writer-{tool}\") || principal.groups.contains(\"admins\") }};\n\
+                 @id(\"t{tool}-budget\") forbid (principal, action == Action::\"http\", resource in Tool::\"tool-{tool}\")\n\
+                 when {{ context.task_total.bytes_sent + context.request.body.size > {budget} || context.invocation.requests >= 50 }};\n",
+                budget = 1_000_000 + tool * 1000
+            )
+        })
+        .collect();
+    let sets = [
+        (examples(), PolicyMode::Ceiling),
+        (examples(), PolicyMode::Strict),
+        (vec![source("every.cedar", EVERY_CONSTRUCT)], PolicyMode::Ceiling),
+        (vec![source("every.cedar", EVERY_CONSTRUCT)], PolicyMode::Strict),
+        (vec![source("hundred.cedar", &hundred)], PolicyMode::Ceiling),
+    ];
+    let mut answered = 0;
+    let mut left_to_cedar = 0;
+    for (sources, mode) in sets {
+        let policies = RequestPolicies::load(&sources, mode).unwrap();
+        for asked in many_queries() {
+            let slice = policies.slice(asked.action.name(), &asked.tool.name);
+            let cedar = cedar_outcome(slice, &asked).unwrap();
+            match slice.native.as_ref().and_then(|native| native.decide(&asked)) {
+                Some(answer) => {
+                    answered += 1;
+                    assert!(cedar.errors.is_empty(), "Cedar erred where the native path answered: {asked:?}");
+                    assert_eq!((answer.allow, &answer.determining), (cedar.allow, &cedar.determining), "{asked:?}");
+                }
+                None => left_to_cedar += 1,
+            }
+        }
+    }
+    // Not vacuous: most decisions are answered natively, and some are not
+    // (the `like` policy, the overflow).
+    assert!(answered > 300 && left_to_cedar > 20, "{answered} answered, {left_to_cedar} left to Cedar");
+    // The policy with `like` keeps its action's slices with Cedar; the others compile.
+    let every = RequestPolicies::load(&[source("every.cedar", EVERY_CONSTRUCT)], PolicyMode::Ceiling).unwrap();
+    assert!(every.slice("credential", "x").native.is_none());
+    assert!(every.slice("call", "x").native.is_some() && every.slice("http", "github-issues").native.is_some());
+    assert!(every.slice("socket", "x").native.is_some());
+}
