@@ -97,8 +97,9 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     let alerts = runtime_config.monitor.webhook.as_deref().map(|url| Webhook::parse(url, "[monitor] webhook"));
     let alerts = alerts.transpose()?;
     let baseline = BaselineFile::new(runtime_config.monitor.baseline.clone());
+    // The policies load with the tools, below, off the path to `initialize`.
+    runtime_config.policy_dir = None;
     let runtime = Runtime::new(runtime_config)?;
-    policy_files.load(&runtime).map_err(|errors| anyhow::anyhow!("request-time policies refused:\n{errors}"))?;
     // The [serve] section is read already: no second read of the config.
     let admin_path = admin::socket_path(args.admin_socket.as_deref().or(serve_config.admin_socket.as_deref()), None)?;
     // Its file is removed when the server stops, with `_admin`.
@@ -117,13 +118,21 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
     if let Some(alerts) = alerts {
         tokio::spawn(alerts.anomalies(state.clone()));
     }
-    // The tools load while the transport starts: a client's `initialize`
-    // is answered at once, its `tools/list` when they are in. Loading
-    // blocks (reading and linking components), so it has a thread of its
-    // own and the runtime's workers stay free to serve.
+    // The request-time policies and the tools load while the transport
+    // starts: a client's `initialize` is answered at once, its `tools/list`
+    // and `tools/call` when both are in (no call is decided before the
+    // policies are). Loading blocks (parsing and validating policies,
+    // reading and linking components), so it has a thread of its own and
+    // the runtime's workers stay free to serve. Policies that are refused
+    // stop the server, as they would before it served anything.
     let loading = state.clone();
     let tokio = tokio::runtime::Handle::current();
+    let (refused, policies_refused) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {
+        if let Err(errors) = policy_files.load(&loading.runtime) {
+            let _ = refused.send(errors);
+            return;
+        }
         let catalog = tokio.block_on(Catalog::load(&loading.runtime, &loading.sources));
         report(&catalog);
         loading.first_catalog(catalog);
@@ -149,6 +158,7 @@ pub async fn run(args: ServeArgs, config: Option<&Path>, audit_log: Option<&Path
             None
         }
         stop = signals.next() => Some(stop),
+        Ok(errors) = policies_refused => bail!("request-time policies refused:\n{errors}"),
     };
     if let Some(stop) = stopped {
         // No new calls; every running one is cancelled, and its teardown

@@ -457,6 +457,29 @@ fn a_new_forbid_is_picked_up_without_restart_and_a_broken_one_keeps_the_last_goo
 }
 
 #[test]
+fn policies_refused_at_start_stop_the_server_before_it_serves_a_call() {
+    // Policies load beside the tools, after the transport is up: a broken
+    // set must still stop the server, not leave it serving without them.
+    let served = Served::new(&["post-needs-writer.cedar"], "10s");
+    std::fs::write(served.policies().join("broken.cedar"), "forbid (principal, action, resource)\n  when { nope };\n")
+        .unwrap();
+    let output = served
+        .toolcell()
+        .arg("--config")
+        .arg(served.config(""))
+        .args(["serve", "--http", "127.0.0.1:0", "--policies"])
+        .arg(served.policies())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("request-time policies refused"), "{stderr}");
+    assert!(stderr.contains("broken.cedar:2:"), "{stderr}");
+    assert!(!stderr.contains("tool(s)"), "tools were served: {stderr}");
+}
+
+#[test]
 fn the_admin_socket_is_private_and_a_second_server_does_not_take_it_over() {
     use std::os::unix::fs::PermissionsExt;
     let served = Served::new(&[], "10s");
