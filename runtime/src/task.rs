@@ -350,7 +350,8 @@ impl Task {
         self.life.teardowns.idle().await;
         self.life.credentials.close().await;
         // The task's record is durable before its close is reported.
-        let summary = self.life.finish_durably("closed").await;
+        let alone = self.oversight.live.open() <= 1;
+        let summary = self.life.finish_durably("closed", alone).await;
         self.oversight.live.closed(&self.id);
         summary
     }

@@ -475,6 +475,11 @@ impl Audit {
         chain.seal().map_err(|cause| AuditError { path: chain.path().to_owned(), cause })
     }
 
+    /// True when events go to a file, so sealing writes and syncs.
+    pub(crate) fn writes_a_file(&self) -> bool {
+        self.chain.is_some()
+    }
+
     /// [`Audit::seal`], where a failure can only be logged.
     pub(crate) fn seal_or_log(&self) {
         if let Err(error) = self.seal() {
