@@ -544,11 +544,20 @@ fn text(value: &str) -> Option<Val<'_>> {
     Some(Val::Str(Cow::Borrowed(value)))
 }
 
+/// A getter of one field of the query's action (`None` for another action).
+macro_rules! of_action {
+    ($variant:ident { $field:ident } => $value:expr) => {
+        Some(|q| match &q.action {
+            PolicyAction::$variant { $field, .. } => $value,
+            _ => None,
+        })
+    };
+}
+
 /// The attribute at the dotted `path` (from a variable) in a decision of
 /// `action`, as the query builder gives it to Cedar (`query.rs`); `None`
 /// for what this path does not read (a record whole, an unknown name).
 fn getter(action: &str, path: &str) -> Option<Getter> {
-    use PolicyAction as A;
     let common: Option<Getter> = match path {
         "principal.name" => Some(|q| text(&q.principal)),
         "principal.roles" => Some(|q| Some(Val::Strs(&q.principal_attributes.roles))),
@@ -587,82 +596,35 @@ fn getter(action: &str, path: &str) -> Option<Getter> {
         ("call", "resource.owner") => Some(|q| text(&q.tool.owner)),
         ("call", "resource.tags") => Some(|q| Some(Val::Strs(&q.tool.tags))),
         ("http", "resource.url") => Some(|q| Some(Val::Str(Cow::Owned(q.action.url())))),
-        ("http", "resource.scheme" | "context.request.scheme") => Some(|q| match &q.action {
-            A::Http { scheme, .. } => text(scheme),
-            _ => None,
-        }),
-        ("http", "resource.host" | "context.request.host") => Some(|q| match &q.action {
-            A::Http { host, .. } => text(host),
-            _ => None,
-        }),
-        ("http", "resource.port" | "context.request.port") => Some(|q| match &q.action {
-            A::Http { port, .. } => long(u64::from(*port)),
-            _ => None,
-        }),
-        ("http", "resource.path" | "context.request.path") => Some(|q| match &q.action {
-            A::Http { path, .. } => text(path),
-            _ => None,
-        }),
-        ("http", "context.request.method") => Some(|q| match &q.action {
-            A::Http { method, .. } => text(method),
-            _ => None,
-        }),
-        ("http", "context.request.query.size") => Some(|q| match &q.action {
-            A::Http { query, .. } => long(query.size),
-            _ => None,
-        }),
-        ("http", "context.request.query.sha256") => Some(|q| match &q.action {
-            A::Http { query, .. } => text(&query.sha256),
-            _ => None,
-        }),
-        ("http", "context.request.body.size") => Some(|q| match &q.action {
-            A::Http { body, .. } => long(body.size),
-            _ => None,
-        }),
-        ("http", "context.request.body.sha256") => Some(|q| match &q.action {
-            A::Http { body, .. } => text(&body.sha256),
-            _ => None,
-        }),
-        ("credential", "resource.name" | "context.credential.name") => Some(|q| match &q.action {
-            A::Credential { name, .. } => text(name),
-            _ => None,
-        }),
-        ("credential", "resource.provider" | "context.credential.provider") => Some(|q| match &q.action {
-            A::Credential { provider, .. } => text(provider),
-            _ => None,
-        }),
-        ("credential", "resource.audience" | "context.credential.audience") => Some(|q| match &q.action {
-            A::Credential { audience, .. } => text(audience),
-            _ => None,
-        }),
-        ("credential", "context.credential.scopes") => Some(|q| match &q.action {
-            A::Credential { scopes, .. } => Some(Val::Strs(scopes)),
-            _ => None,
-        }),
-        ("credential", "context.credential.lifetime_seconds") => Some(|q| match &q.action {
-            A::Credential { lifetime_seconds, .. } => long(*lifetime_seconds),
-            _ => None,
-        }),
-        ("credential", "context.credential.exposure") => Some(|q| match &q.action {
-            A::Credential { exposure, .. } => text(exposure),
-            _ => None,
-        }),
-        ("socket", "resource.ip" | "context.socket.ip") => Some(|q| match &q.action {
-            A::Socket { ip, .. } => Some(Val::Str(Cow::Owned(ip.to_string()))),
-            _ => None,
-        }),
-        ("socket", "resource.port" | "context.socket.port") => Some(|q| match &q.action {
-            A::Socket { port, .. } => long(u64::from(*port)),
-            _ => None,
-        }),
-        ("socket", "resource.protocol" | "context.socket.protocol") => Some(|q| match &q.action {
-            A::Socket { protocol, .. } => text(protocol),
-            _ => None,
-        }),
-        ("socket", "context.socket.operation") => Some(|q| match &q.action {
-            A::Socket { operation, .. } => text(operation),
-            _ => None,
-        }),
+        ("http", "resource.scheme" | "context.request.scheme") => of_action!(Http { scheme } => text(scheme)),
+        ("http", "resource.host" | "context.request.host") => of_action!(Http { host } => text(host)),
+        ("http", "resource.port" | "context.request.port") => of_action!(Http { port } => long(u64::from(*port))),
+        ("http", "resource.path" | "context.request.path") => of_action!(Http { path } => text(path)),
+        ("http", "context.request.method") => of_action!(Http { method } => text(method)),
+        ("http", "context.request.query.size") => of_action!(Http { query } => long(query.size)),
+        ("http", "context.request.query.sha256") => of_action!(Http { query } => text(&query.sha256)),
+        ("http", "context.request.body.size") => of_action!(Http { body } => long(body.size)),
+        ("http", "context.request.body.sha256") => of_action!(Http { body } => text(&body.sha256)),
+        ("credential", "resource.name" | "context.credential.name") => of_action!(Credential { name } => text(name)),
+        ("credential", "resource.provider" | "context.credential.provider") => {
+            of_action!(Credential { provider } => text(provider))
+        }
+        ("credential", "resource.audience" | "context.credential.audience") => {
+            of_action!(Credential { audience } => text(audience))
+        }
+        ("credential", "context.credential.scopes") => of_action!(Credential { scopes } => Some(Val::Strs(scopes))),
+        ("credential", "context.credential.lifetime_seconds") => {
+            of_action!(Credential { lifetime_seconds } => long(*lifetime_seconds))
+        }
+        ("credential", "context.credential.exposure") => of_action!(Credential { exposure } => text(exposure)),
+        ("socket", "resource.ip" | "context.socket.ip") => {
+            of_action!(Socket { ip } => Some(Val::Str(Cow::Owned(ip.to_string()))))
+        }
+        ("socket", "resource.port" | "context.socket.port") => of_action!(Socket { port } => long(u64::from(*port))),
+        ("socket", "resource.protocol" | "context.socket.protocol") => {
+            of_action!(Socket { protocol } => text(protocol))
+        }
+        ("socket", "context.socket.operation") => of_action!(Socket { operation } => text(operation)),
         _ => None,
     }
 }

@@ -479,3 +479,202 @@ fn the_native_evaluation_decides_as_cedar_does() {
     assert!(every.slice("call", "x").native.is_some() && every.slice("http", "github-issues").native.is_some());
     assert!(every.slice("socket", "x").native.is_some());
 }
+
+/// A query of `action` in which every attribute has a value no other has.
+fn distinct_query(action: &str) -> PolicyQuery {
+    let action = match action {
+        "call" => PolicyAction::Call,
+        "http" => PolicyAction::Http {
+            method: "PATCH".into(),
+            scheme: "https".into(),
+            host: "h-host".into(),
+            port: 23,
+            path: "/p-path".into(),
+            query: Digest { size: 24, sha256: "q-sha".into() },
+            body: Digest { size: 25, sha256: "b-sha".into() },
+        },
+        "credential" => PolicyAction::Credential {
+            name: "c-name".into(),
+            provider: "c-provider".into(),
+            audience: "c-audience".into(),
+            scopes: vec!["c-scope".into()],
+            lifetime_seconds: 26,
+            exposure: "c-exposure".into(),
+        },
+        _ => PolicyAction::Socket {
+            operation: "tcp_connect".into(),
+            protocol: "tcp".into(),
+            ip: std::net::Ipv4Addr::new(127, 0, 0, 9).into(),
+            port: 27,
+        },
+    };
+    PolicyQuery {
+        principal: "p-name".into(),
+        principal_attributes: PrincipalAttributes {
+            roles: vec!["r-role".into()],
+            groups: vec!["g-group".into()],
+            scopes: vec!["s-scope".into()],
+        },
+        tool: ToolFacts { name: "t-tool".into(), owner: "o-owner".into(), tags: vec!["t-tag".into()] },
+        task: "k-task".into(),
+        workload: "w-workload".into(),
+        task_age_seconds: 11,
+        time: datetime!(2026-12-01 10:07 UTC),
+        invocation: Counters { requests: 12, bytes_sent: 13, bytes_received: 14, mints: 15, denials: 16 },
+        task_total: Counters { requests: 17, bytes_sent: 18, bytes_received: 19, mints: 20, denials: 21 },
+        input: Digest { size: 22, sha256: "i-sha".into() },
+        approved: true,
+        action,
+        task_entities: None,
+    }
+}
+
+/// Every attribute the native evaluation reads is the one Cedar sees: for
+/// each, a policy per value of a query whose values all differ, comparing
+/// the attribute with it, and exactly the right one is satisfied, by both.
+#[test]
+fn every_attribute_the_native_evaluation_reads_is_the_one_cedar_sees() {
+    let counters = ["requests", "bytes_sent", "bytes_received", "mints", "denials"];
+    let mut common: Vec<String> = [
+        "principal.name",
+        "principal.roles",
+        "principal.groups",
+        "principal.scopes",
+        "context.time.unix",
+        "context.time.hour",
+        "context.time.minute",
+        "context.time.weekday",
+        "context.task.id",
+        "context.task.workload",
+        "context.task_age_seconds",
+        "context.input.size",
+        "context.input.sha256",
+        "context.approved",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for record in ["invocation", "task_total"] {
+        common.extend(counters.iter().map(|counter| format!("context.{record}.{counter}")));
+    }
+    let per_action: [(&str, &[&str]); 4] = [
+        ("call", &["resource.name", "resource.owner", "resource.tags"]),
+        (
+            "http",
+            &[
+                "resource.url",
+                "resource.scheme",
+                "resource.host",
+                "resource.port",
+                "resource.path",
+                "context.request.method",
+                "context.request.scheme",
+                "context.request.host",
+                "context.request.port",
+                "context.request.path",
+                "context.request.query.size",
+                "context.request.query.sha256",
+                "context.request.body.size",
+                "context.request.body.sha256",
+            ],
+        ),
+        (
+            "credential",
+            &[
+                "resource.name",
+                "resource.provider",
+                "resource.audience",
+                "context.credential.name",
+                "context.credential.provider",
+                "context.credential.audience",
+                "context.credential.scopes",
+                "context.credential.lifetime_seconds",
+                "context.credential.exposure",
+            ],
+        ),
+        (
+            "socket",
+            &[
+                "resource.ip",
+                "resource.port",
+                "resource.protocol",
+                "context.socket.operation",
+                "context.socket.protocol",
+                "context.socket.ip",
+                "context.socket.port",
+            ],
+        ),
+    ];
+    let texts = [
+        "p-name",
+        "r-role",
+        "g-group",
+        "s-scope",
+        "t-tool",
+        "o-owner",
+        "t-tag",
+        "k-task",
+        "w-workload",
+        "i-sha",
+        "PATCH",
+        "https",
+        "h-host",
+        "/p-path",
+        "q-sha",
+        "b-sha",
+        "https://h-host:23/p-path",
+        "c-name",
+        "c-provider",
+        "c-audience",
+        "c-scope",
+        "c-exposure",
+        "tcp_connect",
+        "tcp",
+        "127.0.0.9",
+    ];
+    let unix = datetime!(2026-12-01 10:07 UTC).unix_timestamp();
+    let longs: Vec<i64> = (2..=27).chain([unix]).collect();
+    // Each attribute's literals: strings, longs or booleans, whichever its type takes.
+    let literals = [
+        texts.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
+        longs.iter().map(ToString::to_string).collect(),
+        vec!["true".to_owned(), "false".to_owned()],
+    ];
+    let mut checked = 0;
+    for (action, own) in per_action {
+        let asked = distinct_query(action);
+        for path in common.iter().map(String::as_str).chain(own.iter().copied()) {
+            let set = |literal: &str, test: &str| match test {
+                "contains" => format!("{path}.contains({literal})"),
+                _ => format!("{path} == {literal}"),
+            };
+            let policies = ["==", "contains"]
+                .iter()
+                .flat_map(|test| literals.iter().map(move |kind| (*test, kind)))
+                .find_map(|(test, kind)| {
+                    let text: String = kind
+                        .iter()
+                        .enumerate()
+                        .map(|(n, literal)| {
+                            format!(
+                                "@id(\"{n}\") permit (principal, action == Action::\"{action}\", resource) when {{ {} }};\n",
+                                set(literal, test)
+                            )
+                        })
+                        .collect();
+                    RequestPolicies::load(&[source("attribute.cedar", &text)], PolicyMode::Strict)
+                        .ok()
+                        .map(|policies| (policies, kind))
+                })
+                .unwrap_or_else(|| panic!("no literal fits {path} for {action}"));
+            let (policies, kind) = policies;
+            let slice = policies.slice(action, &asked.tool.name);
+            let answer = slice.native.as_ref().expect("compiled").decide(&asked).expect("answered");
+            let cedar = cedar_outcome(slice, &asked).unwrap();
+            assert_eq!((answer.allow, &answer.determining), (cedar.allow, &cedar.determining), "{action} {path}");
+            let matched: Vec<&String> = answer.determining.iter().map(|n| &kind[n.parse::<usize>().unwrap()]).collect();
+            assert_eq!(matched.len(), 1, "{action} {path}: {matched:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * common.len() + 3 + 14 + 9 + 7);
+}
