@@ -13,6 +13,11 @@
 //! A policy that fails to evaluate (an attribute missing, an overflow) is
 //! not skipped silently: a `forbid` that errors denies, so a mistake in a
 //! guard fails closed.
+//!
+//! Where a decision's policies are written in the common part of Cedar,
+//! they are evaluated over the runtime's facts without building a Cedar
+//! request (`native.rs`); Cedar decides the rest, and is the reference
+//! both are tested against.
 
 pub(crate) mod load;
 mod native;
