@@ -181,15 +181,15 @@ impl RequestPolicies {
         let slice = self.slice(query.action.name(), &query.tool.name);
         let answered = slice.native.as_ref().and_then(|native| native.decide(query));
         let outcome = match answered {
-            Some(answer) => {
+            Some(answered) => {
                 // Cedar is the reference: every test asks it too.
                 #[cfg(debug_assertions)]
                 assert_eq!(
                     cedar_outcome(slice, query).as_ref().map(|o| (o.allow, &o.determining, o.errors.is_empty())),
-                    Ok((answer.allow, &answer.determining, true)),
+                    Ok((answered.allow, &answered.determining, true)),
                     "the native evaluation of {query:?} differs from Cedar's"
                 );
-                Outcome { allow: answer.allow, determining: answer.determining, errors: Vec::new() }
+                answered
             }
             None => match cedar_outcome(slice, query) {
                 Ok(outcome) => outcome,

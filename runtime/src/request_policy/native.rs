@@ -26,7 +26,8 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use super::query::{PolicyAction, PolicyQuery, cedar_long, socket_address};
+use super::Outcome;
+use super::query::{PolicyAction, PolicyQuery, cedar_long, path_of, socket_address};
 
 /// The policies of one slice, compiled.
 pub(crate) struct NativeSlice {
@@ -40,14 +41,6 @@ struct NativePolicy {
     id: String,
     forbid: bool,
     condition: Node,
-}
-
-/// What Cedar's response says of a decision in which no policy errs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub(crate) allow: bool,
-    /// The satisfied permits of an allow, or forbids of a denial; sorted.
-    pub(crate) determining: Vec<String>,
 }
 
 /// The entity types of toolcell's schema.
@@ -216,9 +209,10 @@ impl NativeSlice {
         Some(NativeSlice { policies, resource_in_tool })
     }
 
-    /// Decides `query`, or `None` when a policy would fail to evaluate
-    /// (Cedar decides it then, and names the error).
-    pub(crate) fn decide(&self, query: &PolicyQuery) -> Option<Answer> {
+    /// Decides `query` as Cedar would (no policy errs here), or `None`
+    /// when a policy would fail to evaluate (Cedar decides it then, and
+    /// names the error).
+    pub(super) fn decide(&self, query: &PolicyQuery) -> Option<Outcome> {
         let mut permits = Vec::new();
         let mut forbids = Vec::new();
         for policy in &self.policies {
@@ -233,7 +227,7 @@ impl NativeSlice {
             (true, true) => (false, Vec::new()),
         };
         determining.sort();
-        Some(Answer { allow, determining })
+        Some(Outcome { allow, determining, errors: Vec::new() })
     }
 
     fn eval<'a>(&self, node: &'a Node, query: &'a PolicyQuery) -> Option<Val<'a>> {
@@ -333,11 +327,12 @@ impl NativeSlice {
         if kind == target_kind && id == target_id {
             return true;
         }
+        // A tool (the resource of a `call`) has no parent.
         self.resource_in_tool
+            && kind != Kind::Tool
             && target_kind == Kind::Tool
             && target_id == query.tool.name
             && resource(query).is_some_and(|r| matches!(&r, Val::Entity(k, i) if *k == kind && i == id))
-            && kind != Kind::Tool
     }
 }
 
@@ -503,17 +498,6 @@ impl Compiler<'_> {
         path.push(attr);
         getter(self.action, &path.join("."))
     }
-}
-
-/// `principal`, `resource`, `context`, or a chain of attributes of one.
-fn path_of(json: &Json) -> Option<Vec<&str>> {
-    if let Some(var) = json.get("Var").and_then(Json::as_str) {
-        return Some(vec![var]);
-    }
-    let inner = json.get(".")?;
-    let mut path = path_of(&inner["left"])?;
-    path.push(inner["attr"].as_str()?);
-    Some(path)
 }
 
 /// A literal: a boolean, a long, a string or an entity.

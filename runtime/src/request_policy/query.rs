@@ -414,13 +414,11 @@ fn walk(node: &serde_json::Value, paths: &mut Vec<Vec<String>>) {
                     && let Some(mut path) = path_of(&inner["left"])
                 {
                     match &inner["attr"] {
-                        serde_json::Value::String(attr) => path.push(attr.clone()),
-                        serde_json::Value::Array(attrs) => {
-                            path.extend(attrs.iter().filter_map(|a| a.as_str().map(str::to_owned)));
-                        }
+                        serde_json::Value::String(attr) => path.push(attr),
+                        serde_json::Value::Array(attrs) => path.extend(attrs.iter().filter_map(|a| a.as_str())),
                         _ => {}
                     }
-                    paths.push(path);
+                    paths.push(path.into_iter().map(str::to_owned).collect());
                     return;
                 }
             }
@@ -438,13 +436,13 @@ fn walk(node: &serde_json::Value, paths: &mut Vec<Vec<String>>) {
 }
 
 /// `principal`, `resource` or `context`, or a chain of attribute accesses on one.
-fn path_of(node: &serde_json::Value) -> Option<Vec<String>> {
+pub(crate) fn path_of(node: &serde_json::Value) -> Option<Vec<&str>> {
     if let Some(var) = node.get("Var").and_then(|v| v.as_str()) {
-        return Some(vec![var.to_owned()]);
+        return Some(vec![var]);
     }
     let inner = node.get(".")?;
     let mut path = path_of(&inner["left"])?;
-    path.push(inner["attr"].as_str()?.to_owned());
+    path.push(inner["attr"].as_str()?);
     Some(path)
 }
 
